@@ -1,0 +1,108 @@
+"""Generate text in batches with or without a watermark processor (left padding, any decoding)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList
+
+from .schemes.base import WatermarkScheme
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt: str
+    text: str
+    token_ids: tuple[int, ...]  # the new tokens only, special tokens and padding removed
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def format_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> str:
+    """Wrap a prompt in the model's chat template (instruct models) unless `chat` is off."""
+    if chat and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+    return prompt
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids for detection: no special tokens added, exactly what the detector scores."""
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:
+    for i, t in enumerate(ids):
+        if t in stop_ids:
+            return ids[:i]
+    return ids
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    scheme: WatermarkScheme | None = None,
+    max_new_tokens: int = 200,
+    batch_size: int = 8,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    num_beams: int = 1,
+    seed: int | None = None,
+    chat: bool = True,
+    min_new_tokens: int | None = None,
+    extra_processors: Sequence[Any] = (),
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Generation]:
+    """Generate one continuation per prompt. `scheme=None` gives plain (unwatermarked) text.
+
+    A fresh processor is built per batch, so per-sequence state (e.g. EXP key shifts) never
+    leaks between batches. `seed` makes sampling reproducible batch by batch.
+    """
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+    gen_eos = model.generation_config.eos_token_id
+    stop_ids.update(gen_eos if isinstance(gen_eos, list) else ([gen_eos] if gen_eos is not None else []))
+    device = next(model.parameters()).device
+    out: list[Generation] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = list(prompts[start : start + batch_size])
+        texts = [format_prompt(tokenizer, p, chat) for p in batch]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
+        processors = LogitsProcessorList(list(extra_processors))
+        if scheme is not None:
+            processors.append(scheme.processor())
+        if seed is not None:
+            torch.manual_seed(seed + start)
+        do_sample = temperature > 0
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_new_tokens,
+            logits_processor=processors,
+            do_sample=do_sample,
+            num_beams=num_beams,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        if min_new_tokens:
+            kwargs["min_new_tokens"] = min_new_tokens
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        seqs = model.generate(**enc, **kwargs)
+        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
+        for prompt, ids in zip(batch, new, strict=True):
+            ids = _strip(ids, stop_ids)
+            out.append(Generation(prompt, tokenizer.decode(ids, skip_special_tokens=True), tuple(ids)))
+        if on_batch:
+            on_batch(len(batch))
+    return out

@@ -1,0 +1,101 @@
+"""The one keyed pseudo-random function shared by every scheme, in generation and detection.
+
+Two layers:
+1. `context_seeds`: a cryptographic 64-bit seed per context (keyed BLAKE2b of the context's
+   token ids, or of a key position). Distinct contexts get independent seeds; repeated contexts
+   are hashed once.
+2. `mix`: a fast integer mixer (SplitMix64 increment + MurmurHash3 fmix64 finaliser) that turns
+   (seed, counter) pairs into 64 pseudo-random bits, vectorised over torch int64 tensors. The
+   counter is a token id (green lists, EXP key rows) or 0.
+
+Integer arithmetic on int64 wraps identically on every device, and logical shifts are emulated
+with masks, so the bits are identical on CPU and GPU and between the vocabulary-wide path used
+in generation and the per-token path used in detection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as signed int64
+_M1 = -49064778989728563  # 0xff51afd7ed558ccd
+_M2 = -4265267296055464877  # 0xc4ceb9fe1a85ec53
+_MASK_53 = (1 << 53) - 1
+_INV_2_53 = 1.0 / float(1 << 53)
+
+
+def _to_int64(u: int) -> int:
+    return u - (1 << 64) if u >= (1 << 63) else u
+
+
+def seed_of(subkey: bytes, context: bytes) -> int:
+    """The keyed seed of one context, as a signed 64-bit integer."""
+    digest = hashlib.blake2b(context, key=subkey, digest_size=8, person=b"wm-prf-seed").digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def context_seeds(subkey: bytes, contexts: np.ndarray) -> np.ndarray:
+    """Seeds for each row of `contexts` (shape (n, h), integer ids); h = 0 gives one shared seed.
+
+    Rows are hashed once per distinct row, so cost scales with the number of distinct contexts.
+    """
+    ctx = np.ascontiguousarray(np.asarray(contexts, dtype=np.int64))
+    if ctx.ndim != 2:
+        raise ValueError("contexts must be a 2-D array (n, h)")
+    n, h = ctx.shape
+    if h == 0:
+        return np.full(n, seed_of(subkey, b""), dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    uniq, inverse = np.unique(ctx, axis=0, return_inverse=True)
+    le = uniq.astype("<i8", copy=False)
+    seeds = np.fromiter((seed_of(subkey, row.tobytes()) for row in le), dtype=np.int64, count=len(le))
+    return seeds[inverse.reshape(-1)]
+
+
+def position_seeds(subkey: bytes, positions: np.ndarray | range) -> np.ndarray:
+    """Seeds for key-sequence positions (EXP/ITS rows): the same PRF with a one-id context."""
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 1)
+    return context_seeds(subkey, pos)
+
+
+def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def mix(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """64 pseudo-random bits (as int64) for each broadcast pair (seed, counter)."""
+    z = seeds + (counters + 1) * _GOLDEN
+    z = (z ^ _shr(z, 33)) * _M1
+    z = (z ^ _shr(z, 33)) * _M2
+    return z ^ _shr(z, 33)
+
+
+def to_unit(bits: torch.Tensor) -> torch.Tensor:
+    """Top 53 bits to a float64 uniform strictly inside (0, 1), safe for log(u) and log(1-u)."""
+    return (_shr(bits, 11).to(torch.float64) + 0.5) * _INV_2_53
+
+
+def uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """U(0,1) draws for broadcast (seed, counter) pairs; the shared source of all randomness."""
+    return to_unit(mix(seeds, counters))
+
+
+def vocab_uniforms(seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Uniforms for every token of the vocabulary under each seed: shape (len(seeds), vocab_size)."""
+    ids = torch.arange(vocab_size, dtype=torch.int64, device=seeds.device)
+    return uniforms(seeds.reshape(-1, 1), ids.reshape(1, -1))
+
+
+def unit_threshold(fraction: float) -> int:
+    """Integer threshold t on the top 53 bits with P(bits < t) = fraction (to within 2^-53)."""
+    return int(round(fraction * (1 << 53)))
+
+
+def below(seeds: torch.Tensor, counters: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Boolean `uniform(seed, counter) < fraction`, computed exactly in integers."""
+    return _shr(mix(seeds, counters), 11) < unit_threshold(fraction)

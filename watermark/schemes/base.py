@@ -1,0 +1,91 @@
+"""The contract every watermark scheme meets: one object owns embedding and detection."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from transformers import LogitsProcessor
+
+from ..config import SchemeConfig
+from ..errors import ConfigError, InputError
+from ..keys import Key
+
+
+class TextTooShortError(InputError):
+    """Too few scorable tokens for a meaningful test."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Result of a watermark test. `p_value` is valid under H0: the text is independent of the key."""
+
+    scheme: str
+    p_value: float
+    num_tokens_scored: int
+    statistic: float
+
+    def watermarked(self, alpha: float) -> bool:
+        return self.p_value < alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (per-token arrays are left out; see `token_mask`)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "token_mask":
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic):
+                v = v.item()
+            out[f.name] = v
+        return out
+
+
+class WatermarkScheme(ABC):
+    """Built from a config and a key; `processor()` embeds, `detect()` tests."""
+
+    config_cls: ClassVar[type[SchemeConfig]]
+
+    def __init__(self, config: SchemeConfig, key: Key):
+        if not isinstance(config, self.config_cls):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(config).__name__}")
+        if config.key_fingerprint is not None and config.key_fingerprint != key.fingerprint:
+            raise ConfigError(
+                f"wrong key: the config was made with key {config.key_fingerprint}, this key is {key.fingerprint}"
+            )
+        self.config = config.replace(key_fingerprint=key.fingerprint)
+        self.key = key
+
+    @property
+    def name(self) -> str:
+        return self.config.scheme
+
+    def vocab_size_for(self, scores_width: int) -> int:
+        """Tokens the watermark acts on: the config's vocabulary, clipped to the logits' width."""
+        v = self.config.vocab_size or scores_width
+        return min(v, scores_width)
+
+    @abstractmethod
+    def processor(self) -> LogitsProcessor:
+        """A fresh `transformers` logits processor embedding this watermark."""
+
+    @abstractmethod
+    def detect(self, token_ids: Sequence[int] | np.ndarray) -> Detection:
+        """Test one text (its token ids, without the prompt)."""
+
+    def detect_many(self, texts: Sequence[Sequence[int]]) -> list[Detection]:
+        return [self.detect(ids) for ids in texts]
+
+
+def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """Validate token ids for detection: 1-D integers inside the scheme's vocabulary."""
+    ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or (vocab_size is not None and ids.max() >= vocab_size)):
+        raise ConfigError(
+            f"token id out of range for vocabulary size {vocab_size}: the text was tokenised with another tokenizer"
+        )
+    return ids

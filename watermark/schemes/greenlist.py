@@ -1,0 +1,185 @@
+"""Green-list watermarks (Kirchenbauer et al. 2023; Zhao et al. 2023 for h = 0).
+
+Token v is green in context c (the previous h token ids) when the shared PRF gives
+uniform(seed(c), v) < gamma. Generation adds delta to green logits. Detection counts green
+tokens among distinct scored (context, token) pairs; under H0 each distinct pair is green with
+probability gamma independently, so the count is exactly Binomial(T, gamma). With h = 0 there
+is one fixed list of K tokens and the unique tokens of a text hit it with a Hypergeometric(N, K, m)
+count, which is the exact null used there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+from .. import prf
+from ..config import SchemeConfig, register_config
+from ..errors import ConfigError
+from ..stats import binomial_tail, hypergeom_tail, z_score
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+
+SEEDINGS = ("lefthash",)
+
+
+@register_config("kgw", "unigram")
+@dataclass(frozen=True)
+class GreenListConfig(SchemeConfig):
+    """gamma: green fraction; delta: logit bias; context_width h (0 = Unigram); count_repeats:
+    score every (context, token) occurrence instead of each distinct pair once (not exact)."""
+
+    scheme: str = "kgw"
+    gamma: float = 0.25
+    delta: float = 2.0
+    context_width: int = 1
+    seeding: str = "lefthash"
+    count_repeats: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 < self.gamma < 1.0:
+            raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
+        if not self.delta >= 0.0:
+            raise ConfigError(f"delta must be >= 0, got {self.delta}")
+        if self.context_width < 0:
+            raise ConfigError(f"context width must be >= 0, got {self.context_width}")
+        if self.scheme == "unigram" and self.context_width != 0:
+            raise ConfigError("the unigram scheme has context width 0")
+        if self.seeding not in SEEDINGS:
+            raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
+
+
+@dataclass(frozen=True)
+class GreenListDetection(Detection):
+    green_count: int
+    z_score: float
+    green_fraction: float
+    null: str
+    token_mask: tuple[int, ...] = ()  # per input token: 1 green, 0 red, -1 not scored (context prefix)
+
+
+class GreenListScheme(WatermarkScheme):
+    config_cls = GreenListConfig
+    config: GreenListConfig
+
+    def __init__(self, config: GreenListConfig, key):
+        super().__init__(config, key)
+        self._subkey = key.derive(f"greenlist/{config.seeding}/h={config.context_width}")
+        self._fixed_lists: dict[tuple[str, int], torch.Tensor] = {}
+
+    # ---- the green list, shared by both halves -------------------------------------------------
+    def seeds_for(self, contexts: np.ndarray) -> np.ndarray:
+        """PRF seeds of contexts, shape (n, h)."""
+        return prf.context_seeds(self._subkey, contexts)
+
+    def is_green(self, seeds: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """Green test for broadcast (seed, token) pairs."""
+        return prf.below(seeds, token_ids, self.config.gamma)
+
+    def vocab_green_mask(self, seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        """(len(seeds), vocab_size) boolean green lists, one per seed."""
+        ids = torch.arange(vocab_size, dtype=torch.int64, device=seeds.device)
+        return self.is_green(seeds.reshape(-1, 1), ids.reshape(1, -1))
+
+    def fixed_green_mask(self, vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The single list used when h = 0 (cached per device)."""
+        k = (str(device), vocab_size)
+        if k not in self._fixed_lists:
+            seed = torch.tensor(self.seeds_for(np.zeros((1, 0), dtype=np.int64)), device=device)
+            self._fixed_lists[k] = self.vocab_green_mask(seed, vocab_size)[0]
+        return self._fixed_lists[k]
+
+    def green_token_ids(self, vocab_size: int | None = None) -> np.ndarray:
+        """The Unigram list (h = 0 only): ground truth for evaluating stealing attacks."""
+        if self.config.context_width != 0:
+            raise ConfigError("a context-dependent scheme has no single green list")
+        v = vocab_size or self.config.vocab_size
+        if v is None:
+            raise ConfigError("vocab_size is unknown")
+        return np.flatnonzero(self.fixed_green_mask(v).numpy())
+
+    # ---- embedding -----------------------------------------------------------------------------
+    def processor(self) -> GreenListLogitsProcessor:
+        return GreenListLogitsProcessor(self)
+
+    # ---- detection -----------------------------------------------------------------------------
+    @property
+    def min_tokens(self) -> int:
+        return self.config.context_width + 1
+
+    def detect(self, token_ids: Sequence[int] | np.ndarray) -> GreenListDetection:
+        cfg = self.config
+        h = cfg.context_width
+        ids = as_token_array(token_ids, cfg.vocab_size)
+        n = ids.size
+        if n < self.min_tokens:
+            raise TextTooShortError(f"text has {n} tokens; the {cfg.scheme} detector needs at least {self.min_tokens}")
+        windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)  # (n - h, h + 1): context + token
+        seeds = torch.from_numpy(self.seeds_for(windows[:, :h]))
+        green = self.is_green(seeds, torch.from_numpy(windows[:, h].copy())).numpy()
+        if cfg.count_repeats:
+            counted = np.ones(len(windows), dtype=bool)
+        else:
+            _, first = np.unique(windows, axis=0, return_index=True)
+            counted = np.zeros(len(windows), dtype=bool)
+            counted[first] = True
+        t = int(counted.sum())
+        g = int(green[counted].sum())
+        if h == 0:
+            vocab = cfg.vocab_size or int(ids.max()) + 1
+            k = int(self.fixed_green_mask(vocab).sum())
+            if cfg.count_repeats:
+                p, null, prob = binomial_tail(g, t, k / vocab), "binomial (repeats counted: approximate)", k / vocab
+            else:
+                p, null, prob = hypergeom_tail(g, vocab, k, t), "hypergeometric", k / vocab
+        else:
+            null = "binomial (repeats counted: approximate)" if cfg.count_repeats else "binomial"
+            p, prob = binomial_tail(g, t, cfg.gamma), cfg.gamma
+        mask = np.full(n, -1, dtype=np.int64)
+        mask[h:] = green.astype(np.int64)
+        z = z_score(g, t, prob)
+        return GreenListDetection(
+            scheme=cfg.scheme,
+            p_value=p,
+            num_tokens_scored=t,
+            statistic=float(g),
+            green_count=g,
+            z_score=z,
+            green_fraction=g / t if t else 0.0,
+            null=null,
+            token_mask=tuple(mask.tolist()),
+        )
+
+
+class GreenListLogitsProcessor(LogitsProcessor):
+    """Adds delta to the logits of green tokens; works for any batch, padding and decoding mode.
+
+    Example:
+        >>> from transformers import LogitsProcessorList
+        >>> scheme = GreenListScheme(GreenListConfig(vocab_size=len(tok)), Key.generate())
+        >>> out = model.generate(**enc, logits_processor=LogitsProcessorList([scheme.processor()]))
+    """
+
+    def __init__(self, scheme: GreenListScheme):
+        self.scheme = scheme
+        self.h = scheme.config.context_width
+        self.delta = float(scheme.config.delta)
+
+    def green_mask(self, input_ids: torch.LongTensor, vocab_size: int) -> torch.Tensor:
+        if self.h == 0:
+            return self.scheme.fixed_green_mask(vocab_size, input_ids.device).unsqueeze(0)
+        if input_ids.shape[1] < self.h:
+            raise ConfigError(f"context width {self.h} needs a prompt of at least {self.h} tokens")
+        ctx = input_ids[:, -self.h :].detach().to("cpu", torch.int64).numpy()
+        seeds = torch.from_numpy(self.scheme.seeds_for(ctx)).to(input_ids.device)
+        return self.scheme.vocab_green_mask(seeds, vocab_size)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        v = self.scheme.vocab_size_for(scores.shape[-1])
+        mask = self.green_mask(input_ids, v)
+        bias = torch.zeros_like(scores)
+        bias[:, :v] = mask.to(scores.dtype) * self.delta
+        return scores + bias
