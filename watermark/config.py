@@ -54,6 +54,11 @@ class SchemeConfig:
     def validate(self) -> None:
         """Raise ConfigError on parameters outside their domain."""
 
+    @classmethod
+    def for_scheme(cls, scheme: str, **fields: Any) -> SchemeConfig:
+        """The default config of one scheme name (override where names imply other defaults)."""
+        return cls(scheme=scheme, **fields)
+
     def replace(self, **changes: Any) -> SchemeConfig:
         return dataclasses.replace(self, **changes)
 
@@ -64,14 +69,24 @@ class SchemeConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def config_class(name: str) -> type[SchemeConfig]:
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown scheme {name!r}; known: {', '.join(scheme_names())}")
+    return cls
+
+
+def default_config(name: str, **fields: Any) -> SchemeConfig:
+    """The default configuration of a scheme, with some fields set."""
+    return config_class(name).for_scheme(name, **fields)
+
+
 def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
     """Build the right config class from a dict (as stored in JSON); unknown fields are errors."""
     if not isinstance(data, dict) or "scheme" not in data:
         raise ConfigError("a scheme config must be a JSON object with a 'scheme' field")
     name = data["scheme"]
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown scheme {name!r}; known: {', '.join(scheme_names())}")
+    cls = config_class(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
     if unknown:

@@ -54,7 +54,9 @@ class Key:
 
     def derive(self, purpose: str) -> bytes:
         """An independent 32-byte sub-key per purpose, so schemes never share randomness."""
-        return hashlib.blake2b(purpose.encode(), key=self.secret, person=b"wm-subkey", digest_size=32).digest()
+        return hashlib.blake2b(
+            purpose.encode(), key=self.secret, person=b"wm-subkey", digest_size=32
+        ).digest()
 
     def __repr__(self) -> str:
         return f"Key(fingerprint={self.fingerprint})"
@@ -95,5 +97,7 @@ def load_key_file(path: str | os.PathLike[str]) -> Key:
     except (UnicodeDecodeError, ValueError):
         raise KeyFileError(f"key file {p} is not a hex-encoded key") from None
     if len(secret) != KEY_BYTES:
-        raise KeyFileError(f"key file {p} holds {len(secret)} bytes; a key is {KEY_BYTES} bytes (64 hex digits)")
+        raise KeyFileError(
+            f"key file {p} holds {len(secret)} bytes; a key is {KEY_BYTES} bytes (64 hex digits)"
+        )
     return Key(secret)

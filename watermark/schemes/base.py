@@ -52,7 +52,9 @@ class WatermarkScheme(ABC):
 
     def __init__(self, config: SchemeConfig, key: Key):
         if not isinstance(config, self.config_cls):
-            raise ConfigError(f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(config).__name__}")
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(config).__name__}"
+            )
         if config.key_fingerprint is not None and config.key_fingerprint != key.fingerprint:
             raise ConfigError(
                 f"wrong key: the config was made with key {config.key_fingerprint}, this key is {key.fingerprint}"

@@ -39,6 +39,12 @@ class GreenListConfig(SchemeConfig):
     seeding: str = "lefthash"
     count_repeats: bool = False
 
+    @classmethod
+    def for_scheme(cls, scheme: str, **fields):
+        if scheme == "unigram":
+            fields.setdefault("context_width", 0)
+        return cls(scheme=scheme, **fields)
+
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
@@ -116,7 +122,9 @@ class GreenListScheme(WatermarkScheme):
         ids = as_token_array(token_ids, cfg.vocab_size)
         n = ids.size
         if n < self.min_tokens:
-            raise TextTooShortError(f"text has {n} tokens; the {cfg.scheme} detector needs at least {self.min_tokens}")
+            raise TextTooShortError(
+                f"text has {n} tokens; the {cfg.scheme} detector needs at least {self.min_tokens}"
+            )
         windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)  # (n - h, h + 1): context + token
         seeds = torch.from_numpy(self.seeds_for(windows[:, :h]))
         green = self.is_green(seeds, torch.from_numpy(windows[:, h].copy())).numpy()
@@ -132,7 +140,11 @@ class GreenListScheme(WatermarkScheme):
             vocab = cfg.vocab_size or int(ids.max()) + 1
             k = int(self.fixed_green_mask(vocab).sum())
             if cfg.count_repeats:
-                p, null, prob = binomial_tail(g, t, k / vocab), "binomial (repeats counted: approximate)", k / vocab
+                p, null, prob = (
+                    binomial_tail(g, t, k / vocab),
+                    "binomial (repeats counted: approximate)",
+                    k / vocab,
+                )
             else:
                 p, null, prob = hypergeom_tail(g, vocab, k, t), "hypergeometric", k / vocab
         else:

@@ -1,0 +1,122 @@
+"""`wm detect`: test texts for a watermark with only the key, the config and the tokenizer."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from watermark.errors import ConfigError, InputError
+from watermark.generation import encode_texts
+from watermark.models import canonical_name, load_tokenizer
+from watermark.schemes import build_scheme
+from watermark.textio import read_records
+
+from .common import (
+    console,
+    fmt_p,
+    json_option,
+    key_option,
+    load_key,
+    model_option,
+    pop_scheme_flags,
+    print_json,
+    resolve_config,
+    scheme_options,
+    with_status,
+)
+
+
+def _render_tokens(tok, ids, mask) -> Text:
+    text = Text()
+    for t, m in zip(ids, mask, strict=False):
+        piece = tok.decode([t])
+        style = {1: "bold green", 0: "red"}.get(m, "dim")
+        text.append(piece, style=style)
+    return text
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True)
+@scheme_options
+@key_option
+@model_option(
+    "Tokenizer to use (default: the one named in the config, else smollm2-135m). The model is never loaded."
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Significance level for the verdict.",
+)
+@json_option
+@click.option("--show-tokens", is_flag=True, help="Print each text with green/red tokens coloured.")
+def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
+    """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    flags = pop_scheme_flags(kwargs)
+    key = load_key(key_path)
+    records = [r for f in files for r in read_records(f)]
+    tokenizers: dict[str, object] = {}
+    schemes: dict[str, object] = {}
+    rows = []
+    failures = 0
+    for rec in records:
+        try:
+            config = resolve_config(scheme, config_path, flags, rec.config)
+            tok_name = canonical_name(model or config.tokenizer)
+            if tok_name not in tokenizers:
+                with with_status(f"Loading tokenizer {tok_name}"):
+                    tokenizers[tok_name] = load_tokenizer(tok_name)
+            tok = tokenizers[tok_name]
+            if config.vocab_size is not None and config.vocab_size != len(tok):
+                raise ConfigError(
+                    f"tokenizer {tok_name!r} has {len(tok)} tokens but the config was made for {config.vocab_size}: "
+                    "pass --model with the generating model's tokenizer"
+                )
+            config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
+            ck = config.to_json()
+            if ck not in schemes:
+                schemes[ck] = build_scheme(config, key)
+            ids = encode_texts(tok, [rec.text])[0]
+            det = schemes[ck].detect(ids)
+        except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
+            failures += 1
+            rows.append({"source": rec.source, "error": str(exc)})
+            continue
+        row = {"source": rec.source, **det.to_dict(), "alpha": alpha, "watermarked": det.watermarked(alpha)}
+        rows.append(row)
+        if show_tokens and not as_json:
+            mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
+            console.rule(rec.source)
+            console.print(_render_tokens(tok, ids, mask))
+    if as_json:
+        for row in rows:
+            print_json(row)
+    else:
+        _print_table(rows)
+    if failures:
+        raise InputError(f"{failures} of {len(rows)} text(s) could not be tested (see above)")
+
+
+def _print_table(rows: list[dict]) -> None:
+    table = Table(title="Watermark detection")
+    for col in ("input", "scheme", "tokens scored", "green fraction", "z", "p-value", "verdict"):
+        table.add_column(col, justify="left" if col in ("input", "scheme", "verdict") else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["source"], "-", "-", "-", "-", "-", f"[yellow]error: {r['error']}")
+            continue
+        gf = r.get("green_fraction")
+        z = r.get("z_score")
+        verdict = "[bold green]watermarked" if r["watermarked"] else "not watermarked"
+        table.add_row(
+            r["source"],
+            r["scheme"],
+            str(r["num_tokens_scored"]),
+            "-" if gf is None else f"{gf:.3f}",
+            "-" if z is None else f"{z:.2f}",
+            fmt_p(r["p_value"]),
+            verdict,
+        )
+    console.print(table)

@@ -1,0 +1,141 @@
+"""`wm generate`: watermarked (or plain) text from a model, printed or written as JSONL."""
+
+from __future__ import annotations
+
+import click
+
+from watermark.config import save_config_file
+from watermark.errors import InputError
+from watermark.generation import generate as generate_texts
+from watermark.models import canonical_name, load_model
+from watermark.schemes import build_scheme
+from watermark.textio import read_prompts, write_jsonl
+
+from .common import (
+    console,
+    err_console,
+    key_option,
+    load_key,
+    model_option,
+    pop_scheme_flags,
+    progress,
+    resolve_config,
+    scheme_options,
+    with_status,
+)
+
+
+@click.command()
+@click.argument("prompt", required=False)
+@click.option(
+    "--prompt-file",
+    type=click.Path(),
+    default=None,
+    help="Prompts: one per line, or JSONL with a 'prompt' field.",
+)
+@scheme_options
+@key_option
+@model_option()
+@click.option("--max-new-tokens", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option(
+    "--temperature", type=click.FloatRange(0.0), default=1.0, show_default=True, help="0 = greedy decoding."
+)
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--num-beams", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed for sampling (reproducible runs).")
+@click.option("--no-watermark", is_flag=True, help="Generate plain text (for baselines).")
+@click.option("--no-chat", is_flag=True, help="Do not wrap prompts in the model's chat template.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write JSONL records here."
+)
+@click.option(
+    "--config-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the scheme config (no key) here.",
+)
+def generate(
+    prompt,
+    prompt_file,
+    key_path,
+    model,
+    max_new_tokens,
+    batch_size,
+    temperature,
+    top_p,
+    top_k,
+    num_beams,
+    seed,
+    no_watermark,
+    no_chat,
+    device,
+    output,
+    config_out,
+    scheme,
+    config_path,
+    **kwargs,
+):
+    """Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."""
+    flags = pop_scheme_flags(kwargs)
+    if prompt is None and prompt_file is None:
+        raise click.UsageError("give a PROMPT or --prompt-file")
+    if prompt is not None and prompt_file is not None:
+        raise click.UsageError("give either a PROMPT or --prompt-file, not both")
+    prompts = [prompt] if prompt is not None else read_prompts(prompt_file)
+    if prompt is not None and not prompt.strip():
+        raise InputError("the prompt is empty")
+    model_name = canonical_name(model)
+    config = resolve_config(scheme, config_path, flags)
+    key = None if no_watermark else load_key(key_path, create_default=True)
+    with with_status(f"Loading {model_name}"):
+        lm, tok = load_model(model_name, device=device)
+    scheme_obj = None
+    if key is not None:
+        config = config.replace(vocab_size=len(tok), tokenizer=model_name)
+        scheme_obj = build_scheme(config, key)
+        config = scheme_obj.config
+    with progress() as bar:
+        task = bar.add_task("Generating", total=len(prompts))
+        results = generate_texts(
+            lm,
+            tok,
+            prompts,
+            scheme=scheme_obj,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            num_beams=num_beams,
+            seed=seed,
+            chat=not no_chat,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    if config_out and scheme_obj is not None:
+        save_config_file(config, config_out)
+    if output:
+        scheme_name = "none" if scheme_obj is None else config.scheme
+        cfg = None if scheme_obj is None else config.to_dict()
+        n = write_jsonl(
+            output,
+            (
+                {
+                    "prompt": g.prompt,
+                    "text": g.text,
+                    "scheme": scheme_name,
+                    "config": cfg,
+                    "num_tokens": g.num_tokens,
+                    "model": model_name,
+                }
+                for g in results
+            ),
+        )
+        err_console.print(f"wrote {n} record(s) to {output}")
+        return
+    for i, g in enumerate(results):
+        if len(results) > 1:
+            console.rule(f"[bold]{i + 1}/{len(results)}")
+        click.echo(g.text)
