@@ -33,6 +33,9 @@ from .common import (
     default=None,
     help="Prompts: one per line, or JSONL with a 'prompt' field.",
 )
+@click.option(
+    "--limit", type=click.IntRange(1), default=None, help="Use only the first N prompts of --prompt-file."
+)
 @scheme_options
 @key_option
 @model_option()
@@ -60,6 +63,7 @@ from .common import (
 def generate(
     prompt,
     prompt_file,
+    limit,
     key_path,
     model,
     max_new_tokens,
@@ -84,7 +88,7 @@ def generate(
         raise click.UsageError("give a PROMPT or --prompt-file")
     if prompt is not None and prompt_file is not None:
         raise click.UsageError("give either a PROMPT or --prompt-file, not both")
-    prompts = [prompt] if prompt is not None else read_prompts(prompt_file)
+    prompts = [prompt] if prompt is not None else read_prompts(prompt_file)[:limit]
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
     model_name = canonical_name(model)

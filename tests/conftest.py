@@ -41,7 +41,9 @@ def tiny_model(tokenizer):
     )
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # spread the logits so sampling has a real (not flat) distribution
-        model.lm_head.weight.mul_(20.0) if not cfg.tie_word_embeddings else model.model.embed_tokens.weight.mul_(3.0)
+        model.lm_head.weight.mul_(
+            20.0
+        ) if not cfg.tie_word_embeddings else model.model.embed_tokens.weight.mul_(3.0)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from .schemes.base import WatermarkScheme
 
@@ -42,6 +42,18 @@ def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:
         if t in stop_ids:
             return ids[:i]
     return ids
+
+
+def sampling_warpers(temperature: float, top_p: float, top_k: int) -> list[Any]:
+    """The temperature/top-k/top-p warpers `generate()` would add, in the same order."""
+    out: list[Any] = []
+    if temperature != 1.0:
+        out.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        out.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p))
+    return out
 
 
 @torch.inference_mode()
@@ -80,11 +92,16 @@ def generate(
         texts = [format_prompt(tokenizer, p, chat) for p in batch]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
         processors = LogitsProcessorList(list(extra_processors))
+        do_sample = temperature > 0
+        final = scheme is not None and getattr(scheme, "acts_on_final_distribution", False)
+        if final and do_sample:
+            # transformers applies user processors BEFORE its own warpers; a decoder that must
+            # see the final distribution gets the warpers placed ahead of it explicitly.
+            processors.extend(sampling_warpers(temperature, top_p, top_k))
         if scheme is not None:
             processors.append(scheme.processor())
         if seed is not None:
             torch.manual_seed(seed + start)
-        do_sample = temperature > 0
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new_tokens,
             logits_processor=processors,
@@ -94,7 +111,9 @@ def generate(
         )
         if min_new_tokens:
             kwargs["min_new_tokens"] = min_new_tokens
-        if do_sample:
+        if do_sample and final:
+            kwargs.update(temperature=1.0, top_p=1.0, top_k=0)
+        elif do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)

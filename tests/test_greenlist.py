@@ -1,0 +1,95 @@
+"""Green-list scheme: the bias really lands on green logits, detection counts and p-values are exact."""
+
+import numpy as np
+import pytest
+import torch
+
+from watermark.errors import ConfigError
+from watermark.keys import Key
+from watermark.schemes import GreenListConfig, build_scheme
+from watermark.stats import binomial_tail, hypergeom_tail
+
+V = 1000
+
+
+def scheme(**kw):
+    return build_scheme(GreenListConfig(vocab_size=V, **kw), Key.from_seed("g"))
+
+
+def test_processor_adds_exactly_delta_to_green_logits_only():
+    s = scheme(delta=2.5)
+    ids = torch.tensor([[3, 17], [9, 42]])
+    scores = torch.randn(2, V)
+    out = s.processor()(ids, scores.clone())
+    seeds = torch.from_numpy(s.seeds_for(np.array([[17], [42]])))
+    green = s.vocab_green_mask(seeds, V)
+    assert torch.allclose(out[green], scores[green] + 2.5)
+    assert torch.equal(out[~green], scores[~green])
+    assert 0.2 < green.float().mean() < 0.3
+
+
+def test_detector_sees_the_same_green_list_as_the_processor():
+    s = scheme()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, size=300)
+    mask = np.array(s.detect(ids).token_mask[1:])
+    proc = s.processor()
+    for t in range(1, 300, 37):
+        green = proc.green_mask(torch.from_numpy(ids[None, :t]), V)[0]
+        assert bool(green[ids[t]]) == bool(mask[t - 1])
+
+
+def test_repeated_pairs_count_once_by_default_and_all_with_count_repeats():
+    text = [5, 6] * 50  # two distinct (context, token) pairs repeated
+    assert scheme().detect(text).num_tokens_scored == 2
+    assert scheme(count_repeats=True).detect(text).num_tokens_scored == 99
+
+
+def test_p_value_is_the_exact_binomial_tail_of_the_green_count():
+    det = scheme().detect(np.random.default_rng(1).integers(0, V, 200))
+    assert det.p_value == pytest.approx(binomial_tail(det.green_count, det.num_tokens_scored, 0.25))
+
+
+def test_unigram_uses_one_fixed_list_and_the_hypergeometric_tail():
+    s = scheme(scheme="unigram", context_width=0)
+    green = set(s.green_token_ids().tolist())
+    ids = np.random.default_rng(2).integers(0, V, 150)
+    det = s.detect(ids)
+    uniq = np.unique(ids)
+    assert det.num_tokens_scored == len(uniq)
+    assert det.green_count == sum(int(t) in green for t in uniq)
+    assert det.p_value == pytest.approx(hypergeom_tail(det.green_count, V, len(green), len(uniq)))
+    assert det.null == "hypergeometric"
+
+
+def test_null_p_values_are_valid_on_key_independent_text():
+    # 400 random texts: the count below 0.05 exceeds Binomial(400, 0.05)'s 0.9999 quantile (37) with prob 1e-4
+    rng = np.random.default_rng(3)
+    s = scheme()
+    ps = [s.detect(rng.integers(0, V, 100)).p_value for _ in range(400)]
+    assert sum(p < 0.05 for p in ps) <= 37
+    assert 0.35 < np.median(ps) < 0.75
+
+
+def test_all_green_text_is_detected():
+    s = scheme(scheme="unigram", context_width=0)
+    green = s.green_token_ids()
+    det = s.detect(green[:60])
+    assert det.p_value < 1e-20 and det.green_fraction == 1.0
+
+
+def test_wrong_key_is_refused_when_the_config_has_a_fingerprint():
+    cfg = scheme().config
+    with pytest.raises(ConfigError, match="wrong key"):
+        build_scheme(cfg, Key.from_seed("other"))
+
+
+def test_token_ids_outside_the_vocabulary_mean_another_tokenizer():
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        scheme().detect([1, 2, V + 5])
+
+
+@pytest.mark.parametrize("bad", [dict(gamma=0.0), dict(gamma=1.0), dict(delta=-1.0), dict(context_width=-1)])
+def test_invalid_parameters_are_rejected(bad):
+    with pytest.raises(ConfigError):
+        GreenListConfig(vocab_size=V, **bad)

@@ -1,0 +1,41 @@
+"""p-value helpers against scipy-free brute force."""
+
+from math import comb
+
+import pytest
+
+from watermark import stats
+
+
+def brute_binomial_tail(g, t, p):
+    return sum(comb(t, i) * p**i * (1 - p) ** (t - i) for i in range(g, t + 1))
+
+
+def brute_hypergeom_tail(g, n, k, m):
+    return sum(comb(k, i) * comb(n - k, m - i) for i in range(g, min(k, m) + 1)) / comb(n, m)
+
+
+@pytest.mark.parametrize("g,t,p", [(0, 10, 0.25), (7, 10, 0.25), (30, 50, 0.5), (50, 50, 0.25), (1, 1, 0.3)])
+def test_binomial_tail_is_exact(g, t, p):
+    assert stats.binomial_tail(g, t, p) == pytest.approx(brute_binomial_tail(g, t, p), rel=1e-9)
+
+
+@pytest.mark.parametrize("g,n,k,m", [(3, 40, 10, 8), (0, 40, 10, 8), (8, 40, 10, 8), (5, 100, 25, 20)])
+def test_hypergeom_tail_is_exact(g, n, k, m):
+    assert stats.hypergeom_tail(g, n, k, m) == pytest.approx(brute_hypergeom_tail(g, n, k, m), rel=1e-9)
+
+
+def test_gamma_tail_for_one_exponential_is_exp_minus_x():
+    assert stats.gamma_tail(2.0, 1) == pytest.approx(0.1353352832366127)
+
+
+def test_permutation_p_value_is_never_zero():
+    assert stats.permutation_p_value(0, 999) == pytest.approx(1e-3)
+    assert stats.permutation_p_value(999, 999) == 1.0
+
+
+def test_clopper_pearson_brackets_the_rate():
+    lo, hi = stats.clopper_pearson(0, 200)
+    assert lo == 0.0 and hi == pytest.approx(0.0181, abs=2e-4)
+    lo, hi = stats.clopper_pearson(10, 100)
+    assert lo < 0.1 < hi
