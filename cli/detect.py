@@ -101,8 +101,11 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
 
 def _print_table(rows: list[dict]) -> None:
     table = Table(title="Watermark detection")
-    for col in ("input", "scheme", "tokens scored", "green fraction", "z", "p-value", "verdict"):
-        table.add_column(col, justify="left" if col in ("input", "scheme", "verdict") else "right")
+    table.add_column("input", overflow="fold", ratio=1)
+    table.add_column("scheme", no_wrap=True)
+    for col in ("tokens", "green", "z", "p-value"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True, min_width=11)
     for r in rows:
         if "error" in r:
             table.add_row(r["source"], "-", "-", "-", "-", "-", f"[yellow]error: {r['error']}")
