@@ -1,0 +1,153 @@
+"""Green-list benchmark: generation overhead and detection speed against transformers' own
+watermark (WatermarkLogitsProcessor / WatermarkDetector), measured in the same run, plus the
+peak memory of detecting a 1,000,000-token input.
+
+    python benchmarks/greenlist.py            # full: 200 new tokens, batch 1 and 8
+    python benchmarks/greenlist.py --quick    # smaller, under 3 minutes
+
+The last line is one JSON object: generate_overhead_vs_plain (ours / plain, batch 8),
+hf_generate_overhead_vs_plain, detect_speedup_vs_hf (our tokens/s / theirs), detect_peak_rss_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+from _common import ROOT, emit, load_prompts
+from transformers import WatermarkDetector, WatermarkingConfig
+from transformers.generation.watermarking import WatermarkLogitsProcessor
+
+from watermark.generation import generate
+from watermark.keys import Key
+from watermark.models import load_model
+from watermark.schemes import GreenListConfig, build_scheme
+
+MEM_SCRIPT = """
+import sys, time, numpy as np
+sys.path.insert(0, {root!r})
+from watermark.keys import Key
+from watermark.schemes import GreenListConfig, build_scheme
+s = build_scheme(GreenListConfig(vocab_size=49152), Key.from_seed(0))
+ids = np.random.default_rng(0).integers(0, 49152, {n})
+def hwm():  # peak RSS of this process image (ru_maxrss would include the parent's pages at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+base = hwm()
+t = time.perf_counter(); d = s.detect(ids); dt = time.perf_counter() - t
+print(hwm(), base, dt, d.num_tokens_scored)
+"""
+
+
+def hf_processor(model, cfg: WatermarkingConfig) -> WatermarkLogitsProcessor:
+    return WatermarkLogitsProcessor(
+        vocab_size=model.config.vocab_size,
+        device=model.device,
+        greenlist_ratio=cfg.greenlist_ratio,
+        bias=cfg.bias,
+        hashing_key=cfg.hashing_key,
+        seeding_scheme=cfg.seeding_scheme,
+        context_width=cfg.context_width,
+    )
+
+
+class _HFScheme:
+    """Adapter so transformers' processor runs through the same generate() loop as ours."""
+
+    def __init__(self, model, cfg):
+        self.model, self.cfg = model, cfg
+
+    def processor(self):
+        return hf_processor(self.model, self.cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    new_tokens = 48 if args.quick else 200
+    repeats = args.repeats or (1 if args.quick else 2)
+    batches = [8] if args.quick else [1, 8]
+    torch.set_num_threads(torch.get_num_threads())
+
+    model, tok = load_model(device="cpu")
+    ours = build_scheme(GreenListConfig(vocab_size=len(tok)), Key.from_seed("bench"))
+    hf_cfg = WatermarkingConfig(greenlist_ratio=0.25, bias=2.0, context_width=1, seeding_scheme="lefthash")
+    hf = _HFScheme(model, hf_cfg)
+    result: dict = {"new_tokens": new_tokens, "quick": args.quick}
+    texts_ids: list[tuple[int, ...]] = []
+    for bs in batches:
+        prompts = load_prompts(bs)
+        times = {"plain": [], "ours": [], "hf": []}
+        generate(model, tok, prompts[:1], max_new_tokens=4)  # warm-up
+        for r in range(repeats):  # interleave so background load hits all three alike
+            for name, scheme in (("plain", None), ("ours", ours), ("hf", hf)):
+                t0 = time.perf_counter()
+                out = generate(
+                    model,
+                    tok,
+                    prompts,
+                    scheme=scheme,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    batch_size=bs,
+                    seed=r,
+                )
+                times[name].append(time.perf_counter() - t0)
+                if name == "ours":
+                    texts_ids.extend(g.token_ids for g in out)
+        t = {k: min(v) for k, v in times.items()}
+        print(
+            f"batch {bs}: plain {bs * new_tokens / t['plain']:.1f} tok/s, ours {bs * new_tokens / t['ours']:.1f} tok/s, "
+            f"hf {bs * new_tokens / t['hf']:.1f} tok/s"
+        )
+        result[f"plain_tok_s_b{bs}"] = bs * new_tokens / t["plain"]
+        result[f"ours_tok_s_b{bs}"] = bs * new_tokens / t["ours"]
+        result[f"hf_tok_s_b{bs}"] = bs * new_tokens / t["hf"]
+        result[f"generate_overhead_vs_plain_b{bs}"] = t["ours"] / t["plain"]
+        result[f"hf_generate_overhead_vs_plain_b{bs}"] = t["hf"] / t["plain"]
+    result["generate_overhead_vs_plain"] = result["generate_overhead_vs_plain_b8"]
+    result["hf_generate_overhead_vs_plain"] = result["hf_generate_overhead_vs_plain_b8"]
+
+    # detection speed on the same texts: ours vs transformers' WatermarkDetector
+    detector = WatermarkDetector(model.config, "cpu", hf_cfg, ignore_repeated_ngrams=True)
+    n_tok = sum(len(x) for x in texts_ids)
+    t0 = time.perf_counter()
+    for ids in texts_ids:
+        ours.detect(ids)
+    ours_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for ids in texts_ids:
+        detector(torch.tensor([ids]), return_dict=True)
+    hf_s = time.perf_counter() - t0
+    result.update(
+        detect_tok_s=n_tok / ours_s, hf_detect_tok_s=n_tok / hf_s, detect_speedup_vs_hf=hf_s / ours_s
+    )
+    print(
+        f"detection: ours {n_tok / ours_s:.0f} tok/s, transformers {n_tok / hf_s:.0f} tok/s "
+        f"({hf_s / ours_s:.0f}x) on {len(texts_ids)} texts"
+    )
+
+    # peak memory of one 1,000,000-token detection, in a fresh process
+    n = 200_000 if args.quick else 1_000_000
+    out = subprocess.run(
+        [sys.executable, "-c", MEM_SCRIPT.format(root=str(ROOT), n=n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    peak, base, secs = float(out[0]), float(out[1]), float(out[2])
+    result.update(
+        detect_peak_rss_mb=peak, detect_rss_before_mb=base, detect_1m_tokens_s=secs, detect_mem_tokens=n
+    )
+    print(f"detection of {n} tokens: {secs:.2f} s, peak RSS {peak:.0f} MB (process baseline {base:.0f} MB)")
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
