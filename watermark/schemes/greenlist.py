@@ -87,8 +87,7 @@ class GreenListScheme(WatermarkScheme):
 
     def vocab_green_mask(self, seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """(len(seeds), vocab_size) boolean green lists, one per seed."""
-        ids = torch.arange(vocab_size, dtype=torch.int64, device=seeds.device)
-        return self.is_green(seeds.reshape(-1, 1), ids.reshape(1, -1))
+        return prf.vocab_below(seeds.reshape(-1), vocab_size, self.config.gamma)
 
     def fixed_green_mask(self, vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The single list used when h = 0 (cached per device)."""
