@@ -1,0 +1,1 @@
+"""Attacks on watermarks: removal, paraphrase, stealing, scrubbing and spoofing."""
