@@ -38,6 +38,7 @@ SCHEME_FLAGS: dict[str, str] = {
     "edit_gamma": "edit_gamma",
     "resamples": "resamples",
     "count_repeats": "count_repeats",
+    "seeding": "seeding",
 }
 
 

@@ -72,3 +72,12 @@ def test_processor_plugs_into_a_text_generation_pipeline(tiny_model, tokenizer, 
     )
     ids = encode_texts(tokenizer, [res[0]["generated_text"]])[0]
     assert kgw.detect(ids).p_value < 1e-3
+
+
+def test_selfhash_generation_is_detected(tiny_model, tokenizer):
+    cfg = GreenListConfig(vocab_size=len(tokenizer), seeding="selfhash", context_width=3)
+    s = build_scheme(cfg, Key.from_seed("self"))
+    # SelfHash biases only the top `candidates` tokens; a random model spreads its mass far wider,
+    # so sample from the same top 40 (a real model concentrates its mass there anyway)
+    out = generate(tiny_model, tokenizer, PROMPTS, scheme=s, max_new_tokens=50, seed=4, top_k=40)
+    assert np.median([s.detect(g.token_ids).p_value for g in out]) < 1e-4

@@ -93,3 +93,21 @@ def test_token_ids_outside_the_vocabulary_mean_another_tokenizer():
 def test_invalid_parameters_are_rejected(bad):
     with pytest.raises(ConfigError):
         GreenListConfig(vocab_size=V, **bad)
+
+
+def test_selfhash_detector_agrees_with_the_processor_on_the_emitted_token():
+    s = scheme(seeding="selfhash", context_width=3)
+    proc = s.processor()
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, V, size=50)
+    mask = s.detect(ids).token_mask
+    for t in range(3, 50, 7):
+        scores = torch.full((1, V), -10.0)
+        scores[0, ids[t]] = 0.0  # the emitted token is the top candidate
+        bias = proc(torch.from_numpy(ids[None, :t]), scores.clone()) - scores
+        assert bool(bias[0, ids[t]] > 0) == bool(mask[t])
+
+
+def test_selfhash_repeated_seed_token_pairs_count_once():
+    s = scheme(seeding="selfhash", context_width=3)
+    assert s.detect([1, 2, 3, 4] * 30).num_tokens_scored <= 4 * 3

@@ -1,11 +1,15 @@
 """Green-list watermarks (Kirchenbauer et al. 2023; Zhao et al. 2023 for h = 0).
 
 Token v is green in context c (the previous h token ids) when the shared PRF gives
-uniform(seed(c), v) < gamma. Generation adds delta to green logits. Detection counts green
-tokens among distinct scored (context, token) pairs; under H0 each distinct pair is green with
-probability gamma independently, so the count is exactly Binomial(T, gamma). With h = 0 there
-is one fixed list of K tokens and the unique tokens of a text hit it with a Hypergeometric(N, K, m)
-count, which is the exact null used there.
+uniform(seed, v) < gamma, where the seed is
+- `lefthash`: the keyed hash of the h previous ids (h = 1 is KGW's LeftHash, h = 0 Unigram);
+- `selfhash`: an anchored min-hash that includes the candidate itself, min_i seed(x_i, v) over the
+  h previous ids (the Reliability paper's SelfHash / algorithm-3, h = 3 by default there). During
+  generation only the top `candidates` tokens are tested, each against its own list.
+Generation adds delta to green logits. Detection counts green tokens among distinct scored
+(seed, token) pairs; under H0 each distinct pair is green with probability gamma independently,
+so the count is exactly Binomial(T, gamma). With h = 0 there is one fixed list of K tokens and the
+unique tokens of a text hit it with a Hypergeometric(N, K, m) count, the exact null used there.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ..errors import ConfigError
 from ..stats import binomial_tail, hypergeom_tail, z_score
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
 
-SEEDINGS = ("lefthash",)
+SEEDINGS = ("lefthash", "selfhash")
 
 
 @register_config("kgw", "unigram")
@@ -38,6 +42,7 @@ class GreenListConfig(SchemeConfig):
     context_width: int = 1
     seeding: str = "lefthash"
     count_repeats: bool = False
+    candidates: int = 40  # selfhash: how many top tokens are tested during generation
 
     @classmethod
     def for_scheme(cls, scheme: str, **fields):
@@ -56,6 +61,10 @@ class GreenListConfig(SchemeConfig):
             raise ConfigError("the unigram scheme has context width 0")
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
+        if self.seeding == "selfhash" and self.context_width < 1:
+            raise ConfigError("selfhash seeding needs a context width of at least 1")
+        if self.candidates < 1:
+            raise ConfigError("candidates must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,23 @@ class GreenListScheme(WatermarkScheme):
 
     # ---- the green list, shared by both halves -------------------------------------------------
     def seeds_for(self, contexts: np.ndarray) -> np.ndarray:
-        """PRF seeds of contexts, shape (n, h)."""
+        """LeftHash PRF seeds of contexts, shape (n, h)."""
         return prf.context_seeds(self._subkey, contexts)
+
+    def selfhash_seeds(self, contexts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """SelfHash seeds: min over the context of seed(x_i, v), anchored at the candidate v."""
+        n, h = contexts.shape
+        pairs = np.stack([contexts, np.repeat(candidates.reshape(-1, 1), h, axis=1)], axis=2).reshape(
+            n * h, 2
+        )
+        return prf.context_seeds(self._subkey, pairs).reshape(n, h).min(axis=1)
+
+    def token_seeds(self, windows: np.ndarray) -> np.ndarray:
+        """The seed that decides each window's last token, for windows of h context ids + 1 token."""
+        h = self.config.context_width
+        if self.config.seeding == "selfhash":
+            return self.selfhash_seeds(windows[:, :h], windows[:, h])
+        return self.seeds_for(windows[:, :h])
 
     def is_green(self, seeds: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         """Green test for broadcast (seed, token) pairs."""
@@ -125,12 +149,13 @@ class GreenListScheme(WatermarkScheme):
                 f"text has {n} tokens; the {cfg.scheme} detector needs at least {self.min_tokens}"
             )
         windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)  # (n - h, h + 1): context + token
-        seeds = torch.from_numpy(self.seeds_for(windows[:, :h]))
-        green = self.is_green(seeds, torch.from_numpy(windows[:, h].copy())).numpy()
+        seeds = self.token_seeds(windows)
+        tokens = windows[:, h].copy()
+        green = self.is_green(torch.from_numpy(seeds), torch.from_numpy(tokens)).numpy()
         if cfg.count_repeats:
             counted = np.ones(len(windows), dtype=bool)
-        else:
-            _, first = np.unique(windows, axis=0, return_index=True)
+        else:  # a repeated (seed, token) pair repeats the same coin flip: count it once
+            _, first = np.unique(np.stack([seeds, tokens], axis=1), axis=0, return_index=True)
             counted = np.zeros(len(windows), dtype=bool)
             counted[first] = True
         t = int(counted.sum())
@@ -188,8 +213,28 @@ class GreenListLogitsProcessor(LogitsProcessor):
         seeds = torch.from_numpy(self.scheme.seeds_for(ctx)).to(input_ids.device)
         return self.scheme.vocab_green_mask(seeds, vocab_size)
 
+    def selfhash_bias(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, vocab_size: int
+    ) -> torch.Tensor:
+        """+delta on those of the top candidates that are green under their own anchored seed."""
+        k = min(self.scheme.config.candidates, vocab_size)
+        cand = scores[:, :vocab_size].topk(k, dim=-1).indices  # (B, k)
+        ctx = input_ids[:, -self.h :].detach().to("cpu", torch.int64).numpy()
+        cand_np = cand.detach().to("cpu").numpy()
+        seeds = self.scheme.selfhash_seeds(np.repeat(ctx, k, axis=0), cand_np.reshape(-1))
+        green = self.scheme.is_green(torch.from_numpy(seeds), torch.from_numpy(cand_np.reshape(-1)))
+        bias = torch.zeros_like(scores)
+        bias.scatter_(
+            1, cand, green.reshape(cand.shape).to(device=scores.device, dtype=scores.dtype) * self.delta
+        )
+        return bias
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         v = self.scheme.vocab_size_for(scores.shape[-1])
+        if self.scheme.config.seeding == "selfhash":
+            if input_ids.shape[1] < self.h:
+                raise ConfigError(f"context width {self.h} needs a prompt of at least {self.h} tokens")
+            return scores + self.selfhash_bias(input_ids, scores, v)
         mask = self.green_mask(input_ids, v)
         bias = torch.zeros_like(scores)
         bias[:, :v] = mask.to(scores.dtype) * self.delta
