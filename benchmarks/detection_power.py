@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from _common import ROOT, emit, load_prompts
 
 from watermark.generation import generate
@@ -23,31 +24,28 @@ from watermark.schemes import GreenListConfig, build_scheme
 from watermark.stats import clopper_pearson
 
 
-def cached_generate(path: Path, model, tok, prompts, scheme, args) -> list[list[int]]:
-    done = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+def load_cache(path: Path) -> list[list[int]]:
+    return [json.loads(x)["token_ids"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def extend_cache(path: Path, model, tok, prompts, scheme, start: int, args) -> None:
+    t0 = time.perf_counter()
+    out = generate(
+        model,
+        tok,
+        prompts,
+        scheme=scheme,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=start,
+    )
     with path.open("a") as fh:
-        for start in range(len(done), len(prompts), args.batch_size):
-            batch = prompts[start : start + args.batch_size]
-            t0 = time.perf_counter()
-            out = generate(
-                model,
-                tok,
-                batch,
-                scheme=scheme,
-                max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size,
-                seed=start,
-            )
-            for g in out:
-                rec = {"prompt": g.prompt, "token_ids": list(g.token_ids)}
-                fh.write(json.dumps(rec) + "\n")
-                done.append(rec)
-            fh.flush()
-            print(
-                f"{path.name}: {len(done)}/{len(prompts)} ({time.perf_counter() - t0:.0f} s/batch)",
-                flush=True,
-            )
-    return [r["token_ids"] for r in done[: len(prompts)]]
+        for g in out:
+            fh.write(json.dumps({"prompt": g.prompt, "token_ids": list(g.token_ids)}) + "\n")
+    print(f"{path.name}: +{len(out)} ({time.perf_counter() - t0:.0f} s/batch)", flush=True)
+
+
+T0 = time.perf_counter()
 
 
 def main() -> None:
@@ -57,14 +55,28 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=1e-3)
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "power")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 helps on a shared machine)")
+    ap.add_argument("--time-budget", type=float, default=None, help="stop generating after this many seconds")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     model, tok = load_model(device="cpu")
     scheme = build_scheme(GreenListConfig(vocab_size=len(tok)), Key.from_seed("power"))
     prompts = load_prompts(args.n)
     tag = f"n{args.n}-m{args.max_new_tokens}"
-    wm_ids = cached_generate(args.cache / f"kgw-{tag}.jsonl", model, tok, prompts, scheme, args)
-    plain_ids = cached_generate(args.cache / f"plain-{tag}.jsonl", model, tok, prompts, None, args)
+    wm_path, plain_path = args.cache / f"kgw-{tag}.jsonl", args.cache / f"plain-{tag}.jsonl"
+    # interleave watermarked and plain batches, so a run stopped early still has both halves
+    for start in range(0, len(prompts), args.batch_size):
+        batch = prompts[start : start + args.batch_size]
+        for path, sch in ((wm_path, scheme), (plain_path, None)):
+            if len(load_cache(path)) <= start:
+                extend_cache(path, model, tok, batch, sch, start, args)
+        if args.time_budget and time.perf_counter() - T0 > args.time_budget:
+            print(f"time budget reached after {start + len(batch)} prompts", flush=True)
+            break
+    wm_ids, plain_ids = load_cache(wm_path), load_cache(plain_path)
+    wm_ids, plain_ids = wm_ids[: len(plain_ids)], plain_ids[: len(wm_ids)]
     wm_p = [scheme.detect(x).p_value for x in wm_ids if len(x) > 1]
     plain_p = [scheme.detect(x).p_value for x in plain_ids if len(x) > 1]
     tp = sum(p < args.alpha for p in wm_p)
