@@ -6,7 +6,14 @@ from ..config import SchemeConfig, config_from_dict
 from ..errors import ConfigError
 from ..keys import Key
 from .base import Detection, TextTooShortError, WatermarkScheme
+from .distortion_free import (
+    DistortionFreeConfig,
+    DistortionFreeDetection,
+    DistortionFreeLogitsProcessor,
+    DistortionFreeScheme,
+)
 from .greenlist import GreenListConfig, GreenListDetection, GreenListLogitsProcessor, GreenListScheme
+from .gumbel import GumbelConfig, GumbelDetection, GumbelLogitsProcessor, GumbelScheme
 
 _SCHEMES: dict[str, type[WatermarkScheme]] = {"kgw": GreenListScheme, "unigram": GreenListScheme}
 
@@ -14,6 +21,10 @@ _SCHEMES: dict[str, type[WatermarkScheme]] = {"kgw": GreenListScheme, "unigram":
 def register_scheme(cls: type[WatermarkScheme], *names: str) -> None:
     for name in names:
         _SCHEMES[name] = cls
+
+
+register_scheme(DistortionFreeScheme, "exp", "exp-edit", "its", "its-edit")
+register_scheme(GumbelScheme, "gumbel")
 
 
 def available_schemes() -> list[str]:
@@ -32,10 +43,18 @@ def build_scheme(config: SchemeConfig | dict, key: Key) -> WatermarkScheme:
 
 __all__ = [
     "Detection",
+    "DistortionFreeConfig",
+    "DistortionFreeDetection",
+    "DistortionFreeLogitsProcessor",
+    "DistortionFreeScheme",
     "GreenListConfig",
     "GreenListDetection",
     "GreenListLogitsProcessor",
     "GreenListScheme",
+    "GumbelConfig",
+    "GumbelDetection",
+    "GumbelLogitsProcessor",
+    "GumbelScheme",
     "TextTooShortError",
     "WatermarkScheme",
     "available_schemes",

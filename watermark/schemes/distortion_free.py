@@ -1,0 +1,391 @@
+"""Distortion-free watermarks of Kuditipudi, Thickstun, Hashimoto & Liang (2023): EXP and ITS.
+
+A key sequence xi of n rows is read at positions (tau + i) mod n, where tau is a fresh random
+shift per generated text. Each decoder is distortion-free: over a random key, the token it picks
+from a distribution mu is distributed exactly as mu.
+
+- EXP: row i is a vector of V uniforms (`prf.vocab_uniforms` of the row's seed, made on demand,
+  one row per text at a step). Token = argmax_v xi[v] ** (1 / mu(v)), computed as
+  argmin_v log(-log xi[v]) - log mu(v) in float64.
+- ITS: one keyed permutation pi of the vocabulary (the argsort of V keyed uniforms w) and one
+  uniform u_i per row. Token = the first token in pi order whose cumulative probability reaches
+  u_i (times the total, so float rounding can never select a zero-probability token).
+
+Detection aligns the text with the key (block length k, every cyclic shift), using a per-token
+cost c(y, row): EXP log(1 - xi_row[y]); ITS |eta(y) - u_row|. The basic statistic sums c along
+one alignment; the edit statistic is the paper's soft Levenshtein cost with gap cost gamma
+(`watermark.alignment`). p-values come from a permutation test against independent null keys
+(`watermark.permutation`, Besag-Clifford early stopping). For the EXP family, the Gamma tail of
+the basic statistic with a union bound over the n * (m - k + 1) alignments is a second valid
+p-value that needs no resampling; the two are combined by a weighted Bonferroni rule,
+p = min(p_bound / w, p_perm / (1 - w)), and the permutation test is skipped when the first term
+is already below the smallest value the second can take.
+
+Deviation from the reference code, on purpose: ITS scores eta(y) = w_y (the keyed uniform whose
+argsort defines pi) instead of rank_pi(y) / V. The two differ by O(V^-1/2); the decoder is
+unchanged, and null keys become exact and cheap (i.i.d. uniforms for the text's distinct tokens
+instead of a fresh permutation of the whole vocabulary per resample).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from .. import alignment, prf
+from ..config import SchemeConfig, register_config
+from ..errors import ConfigError
+from ..permutation import sequential_p_value
+from ..stats import gamma_tail
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+
+FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
+DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
+_LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)  # Lagrange multipliers tried for the screening bound
+
+
+@register_config("exp", "exp-edit", "its", "its-edit")
+@dataclass(frozen=True)
+class DistortionFreeConfig(SchemeConfig):
+    """key_length n; block_length k (None: the whole text); edit_gamma: Levenshtein gap cost
+    (None: 0.0 for exp-edit, 0.4 for its-edit); resamples T of the permutation test; stop_after:
+    Besag-Clifford early stop after this many null statistics <= the observed one (0: never);
+    bound_weight w: the share of the level given to the Gamma union bound (EXP family, k <= n)."""
+
+    scheme: str = "exp"
+    key_length: int = 256
+    block_length: int | None = None
+    edit_gamma: float | None = None
+    resamples: int = 999
+    stop_after: int = 10
+    bound_weight: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.edit_gamma is None and self.scheme in FAMILY:
+            object.__setattr__(self, "edit_gamma", DEFAULT_EDIT_GAMMA[FAMILY[self.scheme]])
+        super().__post_init__()
+
+    @property
+    def family(self) -> str:
+        return FAMILY[self.scheme]
+
+    @property
+    def edit(self) -> bool:
+        return self.scheme.endswith("-edit")
+
+    def validate(self) -> None:
+        if self.key_length < 1:
+            raise ConfigError(f"key_length must be >= 1, got {self.key_length}")
+        if self.block_length is not None and self.block_length < 1:
+            raise ConfigError(
+                f"block_length must be >= 1 (or null for the whole text), got {self.block_length}"
+            )
+        if not self.edit_gamma >= 0.0:
+            raise ConfigError(f"edit_gamma must be >= 0, got {self.edit_gamma}")
+        if self.resamples < 1:
+            raise ConfigError(f"resamples must be >= 1, got {self.resamples}")
+        if self.stop_after < 0:
+            raise ConfigError(f"stop_after must be >= 0, got {self.stop_after}")
+        if not 0.0 <= self.bound_weight < 1.0:
+            raise ConfigError(f"bound_weight must be in [0, 1), got {self.bound_weight}")
+
+
+@dataclass(frozen=True)
+class DistortionFreeDetection(Detection):
+    """`statistic`: the minimised alignment cost (lower = more watermark). `resamples`: null keys
+    drawn (0 when the bound decided); `p_value_floor`: the smallest p the permutation part can
+    give; `bound_p_value`: the Gamma union bound (EXP family), None where it does not apply."""
+
+    resamples: int
+    p_value_floor: float
+    method: str
+    bound_p_value: float | None
+    null_at_most: int
+    block_length: int
+
+
+def exponential_argmin(uniforms: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """The EXP decoder: argmax_v u_v ** (1 / p_v) = argmin_v log(-log u_v) - log p_v, per row."""
+    score = torch.log(torch.log(uniforms).neg_()).sub_(log_probs)
+    return score.argmin(dim=-1)
+
+
+class DistortionFreeScheme(WatermarkScheme):
+    """EXP / ITS key, decoder and detectors for one key (see the module docstring)."""
+
+    config_cls = DistortionFreeConfig
+    config: DistortionFreeConfig
+    acts_on_final_distribution = True
+
+    def __init__(self, config: DistortionFreeConfig, key):
+        super().__init__(config, key)
+        self.family = config.family
+        n = config.key_length
+        if self.family == "exp":
+            self._row_seeds = torch.from_numpy(prf.position_seeds(key.derive("exp/key-sequence"), range(n)))
+        else:
+            self._perm_seed = torch.from_numpy(prf.position_seeds(key.derive("its/permutation"), [0]))
+            u_seed = torch.from_numpy(prf.position_seeds(key.derive("its/uniforms"), [0]))
+            self._row_u = prf.uniforms(u_seed, torch.arange(n, dtype=torch.int64))
+            self._perms: dict[tuple[int, str], torch.Tensor] = {}
+        self._null_salt = key.derive(f"{self.family}/null-salt")
+
+    # ---- the key, shared by both halves ----------------------------------------------------------
+    def permutation(self, vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """ITS: the keyed order of the vocabulary (argsort of the keyed uniforms w)."""
+        k = (vocab_size, str(device))
+        if k not in self._perms:
+            w = prf.vocab_uniforms(self._perm_seed.to(device), vocab_size)[0]
+            self._perms[k] = torch.argsort(w, stable=True)
+        return self._perms[k]
+
+    def choose(self, rows: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+        """Decode one token per batch row from key rows `rows` (already reduced mod n)."""
+        v = log_probs.shape[-1]
+        if self.family == "exp":
+            xi = prf.vocab_uniforms(self._row_seeds.to(log_probs.device)[rows], v)
+            return exponential_argmin(xi, log_probs)
+        pi = self.permutation(v, log_probs.device)
+        cdf = torch.cumsum(log_probs.exp()[:, pi], dim=-1)
+        target = self._row_u.to(log_probs.device)[rows] * cdf[:, -1]
+        idx = torch.searchsorted(cdf, target.unsqueeze(1)).clamp_(max=v - 1)
+        return pi[idx.squeeze(1)]
+
+    def cost_matrix(self, ids: np.ndarray) -> np.ndarray:
+        """(n, m) costs c(y_l, row j) under the real key, from per-token PRF gathers."""
+        tok = torch.from_numpy(ids).reshape(1, -1)
+        if self.family == "exp":
+            u = prf.uniforms(self._row_seeds.reshape(-1, 1), tok)
+            return torch.log1p(-u).numpy()
+        eta = prf.uniforms(self._perm_seed.reshape(1, 1), tok)
+        return (eta - self._row_u.reshape(-1, 1)).abs_().numpy()
+
+    def null_costs(self, seeds: np.ndarray, labels: np.ndarray, distinct: int) -> np.ndarray:
+        """(B, n, m) costs under independent null keys; only the text's distinct tokens matter,
+        so tokens are relabelled 0..U-1 and each null key draws U entries per row (EXP) or U
+        values eta plus n uniforms u (ITS), all i.i.d. uniform like the real key's entries."""
+        n = self.config.key_length
+        s = torch.from_numpy(seeds)
+        lab = torch.from_numpy(labels)
+        if self.family == "exp":
+            counters = torch.arange(n * distinct, dtype=torch.int64).reshape(1, n, distinct)
+            c = torch.log1p(-prf.uniforms(s.reshape(-1, 1, 1), counters))
+            return c[:, :, lab].numpy()
+        eta = prf.uniforms(s.reshape(-1, 1), torch.arange(distinct, dtype=torch.int64).reshape(1, -1))
+        u = prf.uniforms(s.reshape(-1, 1), distinct + torch.arange(n, dtype=torch.int64).reshape(1, -1))
+        return (eta[:, None, lab] - u[:, :, None]).abs_().numpy()
+
+    # ---- embedding -----------------------------------------------------------------------------
+    def processor(self) -> DistortionFreeLogitsProcessor:
+        return DistortionFreeLogitsProcessor(self)
+
+    # ---- detection -----------------------------------------------------------------------------
+    def block_for(self, m: int) -> int:
+        k = self.config.block_length
+        return m if k is None else min(k, m)
+
+    def statistic(self, costs: np.ndarray, k: int) -> np.ndarray:
+        if self.config.edit:
+            return alignment.levenshtein_min(costs, k, self.config.edit_gamma)
+        return alignment.basic_min(costs, k)
+
+    def null_seeds(self, ids: np.ndarray, k: int, count: int) -> np.ndarray:
+        """Seeds of the null keys: fixed by the text and the test's parameters (reproducible),
+        salted with a key-derived value independent of the key sequence (so nobody without the
+        key can search for texts whose null sample happens to be favourable)."""
+        cfg = self.config
+        h = hashlib.blake2b(key=self._null_salt, person=b"wm-null-keys", digest_size=32)
+        h.update(f"{cfg.scheme}|n={cfg.key_length}|k={k}|gamma={cfg.edit_gamma!r}|".encode())
+        h.update(ids.astype("<i8").tobytes())
+        return prf.position_seeds(h.digest(), range(count))
+
+    def _null_indicators(self, ids: np.ndarray, k: int, observed: float) -> Iterator[np.ndarray]:
+        """Batches of `null statistic <= observed`, in draw order.
+
+        For the edit statistics a cheap Lagrangian lower bound rules out most null keys; only
+        those it cannot rule out get the exact DP. A null key is never counted on the bound.
+        """
+        cfg = self.config
+        uniq, labels = np.unique(ids, return_inverse=True)
+        seeds = self.null_seeds(ids, k, cfg.resamples)
+        margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
+        lam: float | None = None
+        start, size = 0, 16
+        while start < cfg.resamples:
+            batch = seeds[start : start + size]
+            costs = self.null_costs(batch, labels.reshape(-1), len(uniq))
+            if not cfg.edit:
+                yield alignment.basic_min(costs, k) <= observed
+            else:
+                gamma = cfg.edit_gamma
+                if lam is None:  # pick the multiplier on the first batch (any lam >= 0 is valid)
+                    bounds = np.stack(
+                        [alignment.levenshtein_lower_bound(costs, k, gamma, x, np.float32) for x in _LAMBDAS]
+                    )
+                    lam = _LAMBDAS[int(np.argmax(bounds.mean(axis=1)))]
+                    bound = bounds.max(axis=0)
+                else:
+                    bound = alignment.levenshtein_lower_bound(costs, k, gamma, lam, np.float32)
+                out = np.zeros(len(batch), dtype=bool)
+                open_ = np.flatnonzero(bound <= observed + margin)
+                if open_.size:
+                    out[open_] = alignment.levenshtein_min(costs[open_], k, gamma) <= observed
+                yield out
+            start += len(batch)
+            size = min(2 * size, 128)
+
+    def gamma_bound(self, costs: np.ndarray, k: int, m: int) -> float | None:
+        """EXP: min(1, n (m - k + 1) P[Gamma(k, 1) >= -phi_basic]); None where it is not valid."""
+        n = self.config.key_length
+        if self.family != "exp" or k > n or self.config.bound_weight <= 0.0:
+            return None
+        phi = float(alignment.basic_min(costs, k)[0])
+        return min(1.0, n * (m - k + 1) * gamma_tail(-phi, k))
+
+    def detect(self, token_ids: Sequence[int] | np.ndarray) -> DistortionFreeDetection:
+        cfg = self.config
+        ids = as_token_array(token_ids, cfg.vocab_size)
+        m = ids.size
+        if m < 2:
+            raise TextTooShortError(f"text has {m} tokens; the {cfg.scheme} detector needs at least 2")
+        k = self.block_for(m)
+        costs = self.cost_matrix(ids)[None]
+        observed = float(self.statistic(costs, k)[0])
+        bound = self.gamma_bound(costs, k, m)
+        w = cfg.bound_weight if bound is not None else 0.0
+        t = cfg.resamples
+        floor = 1.0 / ((1.0 - w) * (t + 1))
+        if bound is not None and bound / w <= floor:
+            p, used, at_most, method = bound / w, 0, 0, "gamma union bound"
+        else:
+            mc = sequential_p_value(self._null_indicators(ids, k, observed), t, cfg.stop_after)
+            p_perm = mc.p_value / (1.0 - w)
+            p = min(1.0, p_perm if bound is None else min(bound / w, p_perm))
+            used, at_most = mc.resamples, mc.null_at_most
+            method = "sequential permutation (stopped early)" if mc.stopped_early else "permutation"
+        return DistortionFreeDetection(
+            scheme=cfg.scheme,
+            p_value=float(p),
+            num_tokens_scored=int(m),
+            statistic=observed,
+            resamples=int(used),
+            p_value_floor=float(floor),
+            method=method,
+            bound_p_value=bound,
+            null_at_most=int(at_most),
+            block_length=int(k),
+        )
+
+
+class FinalDistributionProcessor(LogitsProcessor):
+    """Base of the EXP / ITS / Gumbel processors: decode from the final distribution, force it.
+
+    The decoder sees softmax (float64) of the scores after every processor ahead of it and, when
+    called inside `model.generate`, after the processors transformers runs behind it (its
+    temperature / top-k / top-p warpers: transformers 5.x appends those AFTER user processors, so
+    this processor applies them to its own copy first; they are idempotent on the returned scores).
+    It returns -inf everywhere except the chosen token, so greedy and sampling both emit it.
+    Beam search is refused. A new `generate()` call (a new generation config, or a length that is
+    not the previous one plus 1) restarts the step count and calls `start(batch)`.
+    """
+
+    def __init__(self, scheme: WatermarkScheme):
+        self.scheme = scheme
+        self._gen_config: GenerationConfig | None = None
+        self._start_len: int | None = None
+        self._last_len: int | None = None
+        self._batch: int | None = None
+
+    # subclasses ---------------------------------------------------------------------------------
+    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+        """A new generate() call over `batch` rows begins."""
+
+    def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # machinery ----------------------------------------------------------------------------------
+    def _caller_context(self) -> tuple[GenerationConfig | None, list]:
+        gen_config, after = None, []
+        frame = sys._getframe(2)
+        for _ in range(4):
+            if frame is None:
+                break
+            local = frame.f_locals
+            owner = local.get("self")
+            if not after and isinstance(owner, LogitsProcessorList):
+                for i, p in enumerate(owner):
+                    if p is self:
+                        after = list(owner)[i + 1 :]
+                        break
+            g = local.get("generation_config")
+            if gen_config is None and isinstance(g, GenerationConfig):
+                gen_config = g
+            frame = frame.f_back
+        return gen_config, after
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        gen_config, after = self._caller_context()
+        length, batch = input_ids.shape[1], input_ids.shape[0]
+        if (
+            self._start_len is None
+            or (gen_config is not None and gen_config is not self._gen_config)
+            or length != self._last_len + 1
+            or batch != self._batch
+        ):
+            if gen_config is not None and (gen_config.num_beams or 1) > 1:
+                raise ConfigError(
+                    f"the {self.scheme.name} watermark does not support beam search (num_beams > 1)"
+                )
+            self._gen_config, self._start_len, self._batch = gen_config, length, batch
+            self.start(batch, gen_config)
+        self._last_len = length
+        step = length - self._start_len
+        final = scores
+        for p in after:
+            final = p(input_ids, final)
+        v = self.scheme.vocab_size_for(scores.shape[-1])
+        log_probs = torch.log_softmax(final[:, :v].to(torch.float64), dim=-1)
+        tokens = self.pick(input_ids, step, log_probs)
+        out = torch.full_like(scores, -math.inf)
+        out.scatter_(1, tokens.reshape(-1, 1).to(out.device), 0.0)
+        return out
+
+
+class DistortionFreeLogitsProcessor(FinalDistributionProcessor):
+    """EXP / ITS embedding: row (tau_b + step) mod n for batch row b, tau_b fresh per generate().
+
+    Example:
+        >>> scheme = build_scheme({"scheme": "exp", "vocab_size": len(tok)}, Key.generate())
+        >>> gens = watermark.generation.generate(model, tok, ["Tell me a story."], scheme=scheme)
+        >>> scheme.detect(gens[0].token_ids).p_value
+    """
+
+    scheme: DistortionFreeScheme
+
+    def __init__(self, scheme: DistortionFreeScheme):
+        super().__init__(scheme)
+        self.shifts: torch.Tensor | None = None
+
+    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+        n = self.scheme.config.key_length
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+        self.shifts = torch.from_numpy(rng.integers(0, n, size=batch, dtype=np.int64))
+        if gen_config is not None and gen_config.max_new_tokens is not None and gen_config.max_new_tokens > n:
+            warnings.warn(
+                f"max_new_tokens={gen_config.max_new_tokens} exceeds key_length={n}: the key wraps around "
+                "and the text is no longer distortion-free",
+                stacklevel=3,
+            )
+
+    def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
+        rows = (self.shifts.to(log_probs.device) + step) % self.scheme.config.key_length
+        return self.scheme.choose(rows, log_probs)
