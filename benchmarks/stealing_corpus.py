@@ -1,0 +1,112 @@
+"""Real-model corpora for the stealing benchmark, generated once and cached (resumable).
+
+Each corpus is a JSONL file of `wm generate`-style records ({"prompt", "text", "token_ids"}) under
+`cache_dir()/bench-stealing/`. Natural texts are unwatermarked outputs of the same model on the
+same prompts, as in Zhang et al. (2024). Generation is the slow part on CPU, so it runs in rounds
+and every round is appended at once: an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from watermark.config import config_from_dict
+from watermark.keys import Key
+from watermark.models import cache_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_KEY = Key.from_seed("stealing-benchmark")
+# name -> scheme config (None = natural, unwatermarked)
+CORPORA: dict[str, dict | None] = {
+    "natural": None,
+    "unigram-g0.25-d2": {"scheme": "unigram", "gamma": 0.25, "delta": 2.0, "context_width": 0},
+    "unigram-g0.5-d4": {"scheme": "unigram", "gamma": 0.5, "delta": 4.0, "context_width": 0},
+    "kgw-h1-g0.25-d2": {"scheme": "kgw", "gamma": 0.25, "delta": 2.0, "context_width": 1},
+}
+MAX_NEW_TOKENS = 200
+TEMPERATURE = 0.7  # the paper's sampling temperature (top_k = 0)
+
+
+def corpus_dir() -> Path:
+    return cache_dir() / "bench-stealing"
+
+
+def corpus_path(name: str) -> Path:
+    return corpus_dir() / f"{name}.jsonl"
+
+
+def load_corpus(name: str, limit: int | None = None) -> list[dict]:
+    p = corpus_path(name)
+    if not p.exists():
+        return []
+    rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def prompts() -> list[str]:
+    lines = (ROOT / "data" / "prompts.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["prompt"] for line in lines if line.strip()]
+
+
+def scheme_for(name: str, vocab_size: int):
+    from watermark.schemes import build_scheme
+
+    cfg = CORPORA[name]
+    if cfg is None:
+        return None
+    return build_scheme(config_from_dict({**cfg, "vocab_size": vocab_size}), BENCH_KEY)
+
+
+def generate_corpora(sizes: dict[str, int], round_size: int = 50, batch_size: int = 50) -> None:
+    """Top every corpus up to its size, round by round (all corpora advance together)."""
+    from watermark.generation import generate
+    from watermark.models import load_model
+
+    model, tok = load_model()
+    all_prompts = prompts()
+    corpus_dir().mkdir(parents=True, exist_ok=True)
+    while True:
+        todo = [(n, s) for n, s in sizes.items() if len(load_corpus(n)) < s]
+        if not todo:
+            return
+        for name, size in todo:
+            have = len(load_corpus(name))
+            n = min(round_size, size - have)
+            batch = [all_prompts[(have + i) % len(all_prompts)] for i in range(n)]
+            t0 = time.time()
+            gens = generate(
+                model,
+                tok,
+                batch,
+                scheme=scheme_for(name, len(tok)),
+                max_new_tokens=MAX_NEW_TOKENS,
+                min_new_tokens=MAX_NEW_TOKENS,
+                batch_size=batch_size,
+                temperature=TEMPERATURE,
+                seed=1000 + have,  # same seed for a prompt's natural and watermarked text
+            )
+            with corpus_path(name).open("a", encoding="utf-8") as f:
+                for g in gens:
+                    f.write(
+                        json.dumps({"prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)})
+                        + "\n"
+                    )
+            toks = sum(g.num_tokens for g in gens)
+            print(f"{name}: {have + n}/{size} ({toks / (time.time() - t0):.0f} tokens/s)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in CORPORA:
+        ap.add_argument(f"--{name}", type=int, default=0, metavar="N", help=f"texts in corpus {name}")
+    ap.add_argument("--round-size", type=int, default=50, help="texts per corpus and round (saved at once)")
+    args = ap.parse_args()
+    sizes = {name: getattr(args, name.replace("-", "_"), 0) for name in CORPORA}
+    generate_corpora({k: v for k, v in sizes.items() if v}, args.round_size, args.round_size)
+
+
+if __name__ == "__main__":
+    main()

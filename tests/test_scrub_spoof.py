@@ -1,0 +1,96 @@
+"""Scrubbing and spoofing with a stolen list, judged by the real detector (tiny random LLaMA)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attacks.scrub import count_believed_green, perplexity, scrub_ids, success_rate
+from attacks.spoof import StolenListLogitsProcessor, flagged_rate, spoof_generate
+from attacks.stealing import StolenList
+from watermark.errors import WmError
+from watermark.generation import generate
+from watermark.schemes import build_scheme
+from watermark.schemes.greenlist import GreenListConfig
+
+ALPHA = 1e-3
+
+
+@pytest.fixture(scope="module")
+def unigram(tokenizer):
+    from watermark.keys import Key
+
+    cfg = GreenListConfig(scheme="unigram", gamma=0.25, delta=4.0, context_width=0, vocab_size=len(tokenizer))
+    return build_scheme(cfg, Key.from_seed("scrub-spoof"))
+
+
+@pytest.fixture(scope="module")
+def true_list(unigram):
+    return StolenList(unigram.green_token_ids().tolist(), "oracle")
+
+
+PROMPTS = ["Tell me about rivers.", "Write a poem on trains.", "Explain tides."]
+
+
+def test_spoof_with_the_true_list_is_flagged_and_without_it_is_not(tiny_model, tokenizer, unigram, true_list):
+    # A perfect stolen list with the owner's delta reproduces the watermark exactly in law.
+    gens = spoof_generate(tiny_model, tokenizer, PROMPTS, true_list, delta=4.0, max_new_tokens=30, seed=1)
+    p = [unigram.detect(g.token_ids).p_value for g in gens]
+    assert flagged_rate(p, ALPHA) == 1.0
+    plain = generate(tiny_model, tokenizer, PROMPTS, max_new_tokens=30, seed=1)
+    assert flagged_rate([unigram.detect(g.token_ids).p_value for g in plain], ALPHA) == 0.0
+
+
+def test_scrub_with_the_true_list_removes_the_watermark(tiny_model, tokenizer, unigram, true_list):
+    gens = generate(tiny_model, tokenizer, PROMPTS[:2], scheme=unigram, max_new_tokens=30, seed=2)
+    assert all(unigram.detect(g.token_ids).p_value < ALPHA for g in gens)
+    prefix = [tokenizer.bos_token_id or tokenizer.eos_token_id]
+    p_after = []
+    for g in gens:
+        res = scrub_ids(tiny_model, g.token_ids, true_list, prefix, top_k=20, max_edit_rate=1.0)
+        assert len(res.edited_ids) == len(g.token_ids)
+        assert res.believed_green_after == 0 < res.believed_green_before  # every green token replaced
+        assert res.edits == res.believed_green_before
+        assert np.isfinite(res.ppl_before) and np.isfinite(res.ppl_after)
+        p_after.append(unigram.detect(res.edited_ids).p_value)
+    assert success_rate(p_after, ALPHA) == 1.0
+
+
+def test_edit_budget_and_beam(tiny_model, tokenizer, unigram, true_list):
+    g = generate(tiny_model, tokenizer, PROMPTS[:1], scheme=unigram, max_new_tokens=25, seed=3)[0]
+    prefix = [tokenizer.eos_token_id]
+    capped = scrub_ids(tiny_model, g.token_ids, true_list, prefix, max_edit_rate=0.1)
+    assert capped.edits == int(0.1 * len(g.token_ids))
+    beam = scrub_ids(tiny_model, g.token_ids, true_list, prefix, beam=3, top_k=5, max_edit_rate=1.0)
+    assert beam.believed_green_after == 0
+    emb = scrub_ids(tiny_model, g.token_ids, true_list, prefix, candidates="embedding", top_k=30)
+    assert emb.believed_green_after < emb.believed_green_before
+    # the beam's reported perplexity is the perplexity of the text it returns
+    assert perplexity(tiny_model, beam.edited_ids, prefix) == pytest.approx(beam.ppl_after, rel=1e-4)
+
+
+def test_stolen_list_processor_biases_exactly_the_stolen_ids():
+    proc = StolenListLogitsProcessor(StolenList([1, 3], "vanilla"), delta=2.5)
+    out = proc(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 5))
+    assert out.tolist() == [[0, 2.5, 0, 2.5, 0]] * 2
+    pairs = StolenList([], "oracle", context_width=1, green_pairs=[(4, 0), (2, 1)])
+    out = StolenListLogitsProcessor(pairs, 1.0)(torch.tensor([[9, 4], [9, 2]]), torch.zeros(2, 3))
+    assert out.tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+def test_bad_scrub_and_spoof_parameters_are_clear_errors(tiny_model):
+    sl = StolenList([1], "vanilla")
+    with pytest.raises(WmError, match="empty"):
+        StolenListLogitsProcessor(StolenList([], "vanilla"))
+    with pytest.raises(WmError, match="delta"):
+        StolenListLogitsProcessor(sl, -1)
+    for kwargs, msg in (
+        (dict(candidates="thesaurus"), "candidate source"),
+        (dict(max_edit_rate=2), "budget"),
+    ):
+        with pytest.raises(WmError, match=msg):
+            scrub_ids(tiny_model, [1, 2], sl, [0], **kwargs)
+    with pytest.raises(WmError, match="prefix"):
+        scrub_ids(tiny_model, [1, 2], sl, [])
+    assert count_believed_green([1, 2, 1], sl) == 2
