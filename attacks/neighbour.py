@@ -1,0 +1,97 @@
+"""Embedding-neighbour substitution: a synonym attack that needs no word list.
+
+A fraction of the text's word tokens is replaced by their nearest neighbours (cosine) in the
+model's input-embedding matrix. Only "word" tokens take part, on both sides: tokens whose text
+is ASCII letters, optionally after one leading space; punctuation, digits, byte pieces and
+special tokens are never chosen and never introduced. A replacement keeps the leading-space
+property of the token it replaces, so words do not run together. Neighbours of all chosen
+positions are found with one batched matrix product per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class NeighbourIndex:
+    """Normalised input embeddings plus the masks saying which tokens are words.
+
+    `embeddings` is the [V, d] input-embedding matrix (e.g. `model.get_input_embeddings().weight`);
+    `tokenizer` decides which of the V ids are word tokens.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, tokenizer: Any, chunk_size: int = 256):
+        emb = embeddings.detach().float().cpu()
+        self.unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        self.vocab_size = emb.shape[0]
+        self.chunk_size = chunk_size
+        self.is_word, self.has_space = word_token_masks(tokenizer, self.vocab_size)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any) -> NeighbourIndex:
+        return cls(model.get_input_embeddings().weight, tokenizer)
+
+    def neighbours(self, token_ids: Sequence[int], k: int = 1) -> np.ndarray:
+        """[len(token_ids), k] nearest word tokens with the same leading-space flag (self excluded)."""
+        ids = [int(t) for t in token_ids]
+        todo = sorted({t for t in ids if (t, k) not in self._cache})
+        words = torch.from_numpy(self.is_word)
+        space = torch.from_numpy(self.has_space)
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = torch.tensor(todo[start : start + self.chunk_size], dtype=torch.long)
+            sims = self.unit[chunk] @ self.unit.T  # [c, V]
+            allowed = words[None, :] & (space[None, :] == space[chunk][:, None])
+            allowed[torch.arange(len(chunk)), chunk] = False
+            sims = sims.masked_fill(~allowed, float("-inf"))
+            top = torch.topk(sims, k, dim=1).indices.numpy()
+            for t, row in zip(chunk.tolist(), top, strict=True):
+                self._cache[(t, k)] = row
+        if not ids:
+            return np.zeros((0, k), dtype=np.int64)
+        return np.stack([self._cache[(t, k)] for t in ids])
+
+
+def word_token_masks(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(is_word, has_leading_space) over the vocabulary, special tokens excluded."""
+    pieces = tokenizer.batch_decode([[i] for i in range(vocab_size)])
+    is_word = np.zeros(vocab_size, dtype=bool)
+    has_space = np.zeros(vocab_size, dtype=bool)
+    for i, piece in enumerate(pieces):
+        body = piece[1:] if piece.startswith(" ") else piece
+        is_word[i] = bool(body) and body.isascii() and body.isalpha()
+        has_space[i] = piece.startswith(" ")
+    special = [i for i in tokenizer.all_special_ids if i < vocab_size]
+    is_word[special] = False
+    return is_word, has_space
+
+
+def neighbour_substitute(
+    ids: Sequence[int],
+    rate: float,
+    index: NeighbourIndex,
+    rng: np.random.Generator,
+    k: int = 1,
+) -> list[int]:
+    """Replace floor(rate * #word tokens) word tokens, chosen uniformly, by an embedding neighbour.
+
+    With `k` > 1 the replacement is drawn uniformly from the k nearest neighbours.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    out = [int(t) for t in ids]
+    eligible = [i for i, t in enumerate(out) if 0 <= t < index.vocab_size and index.is_word[t]]
+    m = int(np.floor(rate * len(eligible) + 1e-9))
+    if m == 0:
+        return out
+    pos = np.sort(rng.choice(len(eligible), size=m, replace=False))
+    positions = [eligible[p] for p in pos]
+    nbrs = index.neighbours([out[i] for i in positions], k)
+    pick = rng.integers(k, size=m) if k > 1 else np.zeros(m, dtype=np.int64)
+    for i, row, j in zip(positions, nbrs, pick, strict=True):
+        out[i] = int(row[j])
+    return out
