@@ -69,11 +69,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is steadier on a shared machine)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     new_tokens = 48 if args.quick else 200
     repeats = args.repeats or (1 if args.quick else 2)
     batches = [8] if args.quick else [1, 8]
-    torch.set_num_threads(torch.get_num_threads())
 
     model, tok = load_model(device="cpu")
     ours = build_scheme(GreenListConfig(vocab_size=len(tok)), Key.from_seed("bench"))
