@@ -50,13 +50,15 @@ def basic_scores(costs: np.ndarray, k: int) -> np.ndarray:
     c = _as_batch(costs)
     _check_block(c.shape[2], k)
     d = diagonal_costs(c)
-    # Sum the k tokens of a block directly (not by differences of a running sum), so the same
-    # block gives bit-identical totals whatever else is in the batch.
-    windows = np.lib.stride_tricks.sliding_window_view(d, k, axis=2)  # (B, n', m-k+1, k) over s'
-    sums = windows.sum(axis=3)  # sums[b, s', i] = sum_l C[(s'+l) mod n, l], l = i..i+k-1
+    b, n, m = d.shape
+    # Add the k tokens of a block one at a time (not by differences of a running sum, nor by a
+    # reduction whose order numpy may change with the shape), so a block's total is bit-identical
+    # whatever else is in the batch: the observed and null statistics must be computed alike.
+    sums = d[:, :, : m - k + 1].copy()  # sums[b, s', i] = sum_l C[(s' + l) mod n, l], l = i..i+k-1
+    for off in range(1, k):
+        sums += d[:, :, off : off + m - k + 1]
     # block i aligned with key shift s (rows s..s+k-1) is s' = (s - i) mod n
-    n = c.shape[1]
-    i = np.arange(sums.shape[2])
+    i = np.arange(m - k + 1)
     s_prime = (np.arange(n)[:, None] - i[None, :]) % n
     return sums[:, s_prime, i[None, :]]
 

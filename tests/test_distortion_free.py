@@ -1,0 +1,225 @@
+"""EXP and ITS (Kuditipudi et al. 2023): distortion-free decoders, processors, valid detection."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from transformers import LogitsProcessorList, TemperatureLogitsWarper
+
+from attacks.edits import substitute_tokens
+from watermark import prf
+from watermark.config import config_from_dict, default_config
+from watermark.errors import ConfigError
+from watermark.generation import generate
+from watermark.keys import Key
+from watermark.schemes import DistortionFreeConfig, DistortionFreeScheme, TextTooShortError, build_scheme
+
+SCHEMES = ["exp", "exp-edit", "its", "its-edit"]
+MU = np.array([0.30, 0.20, 0.15, 0.10, 0.08, 0.07, 0.05, 0.03, 0.015, 0.005, 0.0, 0.0])
+
+
+def scheme(name: str, key: Key | None = None, **fields) -> DistortionFreeScheme:
+    return build_scheme({"scheme": name, **fields}, key or Key.from_seed("df-tests"))
+
+
+# ---- configuration -------------------------------------------------------------------------------
+def test_defaults_follow_the_paper():
+    assert default_config("exp-edit").edit_gamma == 0.0
+    assert default_config("its-edit").edit_gamma == 0.4
+    cfg = default_config("exp")
+    assert (cfg.key_length, cfg.block_length, cfg.resamples) == (256, None, 999)
+    again = config_from_dict(default_config("its-edit", key_length=64).to_dict())
+    assert again == default_config("its-edit", key_length=64)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"key_length": 0}, {"block_length": 0}, {"edit_gamma": -1.0}, {"resamples": 0}, {"bound_weight": 1.0}],
+)
+def test_bad_parameters_are_config_errors(fields):
+    with pytest.raises(ConfigError):
+        DistortionFreeConfig(scheme="exp-edit", **fields)
+
+
+# ---- distortion-freeness -------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["exp", "its"])
+def test_decoder_output_follows_the_distribution_over_keys(family):
+    """Over 6000 independent key rows the chosen token is distributed as mu (chi-square).
+
+    Fixed seeds make the test deterministic; with a correct decoder a fresh key would fail it
+    with probability 0.001 (the test level). Zero-probability tokens must never be chosen.
+    """
+    rows = 6000
+    s = scheme(family, key_length=rows)
+    log_probs = torch.log(torch.tensor(MU, dtype=torch.float64)).expand(rows, -1)
+    tokens = s.choose(torch.arange(rows), log_probs).numpy()
+    counts = np.bincount(tokens, minlength=len(MU))
+    assert counts[MU == 0].sum() == 0
+    support = MU > 0
+    assert sps.chisquare(counts[support], rows * MU[support]).pvalue > 1e-3
+
+
+def test_its_rows_share_one_permutation_and_invert_the_cdf():
+    s = scheme("its", key_length=8)
+    pi = s.permutation(len(MU))
+    assert sorted(pi.tolist()) == list(range(len(MU)))
+    one_hot = torch.full((1, len(MU)), -torch.inf, dtype=torch.float64)
+    one_hot[0, 7] = 0.0
+    assert s.choose(torch.tensor([3]), one_hot).item() == 7
+
+
+def test_key_rows_are_bit_identical_between_generation_and_detection():
+    """EXP: the vocabulary-wide row used to decode equals the per-token gathers used to detect."""
+    s = scheme("exp", key_length=16)
+    ids = np.array([0, 5, 49151, 17, 5])
+    rows = prf.vocab_uniforms(s._row_seeds, 49152)
+    assert np.array_equal(s.cost_matrix(ids), torch.log1p(-rows[:, ids]).numpy())
+
+
+# ---- the processor -------------------------------------------------------------------------------
+def test_processor_forces_the_decoded_token_per_row_with_left_padding():
+    """Batch 4, left padded: each row reads its own key row (tau_b + step) mod n at every step."""
+    s = scheme("exp", key_length=32)
+    proc = s.processor()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9], [1, 2, 3, 4], [0, 0, 0, 9]])
+    for step in range(5):
+        scores = torch.randn(4, 50, generator=gen)
+        out = proc(ids, scores)
+        want = s.choose((proc.shifts + step) % 32, torch.log_softmax(scores.double(), -1))
+        assert torch.equal(out.argmax(-1), want)
+        assert torch.isinf(out).sum().item() == 4 * 49 and (out.max(-1).values == 0).all()
+        ids = torch.cat([ids, want.reshape(-1, 1)], dim=1)
+
+
+def test_processor_decodes_after_the_warpers_behind_it():
+    """transformers runs its temperature warper after user processors; the decoder must see it."""
+    s = scheme("its", key_length=32)
+    proc = s.processor()
+    chain = LogitsProcessorList([proc, TemperatureLogitsWarper(0.25)])
+    scores = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
+    out = chain(torch.zeros(3, 2, dtype=torch.long), scores)
+    want = s.choose(proc.shifts % 32, torch.log_softmax(scores.double() / 0.25, -1))
+    assert torch.equal(out.argmax(-1), want)
+
+
+def test_generation_warns_when_the_key_would_wrap(tiny_model, tokenizer):
+    s = scheme("exp", key_length=4, vocab_size=len(tokenizer))
+    with pytest.warns(UserWarning, match="key_length"):
+        generate(tiny_model, tokenizer, ["hi"], scheme=s, max_new_tokens=6, seed=0)
+
+
+def test_beam_search_is_refused(tiny_model, tokenizer):
+    s = scheme("exp", vocab_size=len(tokenizer))
+    enc = tokenizer(["hello"], return_tensors="pt")
+    with pytest.raises(ConfigError, match="beam"):
+        tiny_model.generate(
+            **enc,
+            num_beams=2,
+            do_sample=False,
+            max_new_tokens=3,
+            logits_processor=LogitsProcessorList([s.processor()]),
+        )
+
+
+# ---- detection -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def watermarked(tiny_model, tokenizer):
+    """Four 30-token texts per family from the tiny model (batch 4, left padding, sampling)."""
+    prompts = ["Hi", "Tell me about the sea and the sky.", "Why?", "List three colours, please, now."]
+    out = {}
+    for family in ("exp", "its"):
+        s = scheme(family, vocab_size=len(tokenizer))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # 30 new tokens with n = 256 must not warn
+            gens = generate(
+                tiny_model, tokenizer, prompts, scheme=s, max_new_tokens=30, min_new_tokens=30, seed=1
+            )
+        out[family] = [list(g.token_ids) for g in gens]
+    return out
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_every_row_of_a_padded_batch_is_detected(watermarked, tokenizer, name):
+    s = scheme(name, vocab_size=len(tokenizer), resamples=199)
+    for ids in watermarked[name.split("-")[0]]:
+        assert len(ids) == 30
+        d = s.detect(ids)
+        assert d.p_value <= 0.01, d
+        assert d.p_value_floor == pytest.approx(1 / ((1 - (0.05 if name.startswith("exp") else 0)) * 200))
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_another_key_does_not_detect(watermarked, tokenizer, name):
+    s = scheme(name, key=Key.from_seed("someone else"), vocab_size=len(tokenizer), resamples=99)
+    ps = [s.detect(ids).p_value for ids in watermarked[name.split("-")[0]]]
+    assert min(ps) > 0.01
+
+
+@pytest.mark.parametrize("name", ["exp-edit", "its-edit"])
+def test_edit_detectors_survive_random_substitutions(watermarked, tokenizer, name):
+    """A 30-token text with 20% of its tokens replaced (uniform positions and tokens)."""
+    s = scheme(name, vocab_size=len(tokenizer), resamples=199)
+    rng = np.random.default_rng(0)
+    for ids in watermarked[name.split("-")[0]]:
+        attacked = substitute_tokens(ids, 0.2, len(tokenizer), rng)
+        assert s.detect(attacked).p_value <= 0.05
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_p_values_of_unwatermarked_text_are_valid(name):
+    """120 texts of 20 uniform random tokens, each tested under its own key (validity is over
+    keys: H0 says the key is independent of the text). At most 14 may reach p <= 0.05 (expected
+    <= 6; P[Binomial(120, 0.05) > 14] = 0.002 is the false-failure probability)."""
+    rng = np.random.default_rng(42)
+    ps = np.array(
+        [
+            scheme(name, key=Key.from_seed(f"null-{i}"), key_length=32, resamples=99).detect(
+                rng.integers(0, 1000, 20)
+            )
+            for i in range(120)
+        ]
+    )
+    ps = np.array([d.p_value for d in ps])
+    assert np.all((ps > 0) & (ps <= 1))
+    assert (ps <= 0.05).sum() <= 14
+    assert (ps <= 0.5).sum() <= 78  # roughly uniform in the middle too (expected 60, sd 5.5)
+
+
+def test_detection_is_reproducible_and_reports_its_test():
+    s = scheme("its-edit", key_length=32, resamples=99)
+    ids = np.random.default_rng(1).integers(0, 500, 25)
+    a, b = s.detect(ids), s.detect(ids)
+    assert a == b
+    out = a.to_dict()
+    for field in ("p_value", "statistic", "resamples", "p_value_floor", "method"):
+        assert field in out
+    assert 1 <= a.resamples <= 99
+
+
+def test_a_confident_bound_skips_the_permutation_test(watermarked, tokenizer):
+    d = scheme("exp", vocab_size=len(tokenizer)).detect(watermarked["exp"][0])
+    assert d.method == "gamma union bound" and d.resamples == 0 and d.p_value < d.p_value_floor
+
+
+def test_block_length_finds_a_watermarked_span_inside_human_text(watermarked, tokenizer):
+    rng = np.random.default_rng(3)
+    ids = (
+        rng.integers(0, len(tokenizer), 40).tolist()
+        + watermarked["exp"][1][:20]
+        + rng.integers(0, 100, 40).tolist()
+    )
+    d = scheme("exp-edit", vocab_size=len(tokenizer), block_length=20, resamples=99).detect(ids)
+    assert d.block_length == 20 and d.p_value <= 0.02
+
+
+def test_too_short_and_foreign_tokens_are_input_errors():
+    s = scheme("exp", vocab_size=100)
+    with pytest.raises(TextTooShortError):
+        s.detect([5])
+    with pytest.raises(ConfigError):
+        s.detect([5, 100])
