@@ -113,8 +113,15 @@ class SolverStats:
         return asdict(self)
 
 
-def get_solver(name: str, time_limit: float | None, msg: bool = False) -> pulp.LpSolver:
-    """A PuLP solver by short name (cbc, highs, glpk, gurobi, ...) or PuLP class name."""
+def get_solver(
+    name: str, time_limit: float | None, msg: bool = False, mip_start: bool = False
+) -> pulp.LpSolver:
+    """A PuLP solver by short name (cbc, highs, glpk, gurobi, ...) or PuLP class name.
+
+    `mip_start`: pass the variables' current values as a start. For CBC it also turns CBC's
+    primal heuristics off: CBC 2.10 can run far past its time limit inside a root heuristic on
+    the blind program, while with a start and no heuristics it stops on time with that incumbent.
+    """
     wanted = SOLVER_ALIASES.get(name.lower(), (name,))
     known = {s.lower(): s for s in pulp.listSolvers()}
     tried = []
@@ -125,6 +132,10 @@ def get_solver(name: str, time_limit: float | None, msg: bool = False) -> pulp.L
         kwargs: dict[str, Any] = {"msg": msg}
         if time_limit is not None:
             kwargs["timeLimit"] = time_limit
+        if mip_start:
+            kwargs["warmStart"] = True
+            if cls_name in ("PULP_CBC_CMD", "COIN_CMD"):
+                kwargs["options"] = ["heur off"]
         solver = pulp.getSolver(cls_name, **kwargs)
         if solver.available():
             return solver
@@ -235,6 +246,25 @@ class _Program:
     def sum_b(self, label: bool) -> pulp.LpAffineExpression:
         return pulp.lpSum(b for s, b in self.b.items() if self.is_w[s] == label)
 
+    def warm_start(self, weights: np.ndarray) -> None:
+        """A feasible start for blind: c_v = [omega_v < 1] (more frequent in W), b at its bound,
+        and the texts that fit worst (low green share in W, high in H) distrusted up to rho_hi."""
+        c0 = (weights < 1.0).astype(np.float64)
+        for var, v in zip(self.c, c0, strict=True):
+            var.setInitialValue(float(v))
+        green = self.corpus.counts @ c0
+        share = green / np.maximum(self.lengths, 1.0)
+        _, hi = self.opts.rho
+        for label in (True, False):
+            idx = np.flatnonzero(self.is_w == label)
+            keep = math.ceil(hi * len(idx))
+            order = idx[np.argsort(-share[idx] if label else share[idx], kind="stable")]
+            trusted = set(order[:keep].tolist())
+            for s in idx:
+                on = s in trusted
+                self.w[s].setInitialValue(1.0 if on else 0.0)
+                self.b[s].setInitialValue(float(min(green[s], self.lengths[s])) if on else 0.0)
+
     def stage1_objective(self) -> pulp.LpAffineExpression:
         n_w, n_h = int(self.is_w.sum()), int((~self.is_w).sum())
         if self.opts.threat == "pro":
@@ -276,7 +306,7 @@ def _feasible(status: str) -> bool:
 def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndarray, np.ndarray, SolverStats]:
     """Solve the stealing program: (green mask over corpus items, raw c values, statistics)."""
     opts.validate(corpus)
-    solver = get_solver(opts.solver, opts.time_limit)
+    solver = get_solver(opts.solver, opts.time_limit, mip_start=opts.threat == "blind")
     stats = SolverStats(solver=opts.solver, threat=opts.threat, relaxed=opts.relax)
     stats.items, stats.texts = corpus.num_items, corpus.num_texts
     weights = item_weights(corpus, opts.weights)
@@ -284,6 +314,8 @@ def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndar
     for elastic in (False, True) if elastic_allowed else (False,):
         t0 = time.perf_counter()
         prog = _Program(corpus, opts, elastic)
+        if opts.threat == "blind":
+            prog.warm_start(weights)
         stats.build_s += time.perf_counter() - t0
         stats.variables, stats.constraints = prog.prob.numVariables(), prog.prob.numConstraints()
         stats.elastic = elastic

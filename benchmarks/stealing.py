@@ -1,0 +1,254 @@
+"""Benchmark: green-list stealing (Zhang et al. 2024) per threat model vs the frequency baseline.
+
+Three parts, each printed as a markdown table; the last line is one JSON object.
+1. Synthetic Zipf LM (attacks/synthetic.py), Unigram-style list, 200-token texts, growing
+   corpora: precision/recall/F1, solve time and solver memory per threat model.
+2. The real default model (smollm2-135m) on cached corpora (benchmarks/stealing_corpus.py):
+   the same table, then scrubbing (greedy, model top-k) and spoofing with the Vanilla list.
+3. h = 1 on a synthetic Markov chain with the real PRF: the program over (context, token) pairs.
+
+    python benchmarks/stealing.py --quick          # small sizes, minutes
+    python benchmarks/stealing.py                  # full sizes used for benchmarks/results/stealing.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attacks.stealing import build_corpus, frequency_baseline, score_list, steal  # noqa: E402
+from attacks.synthetic import SyntheticLM  # noqa: E402
+
+THREATS = ("vanilla", "oracle", "pro", "blind")
+
+
+def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, threats=THREATS, h=0):
+    """Steal with every threat model; labels for vanilla/oracle/pro come from the detector."""
+    texts = wm + nat
+    flagged = np.array([label_fn(t) for t in texts])
+    det_w = [t for t, f in zip(texts, flagged, strict=True) if f]
+    det_h = [t for t, f in zip(texts, flagged, strict=True) if not f]
+    corpus = build_corpus(wm, nat, h)
+    observed = [tuple(r) if h else int(r[0]) for r in corpus.items]
+    rows = []
+    for threat in threats:
+        t0 = time.perf_counter()
+        if threat == "oracle":
+            s = steal(wm, nat, "oracle", gamma=gamma, vocab_size=vocab, exact_counts=[counts_fn(t) for t in texts],
+                      context_width=h, time_limit=time_limit)  # fmt: skip
+        elif threat == "blind":
+            s = steal(wm, nat, "blind", context_width=h, time_limit=time_limit)
+        else:
+            s = steal(
+                det_w, det_h, threat, gamma=gamma, vocab_size=vocab, context_width=h, time_limit=time_limit
+            )
+        wall = time.perf_counter() - t0
+        items = s.green_pairs if h else s.green_token_ids
+        sc = score_list(items, truth, observed=observed)
+        rows.append(_row(threat, sc, len(items), wall, s.solver))
+    t0 = time.perf_counter()
+    b = frequency_baseline(wm, nat, gamma=gamma, vocab_size=vocab, context_width=h)
+    items = b.green_pairs if h else b.green_token_ids
+    rows.append(
+        _row(
+            "frequency", score_list(items, truth, observed=observed), len(items), time.perf_counter() - t0, {}
+        )
+    )
+    return rows, int(flagged[: len(wm)].sum()), int(flagged[len(wm) :].sum())
+
+
+def _row(name, sc, n, wall, solver):
+    return {
+        "method": name,
+        "stolen": n,
+        "precision": round(sc.precision, 3),
+        "recall": round(sc.recall, 3),
+        "recall_observed": round(sc.recall_observed or 0.0, 3),
+        "f1": round(sc.f1, 3),
+        "seconds": round(wall, 2),
+        "status": solver.get("status", "closed form"),
+        "vars": solver.get("variables", 0),
+        "cons": solver.get("constraints", 0),
+        "elastic": solver.get("elastic", False),
+        "solver_rss_mb": solver.get("solver_peak_rss_mb"),
+    }
+
+
+def print_table(title, rows, extra=()):
+    cols = ["method", "stolen", "precision", "recall", "recall_observed", "f1", "seconds", "status", "vars", "cons",
+            "elastic", "solver_rss_mb", *extra]  # fmt: skip
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |", flush=True)
+
+
+def synthetic_part(sizes, settings, time_limit, vocab):
+    out = []
+    for gamma, delta in settings:
+        lm = SyntheticLM(vocab_size=vocab, gamma=gamma, delta=delta, zipf_exponent=1.1, seed=0)
+        for n in sizes:
+            wm, nat = lm.sample(n, 200, True, 1), lm.sample(n, 200, False, 2)
+            rows, fw, fh = run_threats(
+                wm, nat, lm.green.tolist(), lm.green_fraction, vocab, lm.green_count,
+                lambda t, lm=lm: lm.z(t) > 4, time_limit,
+            )  # fmt: skip
+            print_table(
+                f"Synthetic Zipf LM, V={vocab}, gamma={gamma}, delta={delta}, {n}+{n} texts of 200 tokens "
+                f"(detector flags {fw}/{n} watermarked, {fh}/{n} natural)",
+                rows,
+            )
+            out.append({"gamma": gamma, "delta": delta, "n": n, "rows": rows})
+    return out
+
+
+def real_part(n_scrub, n_spoof, time_limit, sizes):
+    from benchmarks.stealing_corpus import load_corpus, scheme_for
+
+    nat_all = load_corpus("natural")
+    results = []
+    for name in ("unigram-g0.25-d2", "unigram-g0.5-d4"):
+        wm_all = load_corpus(name)
+        n_max = min(len(wm_all), len(nat_all))
+        if n_max == 0:
+            print(f"\n(no cached corpus for {name}: run benchmarks/stealing_corpus.py first)")
+            continue
+        from watermark.models import load_tokenizer
+
+        tok = load_tokenizer()
+        scheme = scheme_for(name, len(tok))
+        truth = scheme.green_token_ids().tolist()
+        cfg = scheme.config
+        for n in [s for s in sizes if s < n_max] + [n_max]:
+            wm = [r["token_ids"] for r in wm_all[:n]]
+            nat = [r["token_ids"] for r in nat_all[:n]]
+            rows, fw, fh = run_threats(
+                wm, nat, truth, cfg.gamma, len(tok), lambda t, s=scheme: s.detect(t).green_count,
+                lambda t, s=scheme: s.detect(t).z_score > 4, time_limit,
+            )  # fmt: skip
+            print_table(
+                f"smollm2-135m, {name}, {n}+{n} texts (detector flags {fw}/{n} watermarked, {fh}/{n} natural)",
+                rows,
+            )
+            results.append({"corpus": name, "n": n, "rows": rows})
+        if name == "unigram-g0.25-d2" and (n_scrub or n_spoof):
+            results.append(scrub_spoof(wm_all[:n_max], nat_all[:n_max], scheme, n_scrub, n_spoof, time_limit))
+    return results
+
+
+def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit):
+    from attacks.scrub import scrub_texts, success_rate
+    from attacks.spoof import flagged_rate, spoof_generate
+    from watermark.models import load_model
+
+    model, tok = load_model()
+    det_w, det_h = [], []
+    for r in wm_recs + nat_recs:
+        (det_w if scheme.detect(r["token_ids"]).z_score > 4 else det_h).append(r["token_ids"])
+    out = {"part": "scrub_spoof"}
+    for threat in ("vanilla", "pro"):
+        stolen = steal(
+            det_w, det_h, threat, gamma=scheme.config.gamma, vocab_size=len(tok), time_limit=time_limit
+        )
+        recs = wm_recs[:n_scrub]
+        t0 = time.perf_counter()
+        res = scrub_texts(model, tok, [r["text"] for r in recs], stolen, prompts=[r["prompt"] for r in recs],
+                          top_k=10, beam=1, max_edit_rate=0.5)  # fmt: skip
+        p_before = [scheme.detect(r["token_ids"]).p_value for r in recs]
+        p_after = [scheme.detect(ids).p_value for _, ids, _ in res]
+        out[f"scrub_{threat}"] = {
+            "texts": len(recs),
+            "stolen": len(stolen),
+            "flagged_before": 1 - success_rate(p_before, 1e-3),
+            "success_rate": success_rate(p_after, 1e-3),
+            "median_p_after": float(np.median(p_after)),
+            "ppl_before": float(np.median([r.ppl_before for _, _, r in res])),
+            "ppl_after": float(np.median([r.ppl_after for _, _, r in res])),
+            "edit_rate": float(np.mean([r.edit_rate for _, _, r in res])),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"\nscrub ({threat} list of {len(stolen)}): {json.dumps(out[f'scrub_{threat}'])}", flush=True)
+        if threat == "vanilla" and n_spoof:
+            t0 = time.perf_counter()
+            gens = spoof_generate(model, tok, [r["prompt"] for r in nat_recs[:n_spoof]], stolen, delta=2.0,
+                                  max_new_tokens=200, min_new_tokens=200, batch_size=n_spoof, temperature=0.7,
+                                  seed=7)  # fmt: skip
+            p = [scheme.detect(g.token_ids).p_value for g in gens]
+            out["spoof_vanilla"] = {"texts": len(gens), "flagged_rate": flagged_rate(p, 1e-3),
+                                    "median_p": float(np.median(p)), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+            print(f"spoof (vanilla list, bias 2): {json.dumps(out['spoof_vanilla'])}", flush=True)
+    return out
+
+
+def context_part(n, vocab, time_limit):
+    """h = 1: a Zipf Markov chain whose green bias follows the real PRF of the previous token."""
+    import torch
+
+    from watermark.keys import Key
+    from watermark.schemes.greenlist import GreenListConfig, GreenListScheme
+
+    scheme = GreenListScheme(
+        GreenListConfig(vocab_size=vocab, gamma=0.25, delta=2.0, context_width=1), Key.from_seed("bench-h1")
+    )
+    seeds = torch.from_numpy(scheme.seeds_for(np.arange(vocab).reshape(-1, 1)))
+    table = scheme.vocab_green_mask(seeds, vocab).numpy()
+    base = 1.0 / np.arange(1, vocab + 1) ** 1.1
+    rng = np.random.default_rng(0)
+
+    def chain(watermarked):
+        probs = base * np.exp(2.0 * table) if watermarked else np.broadcast_to(base, table.shape)
+        cdf = np.cumsum(probs / probs.sum(1, keepdims=True), axis=1)
+        texts = []
+        for _ in range(n):
+            t = [int(rng.integers(vocab))]
+            for u in rng.random(199):
+                t.append(min(int(np.searchsorted(cdf[t[-1]], u)), vocab - 1))
+            texts.append(t)
+        return texts
+
+    wm, nat = chain(True), chain(False)
+    truth = [tuple(int(x) for x in p) for p in np.argwhere(table)]
+    rows, fw, fh = run_threats(
+        wm, nat, truth, 0.25, vocab, lambda t: scheme.detect(t).green_count,
+        lambda t: scheme.detect(t).z_score > 4, time_limit, threats=("vanilla", "oracle"), h=1,
+    )  # fmt: skip
+    print_table(
+        f"h = 1 (KGW LeftHash PRF), synthetic Zipf chain, V={vocab} ({vocab * vocab} pairs), {n}+{n} texts of "
+        f"200 tokens (flags {fw}/{n}, {fh}/{n}); recall is over all {len(truth)} green pairs",
+        rows,
+    )
+    return {"h": 1, "vocab": vocab, "n": n, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (minutes)")
+    ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
+    args = ap.parse_args()
+    t0 = time.time()
+    if args.quick:
+        syn = synthetic_part([100, 300], [(0.25, 2.0)], min(args.time_limit, 20), vocab=2000)
+        ctx = context_part(100, 100, min(args.time_limit, 20))
+        real = [] if args.skip_real else real_part(3, 3, min(args.time_limit, 20), sizes=[25])
+    else:
+        syn = synthetic_part([100, 300, 1000], [(0.25, 2.0), (0.5, 4.0)], args.time_limit, vocab=2000)
+        ctx = context_part(1000, 200, args.time_limit)
+        real = [] if args.skip_real else real_part(20, 10, args.time_limit, sizes=[25])
+    summary = {"benchmark": "stealing", "quick": args.quick, "seconds": round(time.time() - t0, 1)}
+    summary["synthetic"] = syn
+    summary["h1"] = ctx
+    summary["real"] = real
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
