@@ -289,7 +289,7 @@ def _dilute(texts, spec, ctx):
     for i, text in enumerate(texts):
         donor_ids = ctx.encode(donors[(ctx.first_index + i) % len(donors)])
         res = dilute(
-            ctx.encode(text),
+            ctx.encode(" " + text.lstrip()),  # a leading space keeps it apart from the donor word before
             donor_ids,
             spec.strength,
             ctx.rng(i, "dilute"),

@@ -1,0 +1,631 @@
+"""How well a watermark is detected, before and after attacks, and what it costs in text quality.
+
+Metrics (p-values in, lower p = more watermarked):
+- `tpr_at_fpr`: the threshold is taken from the unwatermarked texts' p-values (empirical FPR),
+  so it holds even when a detector's nominal p-values are off; `tpr_at_p` uses the nominal
+  threshold. With n unwatermarked texts an FPR below 1/n cannot be resolved: the threshold is
+  then "below every unwatermarked p-value" (reported as such, with the achieved FPR).
+- `roc_from_p_values` / `auroc_from_p_values`: `watermark.metrics` (one implementation, ties
+  count one half).
+- `perplexities`: per-text perplexity under a model, batched, conditioned on a prefix (the
+  chat-formatted prompt), as in Kirchenbauer et al. 2023.
+
+`run_grid` is the robustness experiment behind `wm eval` and `benchmarks/robustness.py`:
+generate watermarked and unwatermarked texts for the same prompts and sampling seeds, attack
+both, detect, and aggregate one row per (scheme, attack). Everything expensive is cached under
+the output folder and keyed by what determines it, so a rerun, a larger n or a new attack
+reuses earlier work, and an interrupted run loses at most one batch:
+    generations/<scheme|plain>-<hash>.jsonl   texts by prompt index (hash: model, sampling, prompts, config)
+    attacks/<generation>-<attack>-<hash>.jsonl  attacked texts + fraction changed + perplexity
+    pvalues/<scheme>-<attack>-<hash>.json       p-values of both sides, for ROC plots
+    results.json                                rows so far, rewritten after every row
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .metrics import auroc, roc_curve
+from .schemes.base import TextTooShortError, WatermarkScheme
+
+# ---------------------------------------------------------------------------------------------
+# detection metrics
+
+
+def _p(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    p = np.asarray(values, dtype=np.float64).ravel()
+    if np.isnan(p).any():
+        raise ValueError("p-values contain NaN")
+    return p
+
+
+def empirical_threshold(null_p: Sequence[float] | np.ndarray, fpr: float) -> float:
+    """The largest t with #{null p < t} <= fpr * n: flag a text when its p-value is below t.
+
+    Ties are resolved conservatively (a tie at the threshold is never flagged), so the achieved
+    FPR on these texts is at most `fpr`. With fpr * n < 1 this is the smallest null p-value.
+    """
+    q = np.sort(_p(null_p))
+    if q.size == 0:
+        raise ValueError("no unwatermarked p-values to take a threshold from")
+    k = int(math.floor(fpr * q.size + 1e-9))
+    return float("inf") if k >= q.size else float(q[k])
+
+
+@dataclass(frozen=True)
+class RateAtFpr:
+    tpr: float
+    threshold: float
+    achieved_fpr: float  # on the unwatermarked texts the threshold came from
+
+
+def tpr_at_fpr(pos_p: Sequence[float], null_p: Sequence[float], fpr: float) -> RateAtFpr:
+    """TPR of watermarked p-values at the empirical threshold of the unwatermarked ones."""
+    t = empirical_threshold(null_p, fpr)
+    pos, null = _p(pos_p), _p(null_p)
+    tpr = float((pos < t).mean()) if pos.size else float("nan")
+    return RateAtFpr(tpr, t, float((null < t).mean()))
+
+
+def tpr_at_p(pos_p: Sequence[float], alpha: float) -> float:
+    """Fraction of watermarked texts with p < alpha (the nominal threshold)."""
+    pos = _p(pos_p)
+    return float((pos < alpha).mean()) if pos.size else float("nan")
+
+
+def _labels_scores(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    pos, null = _p(pos_p), _p(null_p)
+    labels = np.r_[np.ones(pos.size), np.zeros(null.size)]
+    return labels, -np.r_[pos, null]  # lower p-value = more watermarked = higher score
+
+
+def roc_from_p_values(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of "flag when p <= threshold" over every threshold; starts at (0, 0)."""
+    fpr, tpr, _ = roc_curve(*_labels_scores(pos_p, null_p))
+    return fpr, tpr
+
+
+def auroc_from_p_values(pos_p: Sequence[float], null_p: Sequence[float]) -> float:
+    """P(watermarked p < unwatermarked p) + 1/2 P(tie)."""
+    return auroc(*_labels_scores(pos_p, null_p))
+
+
+def detection_summary(pos_p: Sequence[float], null_p: Sequence[float]) -> dict[str, float]:
+    """Every detection number of one results row."""
+    pos, null = _p(pos_p), _p(null_p)
+    at1 = tpr_at_fpr(pos, null, 0.01)
+    at01 = tpr_at_fpr(pos, null, 0.001)
+    return {
+        "tpr_at_fpr_1pct": at1.tpr,
+        "fpr_1pct_achieved": at1.achieved_fpr,
+        "tpr_at_fpr_0_1pct": at01.tpr,
+        "fpr_0_1pct_achieved": at01.achieved_fpr,
+        "tpr_at_p_0_001": tpr_at_p(pos, 1e-3),
+        "fpr_at_p_0_001": float((null < 1e-3).mean()) if null.size else float("nan"),
+        "auroc": auroc_from_p_values(pos, null),
+        "median_p_value": float(np.median(pos)) if pos.size else float("nan"),
+        "median_p_value_unwatermarked": float(np.median(null)) if null.size else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# quality
+
+
+@torch.inference_mode()
+def perplexities(
+    model: Any,
+    token_ids: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    batch_size: int = 4,
+    pad_id: int = 0,
+) -> np.ndarray:
+    """exp(mean NLL) of each id sequence given its (non-empty) prefix; NaN for an empty text.
+
+    Sequences are batched by length with right padding; only the text's own tokens are scored.
+    """
+    if len(token_ids) != len(prefixes):
+        raise ValueError("one prefix per text is needed")
+    out = np.full(len(token_ids), np.nan)
+    device = next(model.parameters()).device
+    order = sorted(range(len(token_ids)), key=lambda i: len(prefixes[i]) + len(token_ids[i]))
+    order = [i for i in order if len(token_ids[i]) > 0]
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        seqs = [list(prefixes[i]) + list(token_ids[i]) for i in idx]
+        if any(len(prefixes[i]) == 0 for i in idx):
+            raise ValueError("perplexity needs a non-empty prefix (a BOS token or the prompt)")
+        width = max(len(s) for s in seqs)
+        x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        attn = torch.zeros((len(seqs), width), dtype=torch.long)
+        score = torch.zeros((len(seqs), width - 1), dtype=torch.bool)
+        for r, (i, s) in enumerate(zip(idx, seqs, strict=True)):
+            x[r, : len(s)] = torch.tensor(s)
+            attn[r, : len(s)] = 1
+            score[r, len(prefixes[i]) - 1 : len(s) - 1] = True  # position j predicts token j + 1
+        logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1).to(device), reduction="none"
+        ).view(len(seqs), -1)
+        mask = score.to(device)
+        mean_nll = (nll * mask).sum(1) / mask.sum(1)
+        out[idx] = torch.exp(mean_nll).cpu().numpy()
+    return out
+
+
+def prompt_prefix(tokenizer: Any, prompt: str | None, chat: bool = True) -> list[int]:
+    """The ids a generated text followed: the formatted prompt, else a BOS (or EOS) token."""
+    from .generation import format_prompt
+
+    if prompt:
+        ids = tokenizer(format_prompt(tokenizer, prompt, chat), add_special_tokens=not chat)["input_ids"]
+        if ids:
+            return list(ids)
+    tok = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return [int(tok)]
+
+
+def text_perplexities(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    prompts: Sequence[str | None],
+    chat: bool = True,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Perplexity of each text given its prompt, tokenised with this model's own tokenizer."""
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    prefixes = [prompt_prefix(tokenizer, p, chat) for p in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return perplexities(model, ids, prefixes, batch_size=batch_size, pad_id=pad)
+
+
+def _median(values: Sequence[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
+def _mean(values: Sequence[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# caching
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything besides the prompt and the scheme that decides what a model generates."""
+
+    model: str
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    batch_size: int = 8
+    seed: int = 0
+    chat: bool = True
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Complete records of a cache file; a line cut short by an interruption is dropped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def _rewrite_jsonl(path: Path, records: Sequence[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.flush()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (temp file + rename), so an interruption never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def _no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def cached_generations(
+    path: Path,
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    scheme: WatermarkScheme | None,
+    settings: GenerationSettings,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Texts for `prompts` (index, prompt, text, token_ids), generated batch by batch and cached.
+
+    Batch b always holds prompts [b * batch_size, (b + 1) * batch_size) and is sampled with seed
+    `settings.seed + b * batch_size`, so a resumed or longer run gives the same texts.
+    """
+    from .generation import generate
+
+    done = _read_jsonl(path)
+    bs = settings.batch_size
+    done = done[: (len(done) // bs) * bs] if len(done) < len(prompts) else done
+    if on_batch and done:
+        on_batch(min(len(done), len(prompts)))
+    if len(done) < len(prompts):
+        _rewrite_jsonl(path, done)  # drop a partly written batch before appending
+    for start in range(len(done), len(prompts), bs):
+        batch = list(prompts[start : start + bs])
+        gens = generate(
+            model,
+            tokenizer,
+            batch,
+            scheme=scheme,
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=bs,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            seed=settings.seed + start,
+            chat=settings.chat,
+        )
+        recs = [
+            {"index": start + j, "prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}
+            for j, g in enumerate(gens)
+        ]
+        _append_jsonl(path, recs)
+        done.extend(recs)
+        if on_batch:
+            on_batch(len(batch))
+    return done[: len(prompts)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the robustness grid
+
+
+@dataclass
+class GridSetup:
+    """What `run_grid` works with; `oracle` scores perplexity (default: the generating model)."""
+
+    model: Any
+    tokenizer: Any
+    settings: GenerationSettings
+    prompts: Sequence[str]
+    out_dir: Path
+    oracle: tuple[Any, Any] | None = None
+    oracle_name: str | None = None  # names the oracle in cache keys
+    attack_seed: int = 0
+    attack_options: dict[str, Any] | None = None
+    chunk_size: int = 16  # texts per cached attack chunk
+    compute_perplexity: bool = True
+    perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
+
+
+def _attack_cache(
+    setup: GridSetup,
+    gen_tag: str,
+    donor_tag: str,
+    spec: Any,
+    texts: Sequence[str],
+    donors: Sequence[str],
+    advance: Callable[[int], None],
+) -> list[dict]:
+    """Attacked versions of `texts` (text, fraction_changed, perplexity), cached by chunk."""
+    from attacks.registry import AttackContext, apply_attack, get_attack
+
+    kind = get_attack(spec.kind)
+    options = {k: v for k, v in (setup.attack_options or {}).items() if not k.startswith("_")}
+    key = {
+        "generations": gen_tag,
+        "attack": asdict(spec),
+        "seed": setup.attack_seed,
+        "options": options,
+        "donors": donor_tag if kind.needs_donors else None,
+        "chunk": setup.chunk_size,
+        "perplexity": [setup.compute_perplexity, setup.perplexity_texts, setup.oracle_name],
+    }
+    path = setup.out_dir / "attacks" / f"{gen_tag}-{_safe(spec.label)}-{_digest(key)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _read_jsonl(path)
+    done = done[: (len(done) // setup.chunk_size) * setup.chunk_size] if len(done) < len(texts) else done
+    if len(done) < len(texts):
+        _rewrite_jsonl(path, done)
+    if done:
+        advance(min(len(done), len(texts)))
+    oracle_model, oracle_tok = setup.oracle or (setup.model, setup.tokenizer)
+    for start in range(len(done), len(texts), setup.chunk_size):
+        chunk = list(texts[start : start + setup.chunk_size])
+        ctx = AttackContext(
+            tokenizer=setup.tokenizer,
+            seed=setup.attack_seed,
+            first_index=start,
+            model_loader=lambda: (setup.model, setup.tokenizer),
+            donors=donors,
+            options=setup.attack_options if setup.attack_options is not None else {},
+            on_item=advance,
+        )
+        attacked = apply_attack(spec, chunk, ctx)
+        ppl = [float("nan")] * len(chunk)
+        limit = len(texts) if setup.perplexity_texts is None else setup.perplexity_texts
+        k = max(0, min(len(chunk), limit - start))
+        if setup.compute_perplexity and k:
+            ppl[:k] = text_perplexities(
+                oracle_model,
+                oracle_tok,
+                [a.text for a in attacked[:k]],
+                list(setup.prompts[start : start + k]),
+                chat=setup.settings.chat,
+            ).tolist()
+        recs = [
+            {
+                "index": start + j,
+                "text": a.text,
+                "num_tokens": len(a.token_ids),
+                "fraction_changed": a.fraction_changed,
+                "perplexity": ppl[j],
+                "attack": a.params,
+            }
+            for j, a in enumerate(attacked)
+        ]
+        _append_jsonl(path, recs)
+        done.extend(recs)
+    return done[: len(texts)]
+
+
+def _detect_all(scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance) -> tuple[list, int]:
+    """p-values (1.0 for texts too short to test) and how many were too short."""
+    p, short = [], 0
+    for t in texts:
+        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        try:
+            p.append(float(scheme.detect(ids).p_value))
+        except TextTooShortError:
+            p.append(1.0)
+            short += 1
+        advance(1)
+    return p, short
+
+
+def run_grid(
+    setup: GridSetup,
+    schemes: Sequence[WatermarkScheme],
+    attacks: Sequence[Any],
+    progress: ProgressFactory = _no_progress,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """One row per (scheme, attack); `results.json` in the output folder is rewritten after each.
+
+    Interrupting (Ctrl-C) keeps every finished row in results.json and every finished batch
+    in the caches; the KeyboardInterrupt is re-raised for the caller to report.
+    """
+    if not setup.prompts:
+        raise InputError("no prompts to generate from")
+    out = Path(setup.out_dir)
+    (out / "generations").mkdir(parents=True, exist_ok=True)
+    (out / "pvalues").mkdir(parents=True, exist_ok=True)
+    settings = setup.settings
+    n = len(setup.prompts)
+    base_key = {"settings": asdict(settings), "prompts": _digest(list(setup.prompts))}
+    rows: list[dict] = []
+
+    def generations(scheme: WatermarkScheme | None) -> tuple[str, list[dict]]:
+        cfg = None if scheme is None else scheme.config.to_dict()
+        tag = f"{'plain' if scheme is None else _safe(scheme.name)}-{_digest({**base_key, 'config': cfg})}"
+        path = out / "generations" / f"{tag}.jsonl"
+        label = "unwatermarked" if scheme is None else scheme.name
+        advance = progress(f"Generating ({label})", n)
+        return tag, cached_generations(
+            path, setup.model, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
+        )
+
+    plain_tag, plain = generations(None)
+    plain_texts = [r["text"] for r in plain]
+    donors = plain_texts[1:] + plain_texts[:1]  # text i is diluted with unwatermarked text i + 1
+    attacked_plain: dict[Any, list[dict]] = {}
+    for scheme in schemes:
+        wm_tag, wm = generations(scheme)
+        wm_texts = [r["text"] for r in wm]
+        for spec in attacks:
+            if spec not in attacked_plain:
+                attacked_plain[spec] = _attack_cache(
+                    setup,
+                    plain_tag,
+                    plain_tag,
+                    spec,
+                    plain_texts,
+                    donors,
+                    progress(f"Attacking ({spec.label}, unwatermarked)", n),
+                )
+            a_plain = attacked_plain[spec]
+            a_wm = _attack_cache(
+                setup,
+                wm_tag,
+                plain_tag,
+                spec,
+                wm_texts,
+                donors,
+                progress(f"Attacking ({spec.label}, {scheme.name})", n),
+            )
+            advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
+            wm_p, wm_short = _detect_all(scheme, setup.tokenizer, [r["text"] for r in a_wm], advance)
+            plain_p, plain_short = _detect_all(scheme, setup.tokenizer, [r["text"] for r in a_plain], advance)
+            row = {
+                "scheme": scheme.name,
+                "attack": spec.label,
+                "kind": spec.kind,
+                "mode": spec.mode,
+                "strength": spec.strength,
+                "n": n,
+                **detection_summary(wm_p, plain_p),
+                "perplexity": _median([r["perplexity"] for r in a_wm]),
+                "perplexity_mean": _mean([r["perplexity"] for r in a_wm]),
+                "perplexity_unwatermarked": _median([r["perplexity"] for r in a_plain]),
+                "mean_length": _mean([r["num_tokens"] for r in a_wm]),
+                "fraction_changed": _mean([r["fraction_changed"] for r in a_wm]),
+                "fraction_changed_unwatermarked": _mean([r["fraction_changed"] for r in a_plain]),
+                "too_short": wm_short + plain_short,
+                "config": scheme.config.to_dict(),
+                "model": settings.model,
+                "max_new_tokens": settings.max_new_tokens,
+            }
+            pv_file = Path("pvalues") / f"{wm_tag}-{_safe(spec.label)}.json"
+            row["pvalues_file"] = str(pv_file)
+            write_json(
+                out / pv_file,
+                {"scheme": scheme.name, "attack": spec.label, "watermarked": wm_p, "unwatermarked": plain_p},
+            )
+            rows.append(row)
+            write_json(out / "results.json", rows)
+            if on_row:
+                on_row(row)
+    return rows
+
+
+def load_p_values(
+    out_dir: Path, rows: Sequence[dict] | None = None
+) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """(scheme, attack) -> (watermarked p-values, unwatermarked p-values) of `rows` (default: all
+    files in the folder's pvalues/)."""
+    if rows is not None:
+        files = [Path(out_dir) / r["pvalues_file"] for r in rows if r.get("pvalues_file")]
+    else:
+        files = sorted((Path(out_dir) / "pvalues").glob("*.json"))
+    out = {}
+    for f in files:
+        d = json.loads(f.read_text())
+        out[(d["scheme"], d["attack"])] = (d["watermarked"], d["unwatermarked"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# plots (matplotlib is optional: `pip install 'wm-toolkit[plots]'`)
+
+
+def _pyplot():
+    from .errors import ConfigError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError(
+            "plots need matplotlib: pip install 'wm-toolkit[plots]' (or pass --no-plots)"
+        ) from None
+    return plt
+
+
+def plot_roc(
+    p_values: dict[tuple[str, str], tuple[Sequence[float], Sequence[float]]], out_dir: Path
+) -> list[Path]:
+    """One PNG per scheme, a ROC curve per attack (log FPR axis, where the interesting part is)."""
+    plt = _pyplot()
+    paths = []
+    for scheme in sorted({s for s, _ in p_values}):
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        for (s, attack), (pos, null) in p_values.items():
+            if s != scheme:
+                continue
+            fpr, tpr = roc_from_p_values(pos, null)
+            ax.plot(
+                fpr,
+                tpr,
+                drawstyle="steps-post",
+                label=f"{attack} (AUROC {auroc_from_p_values(pos, null):.3f})",
+            )
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("false positive rate (unwatermarked texts)")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"ROC, {scheme}")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = Path(out_dir) / f"roc-{_safe(scheme)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_strength(rows: Sequence[dict], out_dir: Path, metric: str = "tpr_at_fpr_1pct") -> list[Path]:
+    """One PNG per scheme: `metric` against attack strength, a line per attack kind (and mode)."""
+    plt = _pyplot()
+    paths = []
+    for scheme in sorted({r["scheme"] for r in rows}):
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        mine = [r for r in rows if r["scheme"] == scheme]
+        base = next((r for r in mine if r["kind"] == "none"), None)
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for r in mine:
+            if r["kind"] == "none" or r["strength"] is None:
+                continue
+            what = {"dilute": "watermarked fraction", "paraphrase": "temperature"}.get(r["kind"], "rate")
+            name = r["kind"] + (f" {r['mode']}" if r.get("mode") else "") + f" (x: {what})"
+            lines.setdefault(name, []).append((float(r["strength"]), float(r[metric])))
+        for name, pts in sorted(lines.items()):
+            pts.sort()
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
+        if base is not None:
+            ax.axhline(base[metric], color="grey", ls="--", lw=0.8, label="no attack")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("attack strength")
+        ax.set_ylabel({"tpr_at_fpr_1pct": "TPR at 1% FPR"}.get(metric, metric.replace("_", " ")))
+        ax.set_title(f"Robustness, {scheme}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out_dir) / f"strength-{_safe(scheme)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
