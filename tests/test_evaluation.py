@@ -120,6 +120,10 @@ def test_grid_rows_caches_and_interruption(setup, key, tmp_path, monkeypatch):
     monkeypatch.setattr(generation, "generate", no_generation)
     rows2 = run_grid(setup, [scheme], parse_attacks("none,substitute:0.5,delete:0.2"))
     assert rows2[:2] == rows and rows2[2]["attack"] == "delete:0.2"
+    # ... and so does a smaller n (the first texts are the same texts)
+    setup.prompts = PROMPTS[:2]
+    assert run_grid(setup, [scheme], parse_attacks("none"))[0]["n"] == 2
+    setup.prompts = PROMPTS
 
     # Ctrl-C after the first row keeps that row in results.json
     def interrupt(row):

@@ -15,7 +15,7 @@ generate watermarked and unwatermarked texts for the same prompts and sampling s
 both, detect, and aggregate one row per (scheme, attack). Everything expensive is cached under
 the output folder and keyed by what determines it, so a rerun, a larger n or a new attack
 reuses earlier work, and an interrupted run loses at most one batch:
-    generations/<scheme|plain>-<hash>.jsonl   texts by prompt index (hash: model, sampling, prompts, config)
+    generations/<scheme|plain>-<hash>.jsonl   texts by prompt index (hash: model, sampling, config)
     attacks/<generation>-<attack>-<hash>.jsonl  attacked texts + fraction changed + perplexity
     pvalues/<scheme>-<attack>-<hash>.json       p-values of both sides, for ROC plots
     results.json                                rows so far, rewritten after every row
@@ -278,6 +278,14 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
+def generation_tag(settings: GenerationSettings, config: dict[str, Any] | None) -> str:
+    """Cache name of the texts made with these settings and scheme config (None: unwatermarked).
+
+    The prompts are not part of it: records carry their prompt and are reused per index."""
+    name = "plain" if config is None else _safe(str(config["scheme"]))
+    return f"{name}-{_digest({'settings': asdict(settings), 'config': config})}"
+
+
 def cached_generations(
     path: Path,
     model: Any,
@@ -290,17 +298,23 @@ def cached_generations(
     """Texts for `prompts` (index, prompt, text, token_ids), generated batch by batch and cached.
 
     Batch b always holds prompts [b * batch_size, (b + 1) * batch_size) and is sampled with seed
-    `settings.seed + b * batch_size`, so a resumed or longer run gives the same texts.
+    `settings.seed + b * batch_size`, so a resumed or longer run gives the same texts. The cached
+    texts are reused up to the first prompt that differs (another prompt list starts over there).
     """
     from .generation import generate
 
-    done = _read_jsonl(path)
+    cached = _read_jsonl(path)
+    done = []
+    for rec, prompt in zip(cached, prompts, strict=False):  # reuse the prefix made for these prompts
+        if rec.get("prompt") != prompt:
+            break
+        done.append(rec)
     bs = settings.batch_size
     done = done[: (len(done) // bs) * bs] if len(done) < len(prompts) else done
     if on_batch and done:
         on_batch(min(len(done), len(prompts)))
-    if len(done) < len(prompts):
-        _rewrite_jsonl(path, done)  # drop a partly written batch before appending
+    if len(done) < len(prompts) and len(done) < len(cached):
+        _rewrite_jsonl(path, done)  # drop a partly written batch (or other prompts) before appending
     for start in range(len(done), len(prompts), bs):
         batch = list(prompts[start : start + bs])
         gens = generate(
@@ -453,12 +467,10 @@ def run_grid(
     (out / "pvalues").mkdir(parents=True, exist_ok=True)
     settings = setup.settings
     n = len(setup.prompts)
-    base_key = {"settings": asdict(settings), "prompts": _digest(list(setup.prompts))}
     rows: list[dict] = []
 
     def generations(scheme: WatermarkScheme | None) -> tuple[str, list[dict]]:
-        cfg = None if scheme is None else scheme.config.to_dict()
-        tag = f"{'plain' if scheme is None else _safe(scheme.name)}-{_digest({**base_key, 'config': cfg})}"
+        tag = generation_tag(settings, None if scheme is None else scheme.config.to_dict())
         path = out / "generations" / f"{tag}.jsonl"
         label = "unwatermarked" if scheme is None else scheme.name
         advance = progress(f"Generating ({label})", n)
