@@ -120,7 +120,8 @@ def get_solver(
 
     `mip_start`: pass the variables' current values as a start. For CBC it also turns CBC's
     primal heuristics off: CBC 2.10 can run far past its time limit inside a root heuristic on
-    the blind program, while with a start and no heuristics it stops on time with that incumbent.
+    the blind program (and in root cut generation), while with a start, no heuristics and no
+    cuts it stops on time with that incumbent.
     """
     wanted = SOLVER_ALIASES.get(name.lower(), (name,))
     known = {s.lower(): s for s in pulp.listSolvers()}
@@ -135,7 +136,7 @@ def get_solver(
         if mip_start:
             kwargs["warmStart"] = True
             if cls_name in ("PULP_CBC_CMD", "COIN_CMD"):
-                kwargs["options"] = ["heur off"]
+                kwargs["options"] = ["heur off", "cuts off"]
         solver = pulp.getSolver(cls_name, **kwargs)
         if solver.available():
             return solver

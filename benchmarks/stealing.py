@@ -110,7 +110,7 @@ def synthetic_part(sizes, settings, time_limit, vocab):
     return out
 
 
-def real_part(n_scrub, n_spoof, time_limit, sizes):
+def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pro")):
     from benchmarks.stealing_corpus import load_corpus, scheme_for
 
     nat_all = load_corpus("natural")
@@ -140,11 +140,15 @@ def real_part(n_scrub, n_spoof, time_limit, sizes):
             )
             results.append({"corpus": name, "n": n, "rows": rows})
         if name == "unigram-g0.25-d2" and (n_scrub or n_spoof):
-            results.append(scrub_spoof(wm_all[:n_max], nat_all[:n_max], scheme, n_scrub, n_spoof, time_limit))
+            results.append(
+                scrub_spoof(
+                    wm_all[:n_max], nat_all[:n_max], scheme, n_scrub, n_spoof, time_limit, scrub_threats
+                )
+            )
     return results
 
 
-def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit):
+def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats=("vanilla", "pro")):
     from attacks.scrub import scrub_texts, success_rate
     from attacks.spoof import flagged_rate, spoof_generate
     from watermark.models import load_model
@@ -233,16 +237,34 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (minutes)")
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
+    ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
+    ap.add_argument("--settings", default=None, help="synthetic gamma:delta pairs, e.g. 0.25:2,0.5:4")
+    ap.add_argument("--h1-texts", type=int, default=None, help="texts of each kind for the h = 1 part")
+    ap.add_argument("--real-only", action="store_true", help="the real-model part only")
+    ap.add_argument("--scrub", type=int, default=None, help="real texts to scrub (default 3 quick, 20 full)")
+    ap.add_argument("--spoof", type=int, default=None, help="real texts to spoof (default 3 quick, 10 full)")
+    ap.add_argument("--scrub-threats", default="vanilla,pro", help="stolen lists to scrub with")
     args = ap.parse_args()
     t0 = time.time()
+    n_scrub = args.scrub if args.scrub is not None else (3 if args.quick else 20)
+    n_spoof = args.spoof if args.spoof is not None else (3 if args.quick else 10)
+    threats = tuple(args.scrub_threats.split(","))
+    syn, ctx, real = [], {}, []
     if args.quick:
-        syn = synthetic_part([100, 300], [(0.25, 2.0)], min(args.time_limit, 20), vocab=2000)
-        ctx = context_part(100, 100, min(args.time_limit, 20))
-        real = [] if args.skip_real else real_part(3, 3, min(args.time_limit, 20), sizes=[25])
+        tl = min(args.time_limit, 20)
+        if not args.real_only:
+            syn = synthetic_part([100, 300], [(0.25, 2.0)], tl, vocab=2000)
+            ctx = context_part(100, 100, tl)
+        if not args.skip_real:
+            real = real_part(n_scrub, n_spoof, tl, sizes=[25], scrub_threats=threats)
     else:
-        syn = synthetic_part([100, 300, 1000], [(0.25, 2.0), (0.5, 4.0)], args.time_limit, vocab=2000)
-        ctx = context_part(1000, 200, args.time_limit)
-        real = [] if args.skip_real else real_part(20, 10, args.time_limit, sizes=[25])
+        if not args.real_only:
+            sizes = [int(x) for x in (args.sizes or "100,300,1000").split(",")]
+            settings = [tuple(map(float, p.split(":"))) for p in (args.settings or "0.25:2,0.5:4").split(",")]
+            syn = synthetic_part(sizes, settings, args.time_limit, vocab=2000)
+            ctx = context_part(args.h1_texts or 1000, 200, args.time_limit)
+        if not args.skip_real:
+            real = real_part(n_scrub, n_spoof, args.time_limit, sizes=[25], scrub_threats=threats)
     summary = {"benchmark": "stealing", "quick": args.quick, "seconds": round(time.time() - t0, 1)}
     summary["synthetic"] = syn
     summary["h1"] = ctx
