@@ -4,7 +4,9 @@ A fraction of the text's word tokens is replaced by their nearest neighbours (co
 model's input-embedding matrix. Only "word" tokens take part, on both sides: tokens whose text
 is ASCII letters, optionally after one leading space; punctuation, digits, byte pieces and
 special tokens are never chosen and never introduced. A replacement keeps the leading-space
-property of the token it replaces, so words do not run together. Neighbours of all chosen
+property and the capitalisation of the token it replaces, so words do not run together, and it
+is never the same word in another case (" Last" for " last" is the nearest neighbour of most
+words but no substitution at all to a reader). Neighbours of all chosen
 positions are found with one batched matrix product per chunk.
 """
 
@@ -29,7 +31,9 @@ class NeighbourIndex:
         self.unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-8)
         self.vocab_size = emb.shape[0]
         self.chunk_size = chunk_size
-        self.is_word, self.has_space = word_token_masks(tokenizer, self.vocab_size)
+        self.is_word, self.has_space, self.is_capital, self.word_group = word_token_masks(
+            tokenizer, self.vocab_size
+        )
         self._cache: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
@@ -37,16 +41,20 @@ class NeighbourIndex:
         return cls(model.get_input_embeddings().weight, tokenizer)
 
     def neighbours(self, token_ids: Sequence[int], k: int = 1) -> np.ndarray:
-        """[len(token_ids), k] nearest word tokens with the same leading-space flag (self excluded)."""
+        """[len(token_ids), k] nearest word tokens with the same leading space and capitalisation,
+        other words only (the token itself and its case variants excluded)."""
         ids = [int(t) for t in token_ids]
         todo = sorted({t for t in ids if (t, k) not in self._cache})
         words = torch.from_numpy(self.is_word)
         space = torch.from_numpy(self.has_space)
+        cap = torch.from_numpy(self.is_capital)
+        group = torch.from_numpy(self.word_group)
         for start in range(0, len(todo), self.chunk_size):
             chunk = torch.tensor(todo[start : start + self.chunk_size], dtype=torch.long)
             sims = self.unit[chunk] @ self.unit.T  # [c, V]
             allowed = words[None, :] & (space[None, :] == space[chunk][:, None])
-            allowed[torch.arange(len(chunk)), chunk] = False
+            allowed &= cap[None, :] == cap[chunk][:, None]
+            allowed &= group[None, :] != group[chunk][:, None]
             sims = sims.masked_fill(~allowed, float("-inf"))
             top = torch.topk(sims, k, dim=1).indices.numpy()
             for t, row in zip(chunk.tolist(), top, strict=True):
@@ -56,18 +64,28 @@ class NeighbourIndex:
         return np.stack([self._cache[(t, k)] for t in ids])
 
 
-def word_token_masks(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(is_word, has_leading_space) over the vocabulary, special tokens excluded."""
+def word_token_masks(
+    tokenizer: Any, vocab_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(is_word, has_leading_space, is_capitalised, word group) over the vocabulary.
+
+    Special tokens are not words; tokens in the same word group spell the same word up to case.
+    """
     pieces = tokenizer.batch_decode([[i] for i in range(vocab_size)])
     is_word = np.zeros(vocab_size, dtype=bool)
     has_space = np.zeros(vocab_size, dtype=bool)
+    is_capital = np.zeros(vocab_size, dtype=bool)
+    lowered = []
     for i, piece in enumerate(pieces):
         body = piece[1:] if piece.startswith(" ") else piece
         is_word[i] = bool(body) and body.isascii() and body.isalpha()
         has_space[i] = piece.startswith(" ")
+        is_capital[i] = body[:1].isupper()
+        lowered.append(body.lower())
     special = [i for i in tokenizer.all_special_ids if i < vocab_size]
     is_word[special] = False
-    return is_word, has_space
+    _, group = np.unique(np.array(lowered, dtype=object), return_inverse=True)
+    return is_word, has_space, is_capital, group.astype(np.int64)
 
 
 def neighbour_substitute(

@@ -31,7 +31,7 @@ def test_neighbours_are_the_cosine_nearest_allowed_tokens(index):
     tok = 1000 + int(np.flatnonzero(index.is_word[1000:])[0])
     sims = (index.unit @ index.unit[tok]).numpy()
     allowed = index.is_word & (index.has_space == index.has_space[tok])
-    allowed[tok] = False
+    allowed &= (index.is_capital == index.is_capital[tok]) & (index.word_group != index.word_group[tok])
     expected = np.argsort(-np.where(allowed, sims, -np.inf))[:3]
     assert index.neighbours([tok], k=3)[0].tolist() == expected.tolist()
 
@@ -48,6 +48,8 @@ def test_changes_exactly_the_rate_of_word_tokens_and_nothing_else(index, tokeniz
     for i in changed:
         assert index.is_word[out[i]] and out[i] not in special
         assert index.has_space[out[i]] == index.has_space[ids[i]]  # words do not run together
+        assert index.is_capital[out[i]] == index.is_capital[ids[i]]
+        assert tokenizer.decode([out[i]]).lower() != tokenizer.decode([ids[i]]).lower()  # another word
         assert out[i] == index.neighbours([ids[i]])[0, 0]
 
 
