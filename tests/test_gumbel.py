@@ -72,8 +72,8 @@ def test_repeated_context_token_pairs_are_scored_once():
 def test_generation_is_detected_and_deterministic_given_the_context(tiny_model, tokenizer):
     s = scheme(vocab_size=len(tokenizer))
     prompts = ["Tell me about rivers.", "Hi"]
-    a = generate(tiny_model, tokenizer, prompts, scheme=s, max_new_tokens=30, min_new_tokens=30, seed=0)
-    b = generate(tiny_model, tokenizer, prompts, scheme=s, max_new_tokens=30, min_new_tokens=30, seed=123)
+    a = generate(tiny_model, tokenizer, prompts, scheme=s, max_new_tokens=20, min_new_tokens=20, seed=0)
+    b = generate(tiny_model, tokenizer, prompts, scheme=s, max_new_tokens=20, min_new_tokens=20, seed=123)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]  # the sampling seed plays no part
     for g in a:
         assert s.detect(g.token_ids).p_value < 1e-4

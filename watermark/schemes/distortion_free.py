@@ -187,14 +187,15 @@ class DistortionFreeScheme(WatermarkScheme):
         values eta plus n uniforms u (ITS), all i.i.d. uniform like the real key's entries."""
         n = self.config.key_length
         s = torch.from_numpy(seeds)
-        lab = torch.from_numpy(labels)
         if self.family == "exp":
             counters = torch.arange(n * distinct, dtype=torch.int64).reshape(1, n, distinct)
-            c = torch.log1p(-prf.uniforms(s.reshape(-1, 1, 1), counters))
-            return c[:, :, lab].numpy()
-        eta = prf.uniforms(s.reshape(-1, 1), torch.arange(distinct, dtype=torch.int64).reshape(1, -1))
-        u = prf.uniforms(s.reshape(-1, 1), distinct + torch.arange(n, dtype=torch.int64).reshape(1, -1))
-        return (eta[:, None, lab] - u[:, :, None]).abs_().numpy()
+            u = prf.uniforms(s.reshape(-1, 1, 1), counters).numpy()
+            return np.log1p(-np.take(u, labels, axis=2))  # numpy: torch's float64 gather/log are slow here
+        eta = prf.uniforms(s.reshape(-1, 1), torch.arange(distinct, dtype=torch.int64).reshape(1, -1)).numpy()
+        u = prf.uniforms(
+            s.reshape(-1, 1), distinct + torch.arange(n, dtype=torch.int64).reshape(1, -1)
+        ).numpy()
+        return np.abs(np.take(eta, labels, axis=1)[:, None, :] - u[:, :, None])
 
     # ---- embedding -----------------------------------------------------------------------------
     def processor(self) -> DistortionFreeLogitsProcessor:
