@@ -123,6 +123,8 @@ def resolve_config(
             raise ConfigError(f"{config_path} is a config for scheme {base.scheme!r}, not {scheme!r}")
     elif record_config and (scheme is None or record_config.get("scheme") == scheme):
         base = config_from_dict(dict(record_config))
+    elif record_config:
+        base = carry_over(config_from_dict(dict(record_config)), scheme)
     else:
         base = default_config(scheme or "kgw")
     fields = set(config_class(base.scheme).__dataclass_fields__)
@@ -133,6 +135,16 @@ def resolve_config(
             raise ConfigError(f"--{flag.replace('_', '-')} does not apply to scheme {base.scheme!r}")
         changes[field] = value
     return base.replace(**changes) if changes else base
+
+
+def carry_over(source: SchemeConfig, scheme: str) -> SchemeConfig:
+    """The default config of `scheme`, keeping every field the source set away from its own
+    scheme's default (e.g. exp -> exp-edit keeps a non-default key_length)."""
+    source_default = default_config(source.scheme).to_dict()
+    target = default_config(scheme)
+    shared = set(target.to_dict()) - {"scheme"}
+    kept = {k: v for k, v in source.to_dict().items() if k in shared and v != source_default.get(k)}
+    return target.replace(**kept) if kept else target
 
 
 def key_option(func: Callable) -> Callable:

@@ -200,3 +200,12 @@ def test_mismatched_tokenizer_is_an_error(env, tiny_dir):
 def test_generate_usage_errors(env):
     res = run("generate")
     assert res.exit_code == 2
+
+
+def test_switching_scheme_keeps_the_records_non_default_generation_settings():
+    from cli.common import resolve_config
+
+    record = {"scheme": "exp", "key_length": 128, "vocab_size": 49152, "key_fingerprint": "ab"}
+    cfg = resolve_config("exp-edit", None, {}, record)
+    assert (cfg.scheme, cfg.key_length, cfg.vocab_size, cfg.key_fingerprint) == ("exp-edit", 128, 49152, "ab")
+    assert resolve_config("its-edit", None, {}, dict(record, scheme="its")).edit_gamma == 0.4

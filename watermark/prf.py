@@ -65,7 +65,7 @@ def position_seeds(subkey: bytes, positions: np.ndarray | range) -> np.ndarray:
 
 def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
     """Logical right shift of int64 (torch's >> is arithmetic)."""
-    return (z >> s) & ((1 << (64 - s)) - 1)
+    return (z >> s).bitwise_and_((1 << (64 - s)) - 1)  # in place: the out-of-place & is ~25x slower
 
 
 def _finalise_(z: torch.Tensor) -> torch.Tensor:
