@@ -13,7 +13,10 @@ the authors' released runs, binary on request), b_s >= 0 (green-count bound of t
   minimum-weight list that keeps sum_W b >= beta_W opt_W and sum_H b <= beta_H val_H.
 - blind (the paper's AS2): no detector, gamma and z unknown, labels noisy. Trusted-text
   indicators w_s with coverage rho_lo..rho_hi per class; stage 1 maximises mean_W b - mean_H b,
-  stage 2 as in Pro with the trusted counts locked.
+  stage 2 as in Pro with the trusted counts locked. By default w_s is relaxed, rounded (the
+  largest values, within the coverage bounds), fixed and stage 1 re-solved (relax-and-fix):
+  CBC 2.10 overruns its time limit by tens of minutes on the binary program at a few hundred
+  texts. `trust="binary"` keeps the authors' binary w_s.
 
 When the hard constraints of vanilla/oracle/pro admit no list at all (labels inconsistent with the
 gamma and z given), the program is rebuilt with one slack per text, the total slack is minimised
@@ -61,6 +64,7 @@ class ProgramOptions:
     beta_h: float = 1.05  # stage-1 lock on sum_H b (authors' default nl_bound)
     rho: tuple[float, float] = (0.98, 0.99)  # blind: trusted fraction of each class, low and high
     round_at: float = 0.5
+    trust: str = "relax-and-fix"  # blind w_s: LP, round, fix, re-solve; "binary": CBC MIP (can overrun)
     exact_counts: np.ndarray | None = field(default=None, repr=False)  # oracle: g(s) per corpus text
 
     def validate(self, corpus: StealingCorpus) -> None:
@@ -71,6 +75,8 @@ class ProgramOptions:
             raise StealingConfigError(f"z must be > 0, got {self.z}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise StealingConfigError(f"time limit must be > 0 seconds, got {self.time_limit}")
+        if self.trust not in ("relax-and-fix", "binary"):
+            raise StealingConfigError(f"unknown trust mode {self.trust!r}; known: relax-and-fix, binary")
         if self.weights not in ("ratio", "uniform"):
             raise StealingConfigError(f"unknown weights {self.weights!r}; known: ratio, uniform")
         lo, hi = self.rho
@@ -232,7 +238,8 @@ class _Program:
         for s, expr in enumerate(self.green_expr):
             L = float(self.lengths[s])
             b = self.b[s] = pulp.LpVariable(f"b{s}", 0, L)
-            w = self.w[s] = pulp.LpVariable(f"w{s}", cat=pulp.LpBinary)
+            cat = pulp.LpBinary if self.opts.trust == "binary" else pulp.LpContinuous
+            w = self.w[s] = pulp.LpVariable(f"w{s}", 0, 1, cat)
             self.prob += b <= L * w, f"B{s}"
             if self.is_w[s]:
                 self.prob += expr >= b - 2 * L * (1 - w), f"W{s}"
@@ -265,6 +272,19 @@ class _Program:
                 on = s in trusted
                 self.w[s].setInitialValue(1.0 if on else 0.0)
                 self.b[s].setInitialValue(float(min(green[s], self.lengths[s])) if on else 0.0)
+
+    def fix_trust(self) -> None:
+        """Relax-and-fix: trust the texts with the largest relaxed w_s, as many per class as
+        the coverage bounds allow (w >= 0.5 where possible), and fix every w_s to 0 or 1."""
+        lo, hi = self.opts.rho
+        for label in (True, False):
+            idx = [s for s in self.w if self.is_w[s] == label]
+            vals = np.array([_value(self.w[s]) for s in idx])
+            keep = int(np.clip((vals >= 0.5).sum(), math.floor(lo * len(idx)), math.ceil(hi * len(idx))))
+            trusted = {idx[i] for i in np.argsort(-vals, kind="stable")[:keep]}
+            for s in idx:
+                v = 1.0 if s in trusted else 0.0
+                self.w[s].lowBound = self.w[s].upBound = v
 
     def stage1_objective(self) -> pulp.LpAffineExpression:
         n_w, n_h = int(self.is_w.sum()), int((~self.is_w).sum())
@@ -307,7 +327,8 @@ def _feasible(status: str) -> bool:
 def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndarray, np.ndarray, SolverStats]:
     """Solve the stealing program: (green mask over corpus items, raw c values, statistics)."""
     opts.validate(corpus)
-    solver = get_solver(opts.solver, opts.time_limit, mip_start=opts.threat == "blind")
+    binary_trust = opts.threat == "blind" and opts.trust == "binary"
+    solver = get_solver(opts.solver, opts.time_limit, mip_start=binary_trust)
     stats = SolverStats(solver=opts.solver, threat=opts.threat, relaxed=opts.relax)
     stats.items, stats.texts = corpus.num_items, corpus.num_texts
     weights = item_weights(corpus, opts.weights)
@@ -315,7 +336,7 @@ def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndar
     for elastic in (False, True) if elastic_allowed else (False,):
         t0 = time.perf_counter()
         prog = _Program(corpus, opts, elastic)
-        if opts.threat == "blind":
+        if binary_trust:
             prog.warm_start(weights)
         stats.build_s += time.perf_counter() - t0
         stats.variables, stats.constraints = prog.prob.numVariables(), prog.prob.numConstraints()
@@ -333,6 +354,11 @@ def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndar
                 if elastic or not elastic_allowed:
                     break
                 continue
+            if opts.threat == "blind" and not binary_trust:
+                prog.fix_trust()
+                status, obj = run.solve("separation_fixed_trust", prog.stage1_objective(), pulp.LpMaximize)
+                if not _feasible(status):
+                    break
             stats.stage1_objective = obj
             val_w, val_h = _value(prog.sum_b(True)), _value(prog.sum_b(False))
             prog.prob += prog.sum_b(True) >= opts.beta_w * val_w, "lock_W"

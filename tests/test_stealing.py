@@ -100,7 +100,18 @@ def test_blind_attacker_without_parameters_or_detector_is_well_above_chance():
     assert stolen.gamma is None and stolen.threat == "blind"
     assert s.precision >= 0.8 and s.recall >= 0.4
     assert stolen.solver["stage1_objective"] is not None
-    assert [st["stage"] for st in stolen.solver["stages"]] == ["separation", "min_weight"]
+    assert [st["stage"] for st in stolen.solver["stages"]] == [
+        "separation",
+        "separation_fixed_trust",
+        "min_weight",
+    ]
+    # the authors' binary trusted-text indicators (CBC with a MIP start) agree closely on this size
+    small_wm, small_nat = wm[:25], nat[:25]
+    fixed = steal(small_wm, small_nat, "blind", time_limit=3)
+    binary = steal(small_wm, small_nat, "blind", trust="binary", time_limit=3)
+    assert binary.solver["stages"][0]["stage"] == "separation" and len(binary.solver["stages"]) == 2
+    assert score_list(binary.green_token_ids, lm.green).precision >= 0.75
+    assert score_list(fixed.green_token_ids, lm.green).precision >= 0.75
 
 
 def test_binary_list_satisfies_every_vanilla_constraint():
