@@ -245,7 +245,7 @@ def frequency_baseline(
     if skip_ids:
         eligible &= ~np.isin(corpus.items[:, -1], np.asarray(list(skip_ids), dtype=np.int64))
     threshold = 1.0
-    if gamma is not None and vocab_size:
+    if gamma is not None and vocab_size and context_width == 0:  # the rank rule is for one list
         rank = int(gamma * vocab_size)
         ranked = np.sort(score[eligible])[::-1]
         if rank < len(ranked):

@@ -190,7 +190,9 @@ class _Program:
         self.a: dict[int, pulp.LpVariable] = {}
         self.w: dict[int, pulp.LpVariable] = {}
         getattr(self, f"_build_{opts.threat}")()
-        if opts.gamma is not None and opts.vocab_size:
+        if opts.gamma is not None and opts.vocab_size and corpus.context_width == 0:
+            # one list of gamma N tokens; for h >= 1 every context has its own list of gamma N,
+            # which never binds on the few pairs observed per context, so no bound is added
             self.prob += pulp.lpSum(self.c) <= opts.gamma * opts.vocab_size, "list_size"
 
     # ---- constraints per threat model ------------------------------------------------------------
