@@ -12,9 +12,11 @@ hf_generate_overhead_vs_plain, detect_speedup_vs_hf (our tokens/s / theirs), det
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from _common import ROOT, emit, load_prompts
@@ -69,7 +71,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is steadier on a shared machine)")
+    ap.add_argument(
+        "--detect-texts",
+        default=None,
+        help="JSONL with token_ids (e.g. out/power/kgw-*.jsonl) for the detection comparison",
+    )
+    ap.add_argument("--skip-generation", action="store_true", help="only the detection and memory parts")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads (1 is steadier on a shared machine)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,7 +93,7 @@ def main() -> None:
     hf = _HFScheme(model, hf_cfg)
     result: dict = {"new_tokens": new_tokens, "quick": args.quick}
     texts_ids: list[tuple[int, ...]] = []
-    for bs in batches:
+    for bs in [] if args.skip_generation else batches:
         prompts = load_prompts(bs)
         times = {"plain": [], "ours": [], "hf": []}
         generate(model, tok, prompts[:1], max_new_tokens=4)  # warm-up
@@ -113,8 +123,12 @@ def main() -> None:
         result[f"hf_tok_s_b{bs}"] = bs * new_tokens / t["hf"]
         result[f"generate_overhead_vs_plain_b{bs}"] = t["ours"] / t["plain"]
         result[f"hf_generate_overhead_vs_plain_b{bs}"] = t["hf"] / t["plain"]
-    result["generate_overhead_vs_plain"] = result["generate_overhead_vs_plain_b8"]
-    result["hf_generate_overhead_vs_plain"] = result["hf_generate_overhead_vs_plain_b8"]
+    if not args.skip_generation:
+        result["generate_overhead_vs_plain"] = result["generate_overhead_vs_plain_b8"]
+        result["hf_generate_overhead_vs_plain"] = result["hf_generate_overhead_vs_plain_b8"]
+    if args.detect_texts:
+        lines = Path(args.detect_texts).read_text().splitlines()
+        texts_ids = [tuple(json.loads(x)["token_ids"]) for x in lines if x.strip()]
 
     # detection speed on the same texts: ours vs transformers' WatermarkDetector
     detector = WatermarkDetector(model.config, "cpu", hf_cfg, ignore_repeated_ngrams=True)

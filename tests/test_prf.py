@@ -84,3 +84,14 @@ def test_cpu_and_gpu_bits_are_identical():
     cpu = prf.mix(seeds[:, None], torch.arange(49152)[None, :])
     gpu = prf.mix(seeds.cuda()[:, None], torch.arange(49152, device="cuda")[None, :]).cpu()
     assert torch.equal(cpu, gpu)
+
+
+def test_seed_cache_returns_exactly_the_uncached_seeds():
+    sub = Key.from_seed(8).derive("t")
+    cache = prf.SeedCache(sub)
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # grows, hits and misses
+        ctx = rng.integers(0, 60_000, size=(500, 1))
+        assert np.array_equal(cache(ctx), prf.context_seeds(sub, ctx))
+    wide = rng.integers(0, 100, size=(20, 3))
+    assert np.array_equal(cache(wide), prf.context_seeds(sub, wide))

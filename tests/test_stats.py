@@ -39,3 +39,10 @@ def test_clopper_pearson_brackets_the_rate():
     assert lo == 0.0 and hi == pytest.approx(0.0181, abs=2e-4)
     lo, hi = stats.clopper_pearson(10, 100)
     assert lo < 0.1 < hi
+
+
+def test_gamma_tail_matches_scipy_gamma_sf():
+    from scipy import stats as st
+
+    for score, shape in [(3.0, 5), (50.0, 35), (0.5, 1)]:
+        assert stats.gamma_tail(score, shape) == pytest.approx(st.gamma.sf(score, shape), rel=1e-12)

@@ -57,6 +57,41 @@ def context_seeds(subkey: bytes, contexts: np.ndarray) -> np.ndarray:
     return seeds[inverse.reshape(-1)]
 
 
+class SeedCache:
+    """`context_seeds` for one sub-key, memoised for one-token contexts (h = 1, the common case).
+
+    Generation and detection meet the same previous tokens again and again, and each seed costs
+    one keyed BLAKE2b call; a table indexed by token id makes repeats free. In memory only: seeds
+    depend on the secret key and are never written anywhere.
+    """
+
+    _MAX_TABLE = 1 << 24
+
+    def __init__(self, subkey: bytes):
+        self.subkey = subkey
+        self._table = np.zeros(0, dtype=np.int64)
+        self._filled = np.zeros(0, dtype=bool)
+
+    def __call__(self, contexts: np.ndarray) -> np.ndarray:
+        ctx = np.asarray(contexts, dtype=np.int64)
+        if ctx.ndim != 2 or ctx.shape[1] != 1 or ctx.size == 0:
+            return context_seeds(self.subkey, ctx)
+        ids = ctx[:, 0]
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= self._MAX_TABLE:
+            return context_seeds(self.subkey, ctx)
+        if hi >= len(self._table):
+            size = max(hi + 1, 2 * len(self._table))
+            self._table = np.concatenate([self._table, np.zeros(size - len(self._table), dtype=np.int64)])
+            self._filled = np.concatenate([self._filled, np.zeros(size - len(self._filled), dtype=bool)])
+        uniq = np.unique(ids)
+        missing = uniq[~self._filled[uniq]]
+        if missing.size:
+            self._table[missing] = context_seeds(self.subkey, missing.reshape(-1, 1))
+            self._filled[missing] = True
+        return self._table[ids]
+
+
 def position_seeds(subkey: bytes, positions: np.ndarray | range) -> np.ndarray:
     """Seeds for key-sequence positions (EXP/ITS rows): the same PRF with a one-id context."""
     pos = np.asarray(positions, dtype=np.int64).reshape(-1, 1)

@@ -83,12 +83,13 @@ class GreenListScheme(WatermarkScheme):
     def __init__(self, config: GreenListConfig, key):
         super().__init__(config, key)
         self._subkey = key.derive(f"greenlist/{config.seeding}/h={config.context_width}")
+        self._seed_cache = prf.SeedCache(self._subkey)
         self._fixed_lists: dict[tuple[str, int], torch.Tensor] = {}
 
     # ---- the green list, shared by both halves -------------------------------------------------
     def seeds_for(self, contexts: np.ndarray) -> np.ndarray:
         """LeftHash PRF seeds of contexts, shape (n, h)."""
-        return prf.context_seeds(self._subkey, contexts)
+        return self._seed_cache(contexts)
 
     def selfhash_seeds(self, contexts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """SelfHash seeds: min over the context of seed(x_i, v), anchored at the candidate v."""
@@ -152,12 +153,8 @@ class GreenListScheme(WatermarkScheme):
         seeds = self.token_seeds(windows)
         tokens = windows[:, h].copy()
         green = self.is_green(torch.from_numpy(seeds), torch.from_numpy(tokens)).numpy()
-        if cfg.count_repeats:
-            counted = np.ones(len(windows), dtype=bool)
-        else:  # a repeated (seed, token) pair repeats the same coin flip: count it once
-            _, first = np.unique(np.stack([seeds, tokens], axis=1), axis=0, return_index=True)
-            counted = np.zeros(len(windows), dtype=bool)
-            counted[first] = True
+        # a repeated (seed, token) pair repeats the same coin flip: count it once unless asked
+        counted = np.ones(len(windows), dtype=bool) if cfg.count_repeats else first_occurrences(seeds, tokens)
         t = int(counted.sum())
         g = int(green[counted].sum())
         if h == 0:
@@ -188,6 +185,17 @@ class GreenListScheme(WatermarkScheme):
             null=null,
             token_mask=tuple(mask.tolist()),
         )
+
+
+def first_occurrences(seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each distinct (seed, token) pair (a stable lexsort)."""
+    order = np.lexsort((tokens, seeds))
+    s, t = seeds[order], tokens[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[new]] = True
+    return mask
 
 
 class GreenListLogitsProcessor(LogitsProcessor):
