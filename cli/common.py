@@ -89,6 +89,12 @@ def scheme_options(func: Callable) -> Callable:
             "--resamples", type=int, default=None, help="Permutation-test resamples T (default 999)."
         ),
         click.option(
+            "--seeding",
+            type=click.Choice(["lefthash", "selfhash"]),
+            default=None,
+            help="Green-list seeding (kgw; selfhash uses --context-width 3 in the paper).",
+        ),
+        click.option(
             "--count-repeats",
             is_flag=True,
             default=None,

@@ -209,3 +209,12 @@ def test_switching_scheme_keeps_the_records_non_default_generation_settings():
     cfg = resolve_config("exp-edit", None, {}, record)
     assert (cfg.scheme, cfg.key_length, cfg.vocab_size, cfg.key_fingerprint) == ("exp-edit", 128, 49152, "ab")
     assert resolve_config("its-edit", None, {}, dict(record, scheme="its")).edit_gamma == 0.4
+
+
+def test_seeding_flag_selects_selfhash_and_is_refused_for_other_schemes():
+    from cli.common import resolve_config
+    from watermark.errors import ConfigError
+
+    assert resolve_config("kgw", None, {"seeding": "selfhash", "context_width": 3}).seeding == "selfhash"
+    with pytest.raises(ConfigError, match="does not apply"):
+        resolve_config("exp", None, {"seeding": "selfhash"})
