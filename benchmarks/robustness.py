@@ -105,7 +105,7 @@ def main() -> None:
             "model": DEFAULT_MODEL,
             "wall_s": round(time.perf_counter() - t0, 1),
             "rows": [
-                {"scheme": r["scheme"], "attack": r["attack"], **{c: round(r[c], 4) for c in COLUMNS}}
+                {"scheme": r["scheme"], "attack": r["attack"], **{c: float(f"{r[c]:.4g}") for c in COLUMNS}}
                 for r in rows
             ],
         }
