@@ -27,7 +27,7 @@ demo: setup
 	$(WM) generate --no-watermark --prompt-file data/prompts.jsonl --limit 4 --max-new-tokens 120 \
 		--seed 0 -o $(OUT)/plain.jsonl
 	$(WM) detect --key $(OUT)/demo.key --config $(OUT)/config.json $(OUT)/watermarked.jsonl $(OUT)/plain.jsonl
-	$(WM) detect --key $(OUT)/demo.key $(OUT)/watermarked.jsonl --show-tokens --json | head -n 1
+	$(WM) detect --key $(OUT)/demo.key $(OUT)/watermarked.jsonl --show-tokens
 
 test: setup
 	$(PY) -m pytest -q

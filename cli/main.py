@@ -27,6 +27,9 @@ class WmGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader went away (`wm detect ... | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except MemoryError:
             click.echo("error: out of memory", err=True)
             ctx.exit(1)
