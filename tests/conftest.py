@@ -49,6 +49,15 @@ def tiny_model(tokenizer):
     return model
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, tiny_model, tokenizer):
+    """The tiny model and tokenizer saved as a folder, for commands that take --model PATH."""
+    d = tmp_path_factory.mktemp("tiny")
+    tiny_model.save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    return str(d)
+
+
 @pytest.fixture
 def key():
     from watermark.keys import Key

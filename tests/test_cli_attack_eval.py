@@ -9,14 +9,6 @@ from cli.main import wm
 from watermark.keys import write_key_file
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny_model, tokenizer):
-    d = tmp_path_factory.mktemp("tiny")
-    tiny_model.save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return str(d)
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

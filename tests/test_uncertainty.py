@@ -203,14 +203,6 @@ def test_load_qa_validates(tmp_path):
         load_qa(tmp_path / "missing.jsonl")
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny_model, tokenizer):
-    d = tmp_path_factory.mktemp("tiny-unc")
-    tiny_model.save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return str(d)
-
-
 def _run(*args):
     from cli.main import wm
 
