@@ -155,9 +155,11 @@ def test_every_row_of_a_padded_batch_is_detected(watermarked, tokenizer, name):
 
 @pytest.mark.parametrize("name", SCHEMES)
 def test_another_key_does_not_detect(watermarked, tokenizer, name):
+    # the texts are independent of this key, so each p is super-uniform; the texts change from run to
+    # run (fresh random shifts), and two or more of four at p <= 0.01 has probability below 6e-4
     s = scheme(name, key=Key.from_seed("someone else"), vocab_size=len(tokenizer), resamples=99)
     ps = [s.detect(ids).p_value for ids in watermarked[name.split("-")[0]]]
-    assert min(ps) > 0.01
+    assert sum(p <= 0.01 for p in ps) <= 1, ps
 
 
 @pytest.mark.parametrize("name", ["exp-edit", "its-edit"])

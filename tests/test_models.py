@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from cli.main import wm
 from watermark import models
 from watermark.errors import ModelNotFoundError
+from watermark.keys import Key, write_key_file
 
 
 def test_missing_default_model_names_the_install_command(monkeypatch):
@@ -46,6 +47,8 @@ def test_default_model_loads_from_the_safetensors_cache_fast_after_the_first_tim
 
 
 def test_end_to_end_cli_on_the_default_model(tmp_path, monkeypatch):
+    # a fixed key and seed make the run deterministic (a fresh key would make the p-value random)
+    write_key_file(tmp_path / "key", Key.from_seed("e2e"))
     monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
     runner = CliRunner()
     res = runner.invoke(
