@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -299,7 +300,7 @@ class DistortionFreeScheme(WatermarkScheme):
         )
 
 
-class FinalDistributionProcessor(LogitsProcessor):
+class FinalDistributionProcessor(LogitsProcessor, ABC):
     """Base of the EXP / ITS / Gumbel processors: decode from the final distribution, force it.
 
     The decoder sees softmax (float64) of the scores after every processor ahead of it and, when
@@ -322,8 +323,9 @@ class FinalDistributionProcessor(LogitsProcessor):
     def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
         """A new generate() call over `batch` rows begins."""
 
+    @abstractmethod
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The token each row emits at `step`, from the final log-probabilities."""
 
     # machinery ----------------------------------------------------------------------------------
     def _caller_context(self) -> tuple[GenerationConfig | None, list]:
