@@ -91,3 +91,18 @@ def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None
             f"token id out of range for vocabulary size {vocab_size}: the text was tokenised with another tokenizer"
         )
     return ids
+
+
+def first_occurrences(seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each distinct (seed, token) pair (a stable lexsort).
+
+    A repeated pair repeats the same pseudo-random draw, so only its first occurrence is an
+    independent observation under H0; every context-seeded detector scores with this mask.
+    """
+    order = np.lexsort((tokens, seeds))
+    s, t = seeds[order], tokens[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[new]] = True
+    return mask

@@ -25,7 +25,7 @@ from .. import prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
 from ..stats import binomial_tail, hypergeom_tail, z_score
-from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 
 SEEDINGS = ("lefthash", "selfhash")
 
@@ -185,17 +185,6 @@ class GreenListScheme(WatermarkScheme):
             null=null,
             token_mask=tuple(mask.tolist()),
         )
-
-
-def first_occurrences(seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Mask of the first occurrence of each distinct (seed, token) pair (a stable lexsort)."""
-    order = np.lexsort((tokens, seeds))
-    s, t = seeds[order], tokens[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
-    mask = np.zeros(len(order), dtype=bool)
-    mask[order[new]] = True
-    return mask
 
 
 class GreenListLogitsProcessor(LogitsProcessor):

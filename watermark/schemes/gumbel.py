@@ -19,7 +19,7 @@ from .. import prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
 from ..stats import gamma_tail
-from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 
 
@@ -72,11 +72,9 @@ class GumbelScheme(WatermarkScheme):
         if n < h + 1:
             raise TextTooShortError(f"text has {n} tokens; the gumbel detector needs at least {h + 1}")
         windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)
-        _, first = np.unique(windows, axis=0, return_index=True)
-        counted = np.zeros(len(windows), dtype=bool)
-        counted[first] = True
-        seeds = torch.from_numpy(self.seeds_for(windows[:, :h]))
-        r = prf.uniforms(seeds, torch.from_numpy(windows[:, h].copy()))
+        seeds_np, tokens = self.seeds_for(windows[:, :h]), windows[:, h].copy()
+        counted = first_occurrences(seeds_np, tokens)
+        r = prf.uniforms(torch.from_numpy(seeds_np), torch.from_numpy(tokens))
         scores = (-torch.log1p(-r)).numpy()
         t = int(counted.sum())
         s = float(scores[counted].sum())
