@@ -23,21 +23,29 @@ class NeighbourIndex:
     """Normalised input embeddings plus the masks saying which tokens are words.
 
     `embeddings` is the [V, d] input-embedding matrix (e.g. `model.get_input_embeddings().weight`);
-    `tokenizer` decides which of the V ids are word tokens.
+    `tokenizer` decides which of the V ids are word tokens. Without a tokenizer every id counts
+    as its own word: neighbours are then simply the nearest other tokens.
     """
 
-    def __init__(self, embeddings: torch.Tensor, tokenizer: Any, chunk_size: int = 256):
+    def __init__(self, embeddings: torch.Tensor, tokenizer: Any | None, chunk_size: int = 256):
         emb = embeddings.detach().float().cpu()
         self.unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-8)
         self.vocab_size = emb.shape[0]
         self.chunk_size = chunk_size
-        self.is_word, self.has_space, self.is_capital, self.word_group = word_token_masks(
-            tokenizer, self.vocab_size
-        )
+        if tokenizer is None:
+            v = self.vocab_size
+            self.is_word = np.ones(v, dtype=bool)
+            self.has_space = np.zeros(v, dtype=bool)
+            self.is_capital = np.zeros(v, dtype=bool)
+            self.word_group = np.arange(v, dtype=np.int64)
+        else:
+            self.is_word, self.has_space, self.is_capital, self.word_group = word_token_masks(
+                tokenizer, self.vocab_size
+            )
         self._cache: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any) -> NeighbourIndex:
+    def from_model(cls, model: Any, tokenizer: Any | None) -> NeighbourIndex:
         return cls(model.get_input_embeddings().weight, tokenizer)
 
     def neighbours(self, token_ids: Sequence[int], k: int = 1) -> np.ndarray:

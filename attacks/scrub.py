@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from watermark.errors import ConfigError, InputError
+from watermark.evaluation import perplexities, prompt_prefix
 
+from .neighbour import NeighbourIndex
 from .stealing import StolenList
 
 CANDIDATES = ("model", "embedding")
@@ -57,35 +59,21 @@ def count_believed_green(ids: Sequence[int], stolen: StolenList, prefix: Sequenc
     return sum(stolen.is_green(full[off + i], full[: off + i]) for i in range(len(ids)))
 
 
-@torch.inference_mode()
 def perplexity(model: Any, ids: Sequence[int], prefix: Sequence[int]) -> float:
     """exp(mean negative log-likelihood) of `ids` given `prefix` (which must be non-empty)."""
     if not prefix:
         raise InputError("perplexity needs a non-empty prefix (a BOS token or the prompt)")
-    if not ids:
-        return float("nan")
-    device = next(model.parameters()).device
-    x = torch.tensor([list(prefix) + list(ids)], device=device)
-    logp = torch.log_softmax(model(input_ids=x).logits[0, len(prefix) - 1 : -1].float(), dim=-1)
-    nll = -logp.gather(1, x[0, len(prefix) :].unsqueeze(1)).mean()
-    return float(math.exp(nll.item()))
+    return float(perplexities(model, [list(ids)], [list(prefix)])[0])
 
 
-class EmbeddingNeighbours:
-    """k nearest input embeddings by cosine, per token, computed on demand and cached."""
-
-    def __init__(self, model: Any, k: int):
-        emb = model.get_input_embeddings().weight.detach().float()
-        self.emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        self.k = k
-        self._cache: dict[int, list[int]] = {}
-
-    def __call__(self, token: int) -> list[int]:
-        if token not in self._cache:
-            sims = self.emb @ self.emb[token]
-            sims[token] = -2.0
-            self._cache[token] = torch.topk(sims, self.k).indices.tolist()
-        return self._cache[token]
+def _candidates(logp: torch.Tensor, token: int, k: int, neighbours: NeighbourIndex | None) -> list[int]:
+    """Replacement candidates for `token`: the model's top-k here, or its k embedding neighbours
+    (none for a token the index does not count as a word, e.g. punctuation)."""
+    if neighbours is None:
+        return torch.topk(logp, k).indices.tolist()
+    if not neighbours.is_word[token]:
+        return []
+    return [int(t) for t in neighbours.neighbours([token], k)[0]]
 
 
 @torch.inference_mode()
@@ -99,9 +87,12 @@ def scrub_ids(
     candidates: str = "model",
     max_edit_rate: float = 0.5,
     banned_ids: Sequence[int] = (),
-    neighbours: EmbeddingNeighbours | None = None,
+    neighbours: NeighbourIndex | None = None,
 ) -> ScrubResult:
-    """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list."""
+    """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
+
+    `candidates="embedding"` draws replacements from `neighbours` (default: an index over the
+    model's input embeddings without word masks; `scrub_texts` passes a word-aware one)."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -112,8 +103,10 @@ def scrub_ids(
         raise InputError("scrubbing needs a non-empty prefix (a BOS token or the prompt)")
     ids = [int(t) for t in ids]
     prefix = [int(t) for t in prefix_ids]
-    if candidates == "embedding" and neighbours is None:
-        neighbours = EmbeddingNeighbours(model, top_k)
+    if candidates == "model":
+        neighbours = None
+    elif neighbours is None:
+        neighbours = NeighbourIndex.from_model(model, None)
     banned = {int(t) for t in banned_ids}
     budget = int(math.floor(max_edit_rate * len(ids)))
     device = next(model.parameters()).device
@@ -126,7 +119,7 @@ def scrub_ids(
         for b, (toks, score, edits) in enumerate(hyps):
             ctx = prefix + toks
             if edits < budget and stolen.is_green(y, ctx):
-                pool = torch.topk(logp[b], top_k).indices.tolist() if candidates == "model" else neighbours(y)
+                pool = _candidates(logp[b], y, top_k, neighbours)
                 red = [c for c in pool if c != y and c not in banned and not stolen.is_green(c, ctx)]
                 red.sort(key=lambda c: -float(logp[b, c]))
                 for c in red[:beam]:
@@ -157,21 +150,6 @@ def scrub_ids(
     )
 
 
-def default_prefix(tokenizer: Any, prompt: str | None = None, chat: bool = True) -> list[int]:
-    """What the text followed: the chat-formatted prompt when known, else a BOS/EOS token."""
-    from watermark.generation import format_prompt
-
-    if prompt:
-        text = format_prompt(tokenizer, prompt, chat)
-        ids = tokenizer(text, add_special_tokens=not chat)["input_ids"]
-        if ids:
-            return list(ids)
-    for t in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if t is not None:
-            return [int(t)]
-    raise ConfigError("the tokenizer has neither a BOS nor an EOS token to start from")
-
-
 def scrub_texts(
     model: Any,
     tokenizer: Any,
@@ -184,10 +162,12 @@ def scrub_texts(
     from watermark.generation import encode_texts
 
     banned = set(tokenizer.all_special_ids)
+    if kwargs.get("candidates") == "embedding" and kwargs.get("neighbours") is None:
+        kwargs["neighbours"] = NeighbourIndex.from_model(model, tokenizer)  # words for words
     out = []
     for j, text in enumerate(texts):
         ids = encode_texts(tokenizer, [text])[0]
-        prefix = default_prefix(tokenizer, prompts[j] if prompts else None)
+        prefix = prompt_prefix(tokenizer, prompts[j] if prompts else None)
         res = scrub_ids(model, ids, stolen, prefix, banned_ids=sorted(banned), **kwargs)
         new_text = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
         out.append((new_text, encode_texts(tokenizer, [new_text])[0], res))

@@ -45,7 +45,14 @@ from .common import (
     with_status,
 )
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
+def _default_prompts() -> Path:
+    """data/prompts.jsonl of this checkout, else the copy a wheel installs under sys.prefix."""
+    here = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
+    installed = Path(sys.prefix) / "share" / "wm-toolkit" / "prompts.jsonl"
+    return here if here.exists() or not installed.exists() else installed
+
+
+DEFAULT_PROMPTS = _default_prompts()
 DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:0.2,dilute:0.25,paraphrase"
 
 

@@ -17,6 +17,7 @@ from watermark.evaluation import (
     cached_generations,
     detection_summary,
     empirical_threshold,
+    generation_tag,
     perplexities,
     roc_from_p_values,
     run_grid,
@@ -100,6 +101,22 @@ def test_generation_cache_resumes_after_an_interrupted_batch(setup, tmp_path):
     path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # batch 2 half written, cut mid-line
     again = cached_generations(path, setup.model, setup.tokenizer, PROMPTS, None, setup.settings)
     assert again == first
+
+
+def test_generation_cache_is_shared_by_configs_that_generate_alike():
+    settings = GenerationSettings(model="tiny")
+
+    def tag(name, **fields):
+        return generation_tag(settings, default_config(name, **fields).generation_dict())
+
+    # detection-only parameters and the basic/edit statistic do not change the generated texts
+    assert tag("exp") == tag("exp-edit") == tag("exp", resamples=99, block_length=20)
+    assert tag("its") == tag("its-edit", edit_gamma=0.1)
+    assert tag("kgw") == tag("kgw", count_repeats=True)
+    # everything the generator reads does
+    assert tag("exp") != tag("its") != tag("kgw")
+    assert tag("exp") != tag("exp", key_length=128)
+    assert tag("kgw") != tag("kgw", delta=4.0)
 
 
 def test_grid_rows_caches_and_interruption(setup, key, tmp_path, monkeypatch):

@@ -38,6 +38,8 @@ class SchemeConfig:
     """Fields every scheme shares. `scheme` names the algorithm (one class may serve several)."""
 
     names: ClassVar[tuple[str, ...]] = ()
+    # fields that only the detector reads: changing them never changes a generated text
+    detection_only: ClassVar[tuple[str, ...]] = ()
 
     scheme: str
     vocab_size: int | None = None
@@ -64,6 +66,10 @@ class SchemeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def generation_dict(self) -> dict[str, Any]:
+        """The fields that decide what the watermarked generator emits (caches key on these)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.detection_only}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

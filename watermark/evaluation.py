@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .metrics import auroc, roc_curve
 from .schemes.base import TextTooShortError, WatermarkScheme
 
@@ -172,8 +172,10 @@ def prompt_prefix(tokenizer: Any, prompt: str | None, chat: bool = True) -> list
         ids = tokenizer(format_prompt(tokenizer, prompt, chat), add_special_tokens=not chat)["input_ids"]
         if ids:
             return list(ids)
-    tok = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    return [int(tok)]
+    for tok in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if tok is not None:
+            return [int(tok)]
+    raise ConfigError("the tokenizer has neither a BOS nor an EOS token to start a text from")
 
 
 def text_perplexities(
@@ -281,7 +283,8 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
 def generation_tag(settings: GenerationSettings, config: dict[str, Any] | None) -> str:
     """Cache name of the texts made with these settings and scheme config (None: unwatermarked).
 
-    The prompts are not part of it: records carry their prompt and are reused per index."""
+    The prompts are not part of it: records carry their prompt and are reused per index. Pass
+    `config.generation_dict()`, so detection-only parameters (resamples, ...) share the texts."""
     name = "plain" if config is None else _safe(str(config["scheme"]))
     return f"{name}-{_digest({'settings': asdict(settings), 'config': config})}"
 
@@ -470,7 +473,7 @@ def run_grid(
     rows: list[dict] = []
 
     def generations(scheme: WatermarkScheme | None) -> tuple[str, list[dict]]:
-        tag = generation_tag(settings, None if scheme is None else scheme.config.to_dict())
+        tag = generation_tag(settings, None if scheme is None else scheme.config.generation_dict())
         path = out / "generations" / f"{tag}.jsonl"
         label = "unwatermarked" if scheme is None else scheme.name
         advance = progress(f"Generating ({label})", n)
@@ -562,8 +565,6 @@ def load_p_values(
 
 
 def _pyplot():
-    from .errors import ConfigError
-
     try:
         import matplotlib
 

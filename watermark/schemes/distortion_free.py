@@ -62,6 +62,8 @@ class DistortionFreeConfig(SchemeConfig):
     Besag-Clifford early stop after this many null statistics <= the observed one (0: never);
     bound_weight w: the share of the level given to the Gamma union bound (EXP family, k <= n)."""
 
+    detection_only = ("block_length", "edit_gamma", "resamples", "stop_after", "bound_weight")
+
     scheme: str = "exp"
     key_length: int = 256
     block_length: int | None = None
@@ -78,6 +80,10 @@ class DistortionFreeConfig(SchemeConfig):
     @property
     def family(self) -> str:
         return FAMILY[self.scheme]
+
+    def generation_dict(self) -> dict:
+        """exp and exp-edit (its and its-edit) generate the same way; only detection differs."""
+        return {**super().generation_dict(), "scheme": self.family}
 
     @property
     def edit(self) -> bool:

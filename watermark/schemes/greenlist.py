@@ -36,6 +36,8 @@ class GreenListConfig(SchemeConfig):
     """gamma: green fraction; delta: logit bias; context_width h (0 = Unigram); count_repeats:
     score every (context, token) occurrence instead of each distinct pair once (not exact)."""
 
+    detection_only = ("count_repeats",)
+
     scheme: str = "kgw"
     gamma: float = 0.25
     delta: float = 2.0
