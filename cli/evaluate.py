@@ -45,6 +45,7 @@ from .common import (
     with_status,
 )
 
+
 def _default_prompts() -> Path:
     """data/prompts.jsonl of this checkout, else the copy a wheel installs under sys.prefix."""
     here = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
