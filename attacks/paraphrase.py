@@ -64,8 +64,9 @@ def paraphrase(
 ) -> list[str]:
     """Paraphrase each text; returns the rewritten texts in order.
 
-    `max_new_tokens` defaults to 1.5 x the longest input of a batch plus 16 tokens. `on_item`
-    is called with the number of texts finished, for progress bars.
+    Units (sentences or texts) are batched by token length; `max_new_tokens` defaults to 1.5 x
+    the longest input of a batch plus 16 tokens. `on_item` is called with the number of texts
+    finished, for progress bars.
     """
     from watermark.generation import generate
 
@@ -77,24 +78,27 @@ def paraphrase(
     else:
         units = [split_sentences(t) or [t.strip()] for t in texts]
     flat = [(i, u) for i, us in enumerate(units) for u in us]
-    rewritten: list[str] = []
+    lengths = [len(tokenizer(u, add_special_tokens=False)["input_ids"]) for _, u in flat]
+    # batches of similar length: a batch runs until its longest unit is done, so this saves steps
+    order = sorted(range(len(flat)), key=lambda j: lengths[j])
+    rewritten: list[str] = [""] * len(flat)
     remaining = [len(us) for us in units]
-    for start in range(0, len(flat), batch_size):
-        batch = flat[start : start + batch_size]
-        lengths = [len(tokenizer(u, add_special_tokens=False)["input_ids"]) for _, u in batch]
-        limit = max_new_tokens or int(1.5 * max(lengths)) + 16
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        limit = max_new_tokens or int(1.5 * max(lengths[j] for j in batch)) + 16
         gens = generate(
             model,
             tokenizer,
-            [prompt.format(text=u) for _, u in batch],
+            [prompt.format(text=flat[j][1]) for j in batch],
             scheme=None,
             max_new_tokens=limit,
             batch_size=batch_size,
             temperature=temperature,
             seed=None if seed is None else seed + start,
         )
-        for (i, u), g in zip(batch, gens, strict=True):
-            rewritten.append(clean_output(g.text, u, mode))
+        for j, g in zip(batch, gens, strict=True):
+            i, u = flat[j]
+            rewritten[j] = clean_output(g.text, u, mode)
             remaining[i] -= 1
             if remaining[i] == 0 and on_item:
                 on_item(1)

@@ -11,11 +11,13 @@ schemes or attacks and only does the new work. The last line is one JSON object:
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
 from pathlib import Path
 
+import torch
 from _common import ROOT, emit, load_prompts
 
 from attacks.registry import parse_attacks
@@ -58,6 +60,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--perplexity-texts", type=int, default=None, help="PPL on the first k texts only.")
     ap.add_argument("--resamples", type=int, default=None, help="Permutation resamples (exp/its).")
+    ap.add_argument(
+        "--edit-resamples", type=int, default=None, help="Permutation resamples of exp-edit/its-edit."
+    )
+    ap.add_argument("--chunk-size", type=int, default=16, help="Texts per cached attack chunk.")
+    ap.add_argument(
+        "--bf16-helpers",
+        action="store_true",
+        help="Score perplexity and paraphrase with a bfloat16 copy of the model (~1.7x faster on "
+        "CPUs with avx512_bf16; perplexities move by < 1%%). Generation stays float32.",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "robustness")
     ap.add_argument("--plots", action="store_true")
     args = ap.parse_args()
@@ -69,7 +81,13 @@ def main() -> None:
         cfg = default_config(name).replace(vocab_size=len(tok), tokenizer=DEFAULT_MODEL)
         if args.resamples and "resamples" in cfg.to_dict():
             cfg = cfg.replace(resamples=args.resamples)
+        if args.edit_resamples and name.endswith("-edit"):
+            cfg = cfg.replace(resamples=args.edit_resamples)
         schemes.append(build_scheme(cfg, key))
+    helper, options = None, {"batch_size": args.batch_size}
+    if args.bf16_helpers:
+        helper = (copy.deepcopy(model).to(torch.bfloat16), tok)
+        options["paraphrase_model"] = f"{DEFAULT_MODEL} (bfloat16)"
     setup = GridSetup(
         model=model,
         tokenizer=tok,
@@ -78,8 +96,12 @@ def main() -> None:
         ),
         prompts=load_prompts(args.n),
         out_dir=args.out,
-        attack_options={"batch_size": args.batch_size},
+        attack_options=options,
         perplexity_texts=args.perplexity_texts,
+        chunk_size=args.chunk_size,
+        oracle=helper,
+        oracle_name=None if helper is None else f"{DEFAULT_MODEL} (bfloat16)",
+        attacker=helper,
     )
 
     def progress(description: str, total: int):

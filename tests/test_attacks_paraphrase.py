@@ -52,11 +52,26 @@ def test_sentence_mode_rewrites_each_sentence_with_the_users_prompt(fake_generat
     assert fake_generate[0][1]["temperature"] == 0.7
 
 
+def test_units_are_batched_by_length_and_returned_in_order(fake_generate, tokenizer):
+    texts = ["A much longer first sentence with many words in it. Short.", "Mid length one here."]
+    out = paraphrase(texts, None, tokenizer, mode="sentence", prompt="{text}", batch_size=2)
+    assert out == [
+        "REWRITE(A much longer first sentence with many words in it.) REWRITE(Short.)",
+        "REWRITE(Mid length one here.)",
+    ]
+    batches = [prompts for prompts, _ in fake_generate]
+    assert batches == [
+        ["Short.", "Mid length one here."],
+        ["A much longer first sentence with many words in it."],
+    ]
+    assert fake_generate[0][1]["max_new_tokens"] < fake_generate[1][1]["max_new_tokens"]
+
+
 def test_whole_mode_sends_each_text_once(fake_generate, tokenizer):
     out = paraphrase(["A b. C d.", "E f."], None, tokenizer, mode="whole", temperature=1.3)
     assert out == ["REWRITE(A b. C d.)", "REWRITE(E f.)"]
     assert len(fake_generate) == 1 and fake_generate[0][1]["temperature"] == 1.3
-    assert fake_generate[0][0][0] == DEFAULT_PROMPT.format(text="A b. C d.")
+    assert DEFAULT_PROMPT.format(text="A b. C d.") in fake_generate[0][0]
 
 
 def test_bad_prompt_and_mode_are_config_errors(tokenizer):

@@ -359,6 +359,8 @@ class GridSetup:
     out_dir: Path
     oracle: tuple[Any, Any] | None = None
     oracle_name: str | None = None  # names the oracle in cache keys
+    attacker: tuple[Any, Any] | None = None  # the model attacks use (default: the generating model);
+    # name it in attack_options["paraphrase_model"] so caches and records say which one it was
     attack_seed: int = 0
     attack_options: dict[str, Any] | None = None
     chunk_size: int = 16  # texts per cached attack chunk
@@ -404,7 +406,7 @@ def _attack_cache(
             tokenizer=setup.tokenizer,
             seed=setup.attack_seed,
             first_index=start,
-            model_loader=lambda: (setup.model, setup.tokenizer),
+            model_loader=lambda: setup.attacker or (setup.model, setup.tokenizer),
             donors=donors,
             options=setup.attack_options if setup.attack_options is not None else {},
             on_item=advance,
