@@ -60,12 +60,21 @@ def scheme_for(name: str, vocab_size: int):
     return build_scheme(config_from_dict({**cfg, "vocab_size": vocab_size}), BENCH_KEY)
 
 
-def generate_corpora(sizes: dict[str, int], round_size: int = 50, batch_size: int = 50) -> None:
-    """Top every corpus up to its size, round by round (all corpora advance together)."""
+def generate_corpora(
+    sizes: dict[str, int], round_size: int = 50, batch_size: int = 50, bf16: bool = False
+) -> None:
+    """Top every corpus up to its size, round by round (all corpora advance together).
+
+    `bf16`: run the model in bfloat16 (~1.7x faster on CPUs with avx512_bf16). The watermark is
+    applied to the logits either way; the texts are the same model's output at lower precision."""
+    import torch
+
     from watermark.generation import generate
     from watermark.models import load_model
 
     model, tok = load_model()
+    if bf16:
+        model = model.to(torch.bfloat16)
     all_prompts = prompts()
     corpus_dir().mkdir(parents=True, exist_ok=True)
     while True:
@@ -103,9 +112,10 @@ def main() -> None:
     for name in CORPORA:
         ap.add_argument(f"--{name}", type=int, default=0, metavar="N", help=f"texts in corpus {name}")
     ap.add_argument("--round-size", type=int, default=50, help="texts per corpus and round (saved at once)")
+    ap.add_argument("--bf16", action="store_true", help="generate with a bfloat16 copy of the model")
     args = ap.parse_args()
     sizes = {name: getattr(args, name.replace("-", "_"), 0) for name in CORPORA}
-    generate_corpora({k: v for k, v in sizes.items() if v}, args.round_size, args.round_size)
+    generate_corpora({k: v for k, v in sizes.items() if v}, args.round_size, args.round_size, args.bf16)
 
 
 if __name__ == "__main__":

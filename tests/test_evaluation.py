@@ -135,8 +135,18 @@ def test_grid_rows_caches_and_interruption(setup, key, tmp_path, monkeypatch):
         raise AssertionError("generated again")
 
     monkeypatch.setattr(generation, "generate", no_generation)
+    detected = []
+    real_detect = type(scheme).detect
+    monkeypatch.setattr(
+        type(scheme), "detect", lambda self, ids: detected.append(1) or real_detect(self, ids)
+    )
     rows2 = run_grid(setup, [scheme], parse_attacks("none,substitute:0.5,delete:0.2"))
     assert rows2[:2] == rows and rows2[2]["attack"] == "delete:0.2"
+    assert len(detected) == 2 * 4  # only the new attack's texts were detected; the rest are cached
+    # the same texts under a detector with other parameters are detected again, in their own file
+    other = build_scheme(scheme.config.replace(count_repeats=True), key)
+    assert run_grid(setup, [other], parse_attacks("none"))[0]["pvalues_file"] != rows[0]["pvalues_file"]
+    assert len(detected) == 2 * (2 * 4)
     # ... and so does a smaller n (the first texts are the same texts)
     setup.prompts = PROMPTS[:2]
     assert run_grid(setup, [scheme], parse_attacks("none"))[0]["n"] == 2

@@ -17,7 +17,8 @@ the output folder and keyed by what determines it, so a rerun, a larger n or a n
 reuses earlier work, and an interrupted run loses at most one batch:
     generations/<scheme|plain>-<hash>.jsonl   texts by prompt index (hash: model, sampling, config)
     attacks/<generation>-<attack>-<hash>.jsonl  attacked texts + fraction changed + perplexity
-    pvalues/<scheme>-<attack>-<hash>.json       p-values of both sides, for ROC plots
+    pvalues/<scheme>-<attack>-<hash>.json       p-values of both sides (hash: detector config and
+                                                the texts), for ROC plots and to skip re-detection
     results.json                                rows so far, rewritten after every row
 """
 
@@ -511,9 +512,27 @@ def run_grid(
                 donors,
                 progress(f"Attacking ({spec.label}, {scheme.name})", n),
             )
-            advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
-            wm_p, wm_short = _detect_all(scheme, setup.tokenizer, [r["text"] for r in a_wm], advance)
-            plain_p, plain_short = _detect_all(scheme, setup.tokenizer, [r["text"] for r in a_plain], advance)
+            wm_in, plain_in = [r["text"] for r in a_wm], [r["text"] for r in a_plain]
+            pv_key = {"config": scheme.config.to_dict(), "watermarked": wm_in, "unwatermarked": plain_in}
+            pv_file = Path("pvalues") / f"{_safe(scheme.name)}-{_safe(spec.label)}-{_digest(pv_key)}.json"
+            if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
+                cached_p = json.loads((out / pv_file).read_text())
+                wm_p, plain_p = cached_p["watermarked"], cached_p["unwatermarked"]
+                wm_short, plain_short = cached_p["too_short"]
+            else:
+                advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
+                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance)
+                plain_p, plain_short = _detect_all(scheme, setup.tokenizer, plain_in, advance)
+                write_json(
+                    out / pv_file,
+                    {
+                        "scheme": scheme.name,
+                        "attack": spec.label,
+                        "watermarked": wm_p,
+                        "unwatermarked": plain_p,
+                        "too_short": [wm_short, plain_short],
+                    },
+                )
             row = {
                 "scheme": scheme.name,
                 "attack": spec.label,
@@ -533,12 +552,7 @@ def run_grid(
                 "model": settings.model,
                 "max_new_tokens": settings.max_new_tokens,
             }
-            pv_file = Path("pvalues") / f"{wm_tag}-{_safe(spec.label)}.json"
             row["pvalues_file"] = str(pv_file)
-            write_json(
-                out / pv_file,
-                {"scheme": scheme.name, "attack": spec.label, "watermarked": wm_p, "unwatermarked": plain_p},
-            )
             rows.append(row)
             write_json(out / "results.json", rows)
             if on_row:
