@@ -51,6 +51,39 @@ COLUMNS = (
 )
 
 
+def _fmt(x: float, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if 0 < abs(x) < 1e-3:
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per (scheme, attack): the detection and quality columns of results.json."""
+    head = (
+        "| scheme | attack | TPR@1%FPR | TPR@0.1%FPR | TPR@p<0.001 | FPR@p<0.001 | AUROC | median p "
+        "| PPL | tokens | changed |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        cells = [
+            r["scheme"],
+            r["attack"],
+            _fmt(r["tpr_at_fpr_1pct"]),
+            _fmt(r["tpr_at_fpr_0_1pct"]),
+            _fmt(r["tpr_at_p_0_001"]),
+            _fmt(r["fpr_at_p_0_001"], 3),
+            _fmt(r["auroc"], 3),
+            f"{r['median_p_value']:.2g}",
+            _fmt(r["perplexity"], 1),
+            f"{r['mean_length']:.0f}",
+            _fmt(r["fraction_changed"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -72,6 +105,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "robustness")
     ap.add_argument("--plots", action="store_true")
+    ap.add_argument("--markdown", type=Path, default=None, help="Also write the rows as a markdown table.")
     args = ap.parse_args()
     t0 = time.perf_counter()
     model, tok = load_model(DEFAULT_MODEL, device="cpu")
@@ -120,6 +154,8 @@ def main() -> None:
     if args.plots:
         plot_roc(load_p_values(args.out, rows), args.out)
         plot_strength(rows, args.out)
+    if args.markdown:
+        args.markdown.write_text(markdown_table(rows), encoding="utf-8")
     emit(
         {
             "n": args.n,
