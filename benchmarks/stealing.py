@@ -148,6 +148,47 @@ def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pr
     return results
 
 
+def real_context_part(time_limit, name="kgw-h1-g0.25-d2", threats=("vanilla", "oracle", "pro", "blind")):
+    """KGW h = 1 on the real model: the program over observed (previous token, token) pairs.
+
+    The true list has gamma * V^2 pairs, most never seen, so recall is over the observed pairs
+    (`truth` = the observed pairs the real PRF calls green); precision is exact."""
+    import torch
+
+    from benchmarks.stealing_corpus import load_corpus, scheme_for
+    from watermark.models import load_tokenizer
+
+    nat_all, wm_all = load_corpus("natural"), load_corpus(name)
+    n = min(len(nat_all), len(wm_all))
+    if n == 0:
+        print(f"\n(no cached corpus for {name}: run benchmarks/stealing_corpus.py first)")
+        return {}
+    tok = load_tokenizer()
+    scheme = scheme_for(name, len(tok))
+    wm = [r["token_ids"] for r in wm_all[:n]]
+    nat = [r["token_ids"] for r in nat_all[:n]]
+    pairs = build_corpus(wm, nat, 1).items
+    seeds = torch.from_numpy(scheme.seeds_for(pairs[:, :1]).reshape(-1))
+    green = scheme.is_green(seeds, torch.from_numpy(pairs[:, 1].astype(np.int64))).numpy()
+    truth = [tuple(int(x) for x in p) for p in pairs[green]]
+    rows, fw, fh = run_threats(
+        wm, nat, truth, scheme.config.gamma, len(tok), lambda t: scheme.detect(t).green_count,
+        lambda t: scheme.detect(t).z_score > 4, time_limit, threats=threats, h=1,
+    )  # fmt: skip
+    print_table(
+        f"smollm2-135m, {name} (KGW LeftHash h = 1), {n}+{n} texts (detector flags {fw}/{n} watermarked, "
+        f"{fh}/{n} natural); {len(pairs)} observed pairs, {len(truth)} of them green; recall is over those",
+        rows,
+    )
+    return {
+        "corpus": name,
+        "n": n,
+        "observed_pairs": int(len(pairs)),
+        "observed_green": len(truth),
+        "rows": rows,
+    }
+
+
 def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats=("vanilla", "pro")):
     from attacks.scrub import scrub_texts, success_rate
     from attacks.spoof import flagged_rate, spoof_generate
@@ -244,6 +285,7 @@ def main() -> None:
     ap.add_argument("--scrub", type=int, default=None, help="real texts to scrub (default 3 quick, 20 full)")
     ap.add_argument("--spoof", type=int, default=None, help="real texts to spoof (default 3 quick, 10 full)")
     ap.add_argument("--scrub-threats", default="vanilla,pro", help="stolen lists to scrub with")
+    ap.add_argument("--real-sizes", default="25", help="smaller real-model corpus sizes besides the largest")
     args = ap.parse_args()
     t0 = time.time()
     n_scrub = args.scrub if args.scrub is not None else (3 if args.quick else 20)
@@ -264,7 +306,9 @@ def main() -> None:
             syn = synthetic_part(sizes, settings, args.time_limit, vocab=2000)
             ctx = context_part(args.h1_texts or 1000, 200, args.time_limit)
         if not args.skip_real:
-            real = real_part(n_scrub, n_spoof, args.time_limit, sizes=[25], scrub_threats=threats)
+            sizes = [int(x) for x in args.real_sizes.split(",")]
+            real = real_part(n_scrub, n_spoof, args.time_limit, sizes=sizes, scrub_threats=threats)
+            real.append(real_context_part(args.time_limit))
     summary = {"benchmark": "stealing", "quick": args.quick, "seconds": round(time.time() - t0, 1)}
     summary["synthetic"] = syn
     summary["h1"] = ctx
