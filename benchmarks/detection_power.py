@@ -22,10 +22,15 @@ from watermark.keys import Key
 from watermark.models import load_model
 from watermark.schemes import GreenListConfig, build_scheme
 from watermark.stats import clopper_pearson
+from watermark.textio import text_lines
 
 
 def load_cache(path: Path) -> list[list[int]]:
-    return [json.loads(x)["token_ids"] for x in path.read_text().splitlines()] if path.exists() else []
+    return (
+        [json.loads(x)["token_ids"] for x in text_lines(path.read_text(encoding="utf-8"))]
+        if path.exists()
+        else []
+    )
 
 
 def extend_cache(path: Path, model, tok, prompts, scheme, start: int, args) -> None:

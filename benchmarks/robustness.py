@@ -96,6 +96,13 @@ def main() -> None:
     ap.add_argument(
         "--edit-resamples", type=int, default=None, help="Permutation resamples of exp-edit/its-edit."
     )
+    ap.add_argument(
+        "--edit-stop-after",
+        type=int,
+        default=None,
+        help="Besag-Clifford stop of exp-edit/its-edit (stop after this many null statistics <= the "
+        "observed one; smaller = cheaper for unwatermarked texts, same validity).",
+    )
     ap.add_argument("--chunk-size", type=int, default=16, help="Texts per cached attack chunk.")
     ap.add_argument(
         "--bf16-helpers",
@@ -117,6 +124,8 @@ def main() -> None:
             cfg = cfg.replace(resamples=args.resamples)
         if args.edit_resamples and name.endswith("-edit"):
             cfg = cfg.replace(resamples=args.edit_resamples)
+        if args.edit_stop_after and name.endswith("-edit"):
+            cfg = cfg.replace(stop_after=args.edit_stop_after)
         schemes.append(build_scheme(cfg, key))
     helper, options = None, {"batch_size": args.batch_size}
     if args.bf16_helpers:

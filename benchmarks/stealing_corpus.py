@@ -16,6 +16,7 @@ from pathlib import Path
 from watermark.config import config_from_dict
 from watermark.keys import Key
 from watermark.models import cache_dir
+from watermark.textio import text_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEY = Key.from_seed("stealing-benchmark")
@@ -42,7 +43,7 @@ def load_corpus(name: str, limit: int | None = None) -> list[dict]:
     p = corpus_path(name)
     if not p.exists():
         return []
-    rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in text_lines(p.read_text(encoding="utf-8")) if line.strip()]
     return rows[:limit] if limit else rows
 
 

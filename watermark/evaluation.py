@@ -39,6 +39,7 @@ import torch
 from .errors import ConfigError, InputError
 from .metrics import auroc, roc_curve
 from .schemes.base import TextTooShortError, WatermarkScheme
+from .textio import text_lines
 
 # ---------------------------------------------------------------------------------------------
 # detection metrics
@@ -237,7 +238,9 @@ def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text_lines(path.read_text(encoding="utf-8")):
+        if not line:
+            continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

@@ -62,13 +62,20 @@ def decode_text(path: str, data: bytes) -> str:
     return text
 
 
+def text_lines(text: str) -> list[str]:
+    """Lines split at "\n" (and "\r\n") only. str.splitlines also splits at U+2028, U+0085 and
+    other separators that JSON writes unescaped inside strings (ensure_ascii=False), which would
+    cut a JSONL record in two."""
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+
+
 def _looks_like_jsonl(path: str, text: str) -> bool:
     return path.endswith((".jsonl", ".ndjson")) or text.lstrip().startswith("{")
 
 
 def parse_jsonl(path: str, text: str, field_name: str = "text") -> list[TextRecord]:
     out: list[TextRecord] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -90,7 +97,7 @@ def read_records(path: str, one_per_line: bool = False, field_name: str = "text"
     if _looks_like_jsonl(path, text):
         return parse_jsonl(path, text, field_name)
     if one_per_line:
-        lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+        lines = [(n, ln) for n, ln in enumerate(text_lines(text), 1) if ln.strip()]
         return [TextRecord(f"{path}:{n}", ln) for n, ln in lines]
     return [TextRecord(path, text)]
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..metrics import auroc, roc_curve
+from ..textio import text_lines
 from .estimate import METHOD_LABELS, Estimator, rouge_scorer
 from .sampling import QuestionSamples, SamplingConfig, sample_answers
 
@@ -44,7 +45,7 @@ def load_qa(path: str | Path) -> list[QAItem]:
     if p.is_dir():
         raise InputError(f"{path}: is a directory, not a QA JSONL file")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = text_lines(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     items: list[QAItem] = []
@@ -87,7 +88,7 @@ def cache_path(out_dir: Path, model_name: str, config: SamplingConfig) -> Path:
 def load_cached(path: Path) -> dict[str, QuestionSamples]:
     cached: dict[str, QuestionSamples] = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in text_lines(path.read_text(encoding="utf-8")):
             try:
                 rec = json.loads(line)
                 cached[rec["id"]] = QuestionSamples.from_dict(rec["samples"])
