@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import time
@@ -29,6 +30,7 @@ from watermark.evaluation import (
     plot_roc,
     plot_strength,
     run_grid,
+    write_json,
 )
 from watermark.keys import Key
 from watermark.models import DEFAULT_MODEL, load_model
@@ -62,14 +64,15 @@ def _fmt(x: float, digits: int = 2) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """One line per (scheme, attack): the detection and quality columns of results.json."""
     head = (
-        "| scheme | attack | TPR@1%FPR | TPR@0.1%FPR | TPR@p<0.001 | FPR@p<0.001 | AUROC | median p "
+        "| scheme | attack | n | TPR@1%FPR | TPR@0.1%FPR | TPR@p<0.001 | FPR@p<0.001 | AUROC | median p "
         "| PPL | tokens | changed |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         cells = [
             r["scheme"],
             r["attack"],
+            str(r["n"]),
             _fmt(r["tpr_at_fpr_1pct"]),
             _fmt(r["tpr_at_fpr_0_1pct"]),
             _fmt(r["tpr_at_p_0_001"]),
@@ -113,8 +116,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "robustness")
     ap.add_argument("--plots", action="store_true")
     ap.add_argument("--markdown", type=Path, default=None, help="Also write the rows as a markdown table.")
+    ap.add_argument(
+        "--merge",
+        default=None,
+        help="Comma-separated output folders (sharing --out's caches) whose results.json rows are "
+        "merged, in --schemes order, into --out/results.json; nothing is generated or detected.",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.merge:
+        rows = merge_rows([args.out, *map(Path, args.merge.split(","))], args.schemes.split(","))
+        write_json(args.out / "results.json", rows)
+        finish(args, rows, t0)
+        return
     model, tok = load_model(DEFAULT_MODEL, device="cpu")
     key = Key.from_seed("robustness")
     schemes = []
@@ -160,6 +174,22 @@ def main() -> None:
         )
 
     rows = run_grid(setup, schemes, parse_attacks(args.attacks), progress=progress, on_row=on_row)
+    finish(args, rows, t0)
+
+
+def merge_rows(dirs: list[Path], scheme_order: list[str]) -> list[dict]:
+    """Rows of several runs' results.json; the first folder wins a repeated (scheme, attack)."""
+    seen, rows = set(), []
+    for d in dirs:
+        for r in json.loads((d / "results.json").read_text(encoding="utf-8")):
+            if (r["scheme"], r["attack"]) not in seen:
+                seen.add((r["scheme"], r["attack"]))
+                rows.append(r)
+    order = {name: i for i, name in enumerate(scheme_order)}
+    return sorted(rows, key=lambda r: order.get(r["scheme"], len(order)))  # stable: attacks keep order
+
+
+def finish(args: argparse.Namespace, rows: list[dict], t0: float) -> None:
     if args.plots:
         plot_roc(load_p_values(args.out, rows), args.out)
         plot_strength(rows, args.out)
@@ -167,12 +197,17 @@ def main() -> None:
         args.markdown.write_text(markdown_table(rows), encoding="utf-8")
     emit(
         {
-            "n": args.n,
+            "n": sorted({r["n"] for r in rows}),
             "max_new_tokens": args.max_new_tokens,
             "model": DEFAULT_MODEL,
             "wall_s": round(time.perf_counter() - t0, 1),
             "rows": [
-                {"scheme": r["scheme"], "attack": r["attack"], **{c: float(f"{r[c]:.4g}") for c in COLUMNS}}
+                {
+                    "scheme": r["scheme"],
+                    "attack": r["attack"],
+                    "n": r["n"],
+                    **{c: float(f"{r[c]:.4g}") for c in COLUMNS},
+                }
                 for r in rows
             ],
         }
