@@ -52,7 +52,12 @@ def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, t
         wall = time.perf_counter() - t0
         items = s.green_pairs if h else s.green_token_ids
         sc = score_list(items, truth, observed=observed)
-        rows.append(_row(threat, sc, len(items), wall, s.solver))
+        row = _row(threat, sc, len(items), wall, s.solver)
+        # the baseline's best `len(items)` items: precision at the program's list size
+        same = frequency_baseline(wm, nat, gamma=gamma, vocab_size=vocab, context_width=h, size=len(items))
+        same_items = same.green_pairs if h else same.green_token_ids
+        row["freq_precision_same_size"] = round(score_list(same_items, truth).precision, 3)
+        rows.append(row)
     t0 = time.perf_counter()
     b = frequency_baseline(wm, nat, gamma=gamma, vocab_size=vocab, context_width=h)
     items = b.green_pairs if h else b.green_token_ids
@@ -82,8 +87,8 @@ def _row(name, sc, n, wall, solver):
 
 
 def print_table(title, rows, extra=()):
-    cols = ["method", "stolen", "precision", "recall", "recall_observed", "f1", "seconds", "status", "vars", "cons",
-            "elastic", "solver_rss_mb", *extra]  # fmt: skip
+    cols = ["method", "stolen", "precision", "freq_precision_same_size", "recall", "recall_observed", "f1",
+            "seconds", "status", "vars", "cons", "elastic", "solver_rss_mb", *extra]  # fmt: skip
     print(f"\n### {title}\n")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
