@@ -2,10 +2,13 @@
 harness as `wm eval` (watermark.evaluation.run_grid), with its caches under --out.
 
     python benchmarks/robustness.py --n 32 --max-new-tokens 100 --schemes kgw,unigram,gumbel
+    # the published run: see benchmarks/results/robustness.md (n = 200, 200 tokens, --bf16-helpers,
+    # --edit-resamples 199, several processes on one cache, then --merge ... --plots --markdown)
 
-Generations, attacked texts and p-values are cached, so the script can be rerun with more
-schemes or attacks and only does the new work. The last line is one JSON object: the rows
-(rounded) and the wall time.
+Generations, attacked texts and p-values are cached (keyed by what decides them), so the script
+can be rerun with more schemes or attacks, or run as several processes whose output folders link
+generations/, attacks/ and pvalues/ to one folder, and only does the new work. The last line is one
+JSON object: the rows (rounded) and the wall time.
 """
 
 from __future__ import annotations
