@@ -14,14 +14,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from watermark.textio import text_lines  # noqa: E402
+from watermark.textio import read_prompts  # noqa: E402
 
 
 def load_prompts(n: int, path: Path | None = None) -> list[str]:
     path = path or ROOT / "data" / "prompts.jsonl"
-    prompts = [
-        json.loads(line)["prompt"] for line in text_lines(path.read_text(encoding="utf-8")) if line.strip()
-    ]
+    prompts = read_prompts(str(path))
     return (prompts * (n // len(prompts) + 1))[:n]
 
 

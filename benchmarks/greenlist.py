@@ -27,6 +27,7 @@ from watermark.generation import generate
 from watermark.keys import Key
 from watermark.models import load_model
 from watermark.schemes import GreenListConfig, build_scheme
+from watermark.textio import text_lines
 
 MEM_SCRIPT = """
 import sys, time, numpy as np
@@ -127,7 +128,7 @@ def main() -> None:
         result["generate_overhead_vs_plain"] = result["generate_overhead_vs_plain_b8"]
         result["hf_generate_overhead_vs_plain"] = result["hf_generate_overhead_vs_plain_b8"]
     if args.detect_texts:
-        lines = Path(args.detect_texts).read_text().splitlines()
+        lines = text_lines(Path(args.detect_texts).read_text(encoding="utf-8"))
         texts_ids = [tuple(json.loads(x)["token_ids"]) for x in lines if x.strip()]
 
     # detection speed on the same texts: ours vs transformers' WatermarkDetector

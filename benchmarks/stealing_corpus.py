@@ -16,7 +16,7 @@ from pathlib import Path
 from watermark.config import config_from_dict
 from watermark.keys import Key
 from watermark.models import cache_dir
-from watermark.textio import text_lines
+from watermark.textio import read_prompts, text_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEY = Key.from_seed("stealing-benchmark")
@@ -48,8 +48,7 @@ def load_corpus(name: str, limit: int | None = None) -> list[dict]:
 
 
 def prompts() -> list[str]:
-    lines = (ROOT / "data" / "prompts.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["prompt"] for line in lines if line.strip()]
+    return read_prompts(str(ROOT / "data" / "prompts.jsonl"))
 
 
 def scheme_for(name: str, vocab_size: int):
