@@ -21,6 +21,7 @@ import torch
 
 from watermark.errors import ConfigError, InputError
 from watermark.evaluation import perplexities, prompt_prefix
+from watermark.models import cache_keyword, returned_cache
 
 from .neighbour import NeighbourIndex
 from .stealing import StolenList
@@ -110,8 +111,9 @@ def scrub_ids(
     banned = {int(t) for t in banned_ids}
     budget = int(math.floor(max_edit_rate * len(ids)))
     device = next(model.parameters()).device
+    cache_kw = cache_keyword(model)
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
     hyps: list[tuple[list[int], float, int]] = [([], 0.0, 0)]  # (tokens, log-likelihood, edits)
     for i, y in enumerate(ids):
         logp = torch.log_softmax(logits.float(), dim=-1)
@@ -136,8 +138,8 @@ def scrub_ids(
         if parents != list(range(len(parents))) or len(parents) != logits.shape[0]:
             cache.reorder_cache(torch.tensor(parents, device=device))
         nxt = torch.tensor([[t] for _, t, _, _ in kept], device=device)
-        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        out = model(input_ids=nxt, use_cache=True, **{cache_kw: cache})
+        cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
     best, _, edits = max(hyps, key=lambda h: h[1]) if ids else ([], 0.0, 0)
     return ScrubResult(
         original_ids=tuple(ids),

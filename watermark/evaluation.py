@@ -36,6 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# The harness is where schemes meet attacks. attacks.registry imports nothing from this module
+# (its attack kinds load lazily), so there is no import cycle with attacks.scrub.
+from attacks.registry import AttackContext, apply_attack, get_attack
+
 from .errors import ConfigError, InputError
 from .metrics import auroc, roc_curve
 from .schemes.base import TextTooShortError, WatermarkScheme
@@ -382,8 +386,6 @@ def _attack_cache(
     advance: Callable[[int], None],
 ) -> list[dict]:
     """Attacked versions of `texts` (text, fraction_changed, perplexity), cached by chunk."""
-    from attacks.registry import AttackContext, apply_attack, get_attack
-
     kind = get_attack(spec.kind)
     options = {k: v for k, v in (setup.attack_options or {}).items() if not k.startswith("_")}
     key = {

@@ -207,6 +207,18 @@ def similarity_model_path(name: str | None = None) -> str:
     return name
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward() argument that takes a KV cache: `cache` in transformers 5.x, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any, keyword: str) -> Any:
+    """The KV cache a forward() returned, under whichever name this transformers version uses."""
+    return out[keyword] if keyword in out else out["past_key_values"]
+
+
 def tokenizer_fingerprint(tok: Any) -> int:
     """Vocabulary size as seen by detection: a mismatch means another tokenizer."""
     return len(tok)

@@ -10,12 +10,13 @@ not be one, so no answer is empty.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from ..models import cache_keyword, returned_cache
 
 DEFAULT_INSTRUCTION = "Reply with only the answer, at most three words. Never write a sentence."
 # Few-shot turns that show the answer format (Rouge-L against short references needs short
@@ -147,11 +148,6 @@ def token_nlls(model: Any, prompt_ids: Sequence[int], answers: Sequence[Sequence
     return [(-picked[j, : len(a)]).tolist() for j, a in enumerate(answers)]
 
 
-def _cache_kwarg(model: Any) -> str:
-    """transformers 5.x names the KV cache argument `cache`; 4.x called it `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _decode(
     model: Any,
     enc: dict[str, torch.Tensor],
@@ -169,12 +165,12 @@ def _decode(
     row decoding; NLLs are read off the raw logits at each step. Row 0 of every prompt is
     greedy, the others sample at `temperature` (no top-k/top-p).
     """
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_keyword(model)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     r = rows_per_prompt
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
+    cache = returned_cache(out, cache_kw)
     cache.batch_repeat_interleave(r)
     logits = out.logits[:, -1].float().repeat_interleave(r, 0)
     mask = mask.repeat_interleave(r, 0)
@@ -215,7 +211,7 @@ def _decode(
             use_cache=True,
             **{cache_kw: cache},
         )
-        cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
+        cache = returned_cache(out, cache_kw)
         logits = out.logits[:, -1].float()
     return tokens[:, :length].tolist(), nlls[:, :length].tolist()
 
