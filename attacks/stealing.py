@@ -29,10 +29,12 @@ from .stealing_data import (
     build_corpus,
     check_gamma,
 )
-from .stealing_mip import THREATS, ProgramOptions, SolverStats, solve_program
+from .stealing_mip import THREATS, WEIGHTS, ProgramOptions, SolverStats, solve_program
 
 __all__ = [
+    "STOP_WORDS",
     "THREATS",
+    "WEIGHTS",
     "ListScore",
     "ProgramOptions",
     "StealingConfigError",
@@ -40,6 +42,7 @@ __all__ = [
     "StolenList",
     "build_corpus",
     "frequency_baseline",
+    "lexical_token_weights",
     "score_list",
     "steal",
 ]
@@ -215,6 +218,40 @@ def _n_items(ids: Sequence[int], h: int, count_repeats: bool) -> int:
     if count_repeats:
         return a.size - h
     return len(np.unique(np.lib.stride_tricks.sliding_window_view(a, h + 1), axis=0))
+
+
+# Function words for the lexical weights and the baseline filter (the authors use a short English
+# stop-word list; this one is ours), lower-case, matched after stripping the space marker.
+_STOP_WORD_TEXT = """
+a an the and or but if then than so as of at by for from in into on onto to with
+without about over under after before between through during is are was were be been
+being am do does did have has had having i me my we our you your he him his she her it
+its they them their this that these those there here what which who whom whose when
+where why how not no nor can could will would shall should may might must just also
+very too more most some any all each both
+"""
+STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
+
+
+def lexical_token_weights(tokenizer: Any) -> np.ndarray:
+    """omega per vocabulary id for the minimum-weight stage, as in Zhang et al.'s released code:
+    2 for a stop word, 5 for a one-character token, 4 for a two-character token, 1 otherwise.
+
+    Short tokens and function words are frequent in every text, so a list that explains the data
+    with them is cheap but wrong; the weights make the program prefer content tokens. A token's
+    text is its decoded form without surrounding white space (so " the" is the stop word "the").
+    """
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    out = np.ones(len(texts))
+    for i, raw in enumerate(texts):
+        word = raw.strip()
+        if word.lower() in STOP_WORDS:
+            out[i] = 2.0
+        elif len(word) <= 1:
+            out[i] = 5.0
+        elif len(word) == 2:
+            out[i] = 4.0
+    return out
 
 
 def frequency_baseline(

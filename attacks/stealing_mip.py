@@ -37,6 +37,7 @@ import pulp
 from .stealing_data import StealingConfigError, StealingCorpus, check_gamma
 
 THREATS = ("vanilla", "oracle", "pro", "blind")
+WEIGHTS = ("ratio", "uniform", "lexical")
 SOLVER_ALIASES = {
     "cbc": ("PULP_CBC_CMD", "COIN_CMD"),
     "highs": ("HiGHS", "HiGHS_CMD"),
@@ -59,7 +60,10 @@ class ProgramOptions:
     relax: bool = True  # c in [0, 1] and rounded (authors' runs); False: binary c
     solver: str = "cbc"
     time_limit: float = 60.0  # seconds per solver call
-    weights: str = "ratio"  # stage-2 omega_v: "ratio" freq_H/freq_W (single key, no noise) or "uniform"
+    # stage-2 omega_v: "ratio" freq_H/freq_W (single key, no noise), "uniform", or "lexical" (the
+    # paper's word-based weights, read from `token_weights`, one per vocabulary id)
+    weights: str = "ratio"
+    token_weights: np.ndarray | None = field(default=None, repr=False)
     beta_w: float = 0.95  # stage-1 lock on sum_W b (authors' default wm_bound)
     beta_h: float = 1.05  # stage-1 lock on sum_H b (authors' default nl_bound)
     rho: tuple[float, float] = (0.98, 0.99)  # blind: trusted fraction of each class, low and high
@@ -77,8 +81,16 @@ class ProgramOptions:
             raise StealingConfigError(f"time limit must be > 0 seconds, got {self.time_limit}")
         if self.trust not in ("relax-and-fix", "binary"):
             raise StealingConfigError(f"unknown trust mode {self.trust!r}; known: relax-and-fix, binary")
-        if self.weights not in ("ratio", "uniform"):
-            raise StealingConfigError(f"unknown weights {self.weights!r}; known: ratio, uniform")
+        if self.weights not in WEIGHTS:
+            raise StealingConfigError(f"unknown weights {self.weights!r}; known: {', '.join(WEIGHTS)}")
+        if self.weights == "lexical":
+            if self.token_weights is None:
+                raise StealingConfigError("lexical weights need one weight per vocabulary id (token_weights)")
+            top = int(corpus.items[:, -1].max()) if corpus.num_items else -1
+            if top >= len(self.token_weights):
+                raise StealingConfigError(
+                    f"token id {top} has no lexical weight ({len(self.token_weights)} given): wrong tokenizer?"
+                )
         lo, hi = self.rho
         if not 0.0 < lo <= hi <= 1.0:
             raise StealingConfigError(
@@ -158,10 +170,15 @@ def thresholds(lengths: np.ndarray, gamma: float, z: float) -> np.ndarray:
     return gamma * L + z * np.sqrt(L * gamma * (1.0 - gamma))
 
 
-def item_weights(corpus: StealingCorpus, kind: str) -> np.ndarray:
-    """omega_v for the minimum-weight stage: freq_H/freq_W (add-half smoothed) or 1."""
+def item_weights(corpus: StealingCorpus, kind: str, token_weights: np.ndarray | None = None) -> np.ndarray:
+    """omega_v for the minimum-weight stage: freq_H/freq_W (add-half smoothed), 1, or the lexical
+    weight of the item's token (for h >= 1 the last token of the (context, token) pair)."""
     if kind == "uniform":
         return np.ones(corpus.num_items)
+    if kind == "lexical":
+        if token_weights is None:
+            raise StealingConfigError("lexical weights need one weight per vocabulary id")
+        return np.asarray(token_weights, dtype=np.float64)[corpus.items[:, -1]]
     w, h = corpus.class_totals()
     fw = (w + 0.5) / (w.sum() + 0.5 * len(w))
     fh = (h + 0.5) / (h.sum() + 0.5 * len(h))
@@ -256,10 +273,10 @@ class _Program:
     def sum_b(self, label: bool) -> pulp.LpAffineExpression:
         return pulp.lpSum(b for s, b in self.b.items() if self.is_w[s] == label)
 
-    def warm_start(self, weights: np.ndarray) -> None:
-        """A feasible start for blind: c_v = [omega_v < 1] (more frequent in W), b at its bound,
+    def warm_start(self, ratio: np.ndarray) -> None:
+        """A feasible start for blind: c_v = [ratio_v < 1] (more frequent in W), b at its bound,
         and the texts that fit worst (low green share in W, high in H) distrusted up to rho_hi."""
-        c0 = (weights < 1.0).astype(np.float64)
+        c0 = (ratio < 1.0).astype(np.float64)
         for var, v in zip(self.c, c0, strict=True):
             var.setInitialValue(float(v))
         green = self.corpus.counts @ c0
@@ -333,13 +350,13 @@ def solve_program(corpus: StealingCorpus, opts: ProgramOptions) -> tuple[np.ndar
     solver = get_solver(opts.solver, opts.time_limit, mip_start=binary_trust)
     stats = SolverStats(solver=opts.solver, threat=opts.threat, relaxed=opts.relax)
     stats.items, stats.texts = corpus.num_items, corpus.num_texts
-    weights = item_weights(corpus, opts.weights)
+    weights = item_weights(corpus, opts.weights, opts.token_weights)
     elastic_allowed = opts.threat != "blind"  # blind's trusted-text indicators already absorb noise
     for elastic in (False, True) if elastic_allowed else (False,):
         t0 = time.perf_counter()
         prog = _Program(corpus, opts, elastic)
         if binary_trust:
-            prog.warm_start(weights)
+            prog.warm_start(item_weights(corpus, "ratio"))
         stats.build_s += time.perf_counter() - t0
         stats.variables, stats.constraints = prog.prob.numVariables(), prog.prob.numConstraints()
         stats.elastic = elastic

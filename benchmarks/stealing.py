@@ -23,14 +23,26 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attacks.stealing import build_corpus, frequency_baseline, score_list, steal  # noqa: E402
+from attacks.stealing import (  # noqa: E402
+    build_corpus,
+    frequency_baseline,
+    lexical_token_weights,
+    score_list,
+    steal,
+)
 from attacks.synthetic import SyntheticLM  # noqa: E402
 
 THREATS = ("vanilla", "oracle", "pro", "blind")
 
 
-def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, threats=THREATS, h=0):
-    """Steal with every threat model; labels for vanilla/oracle/pro come from the detector."""
+def run_threats(
+    wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, threats=THREATS, h=0, token_weights=None
+):
+    """Steal with every threat model; labels for vanilla/oracle/pro come from the detector.
+
+    With `token_weights` (the paper's lexical stage-2 weights) vanilla and pro run once more with
+    them ("+lexical"), and the baseline once more with the authors' filter of stop words and
+    tokens of at most two characters ("frequency+filter")."""
     texts = wm + nat
     flagged = np.array([label_fn(t) for t in texts])
     det_w = [t for t, f in zip(texts, flagged, strict=True) if f]
@@ -38,7 +50,10 @@ def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, t
     corpus = build_corpus(wm, nat, h)
     observed = [tuple(r) if h else int(r[0]) for r in corpus.items]
     rows = []
-    for threat in threats:
+    runs = [(t, {}) for t in threats]
+    if token_weights is not None:
+        runs += [(t, {"weights": "lexical", "token_weights": token_weights}) for t in ("vanilla", "pro")]
+    for threat, extra in runs:
         t0 = time.perf_counter()
         if threat == "oracle":
             s = steal(wm, nat, "oracle", gamma=gamma, vocab_size=vocab, exact_counts=[counts_fn(t) for t in texts],
@@ -47,12 +62,13 @@ def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, t
             s = steal(wm, nat, "blind", context_width=h, time_limit=time_limit)
         else:
             s = steal(
-                det_w, det_h, threat, gamma=gamma, vocab_size=vocab, context_width=h, time_limit=time_limit
-            )
+                det_w, det_h, threat, gamma=gamma, vocab_size=vocab, context_width=h, time_limit=time_limit,
+                **extra,
+            )  # fmt: skip
         wall = time.perf_counter() - t0
         items = s.green_pairs if h else s.green_token_ids
         sc = score_list(items, truth, observed=observed)
-        row = _row(threat, sc, len(items), wall, s.solver)
+        row = _row(threat + ("+lexical" if extra else ""), sc, len(items), wall, s.solver)
         # the baseline's best `len(items)` items: precision at the program's list size
         same = frequency_baseline(wm, nat, gamma=gamma, vocab_size=vocab, context_width=h, size=len(items))
         same_items = same.green_pairs if h else same.green_token_ids
@@ -66,6 +82,12 @@ def run_threats(wm, nat, truth, gamma, vocab, counts_fn, label_fn, time_limit, t
             "frequency", score_list(items, truth, observed=observed), len(items), time.perf_counter() - t0, {}
         )
     )
+    if token_weights is not None:
+        t0 = time.perf_counter()
+        skip = np.flatnonzero(np.asarray(token_weights) > 1).tolist()
+        b = frequency_baseline(wm, nat, gamma=gamma, vocab_size=vocab, skip_ids=skip)
+        sc = score_list(b.green_token_ids, truth, observed=observed)
+        rows.append(_row("frequency+filter", sc, len(b.green_token_ids), time.perf_counter() - t0, {}))
     return rows, int(flagged[: len(wm)].sum()), int(flagged[len(wm) :].sum())
 
 
@@ -129,6 +151,7 @@ def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pr
         from watermark.models import load_tokenizer
 
         tok = load_tokenizer()
+        lexical = lexical_token_weights(tok)
         scheme = scheme_for(name, len(tok))
         truth = scheme.green_token_ids().tolist()
         cfg = scheme.config
@@ -137,7 +160,7 @@ def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pr
             nat = [r["token_ids"] for r in nat_all[:n]]
             rows, fw, fh = run_threats(
                 wm, nat, truth, cfg.gamma, len(tok), lambda t, s=scheme: s.detect(t).green_count,
-                lambda t, s=scheme: s.detect(t).z_score > 4, time_limit,
+                lambda t, s=scheme: s.detect(t).z_score > 4, time_limit, token_weights=lexical,
             )  # fmt: skip
             print_table(
                 f"smollm2-135m, {name}, {n}+{n} texts (detector flags {fw}/{n} watermarked, {fh}/{n} natural)",

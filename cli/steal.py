@@ -11,7 +11,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from attacks.stealing import THREATS, StolenList, frequency_baseline, score_list
+from attacks.stealing import (
+    THREATS,
+    WEIGHTS,
+    StolenList,
+    frequency_baseline,
+    lexical_token_weights,
+    score_list,
+)
 from attacks.stealing import steal as steal_list
 from attacks.stealing_data import StealingConfigError, build_corpus
 from watermark.errors import ConfigError, InputError
@@ -85,6 +92,14 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True)
 @click.option("--solver", default="cbc", show_default=True, help="PuLP solver: cbc, highs, glpk, gurobi, ...")
 @click.option(
+    "--weights",
+    type=click.Choice(WEIGHTS),
+    default="ratio",
+    show_default=True,
+    help="Minimum-weight stage: ratio = freq_natural/freq_watermarked, lexical = the paper's "
+    "word weights (stop words 2, one-character tokens 5, two-character 4), uniform = list size.",
+)
+@click.option(
     "--binary", is_flag=True, help="Binary token variables instead of the LP relaxation + rounding."
 )
 @click.option(
@@ -106,6 +121,7 @@ def steal_command(
     z_threshold,
     time_limit,
     solver,
+    weights,
     binary,
     one_per_file,
     model,
@@ -152,6 +168,8 @@ def steal_command(
             relax=not binary,
             solver=solver,
             time_limit=time_limit,
+            weights=weights,
+            token_weights=lexical_token_weights(tok) if weights == "lexical" else None,
         )
     stolen.tokenizer = tok_name
     stolen.save(output)

@@ -18,6 +18,7 @@ from attacks.stealing import (
     StolenList,
     build_corpus,
     frequency_baseline,
+    lexical_token_weights,
     score_list,
     steal,
 )
@@ -156,6 +157,43 @@ def test_frequency_baseline_follows_the_papers_rule():
     assert base.green_token_ids == [1, 3]  # ratio > 1; unseen-in-H uses the smallest H frequency
     assert frequency_baseline(wm, nat, count_repeats=True, size=1).green_token_ids == [1]
     assert frequency_baseline(wm, nat, count_repeats=True, skip_ids=[3]).green_token_ids == [1]
+
+
+def test_lexical_weights_follow_the_papers_word_classes():
+    class Tok:
+        vocab = [" the", "x", " ab", " word", "I", " Of", "\n"]
+
+        def __len__(self):
+            return len(self.vocab)
+
+        def batch_decode(self, ids):
+            return [self.vocab[i[0]] for i in ids]
+
+    # stop word 2 (case-insensitive, space stripped), one character 5, two characters 4, else 1
+    assert lexical_token_weights(Tok()).tolist() == [2.0, 5.0, 4.0, 1.0, 2.0, 2.0, 5.0]
+
+
+@pytest.mark.parametrize("expensive, expected", [(1, [2]), (2, [1])])
+def test_lexical_weights_decide_between_tokens_the_counts_cannot_tell_apart(expensive, expected):
+    # 1 and 2 always occur together and each watermarked text has exactly one green token, so
+    # the oracle's counts allow either; the minimum-weight stage must take the cheaper one.
+    wm, nat = [[1, 2], [1, 2, 3]], [[3, 4]]
+    token_weights = np.ones(5)
+    token_weights[expensive] = 5.0
+    stolen = steal(
+        wm, nat, "oracle", exact_counts=[1, 1, 0], relax=False, weights="lexical",
+        token_weights=token_weights, time_limit=10,
+    )  # fmt: skip
+    assert stolen.green_token_ids == expected
+
+
+def test_lexical_weights_need_one_weight_per_token_id():
+    with pytest.raises(StealingConfigError, match="lexical"):
+        steal([[1, 2, 3]], [[4, 5]], "oracle", exact_counts=[1, 0], weights="lexical")
+    with pytest.raises(StealingConfigError, match="wrong tokenizer"):
+        steal(
+            [[1, 2, 9]], [[4, 5]], "oracle", exact_counts=[1, 0], weights="lexical", token_weights=np.ones(5)
+        )
 
 
 def test_score_list_by_hand():

@@ -87,6 +87,17 @@ def test_steal_writes_the_list_and_scores_it_against_the_truth(world):
     assert "baseline" in summary and "key" not in json.dumps(stolen).lower().replace("token", "")
 
 
+def test_steal_with_the_papers_lexical_weights(world, tmp_path):
+    res = run(
+        "steal", "-w", world / "wm.txt", "-n", world / "nat.jsonl", "--gamma", 0.25, "--weights", "lexical",
+        "--time-limit", 10, "--key", world / "key", "--config", world / "cfg.json", "-o", tmp_path / "s.json",
+        "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["stolen"] > 10 and summary["evaluation"]["precision"] >= 0.8
+
+
 def test_oracle_uses_the_key_for_exact_counts_and_needs_it(world, tmp_path):
     args = ["steal", "-w", world / "wm.txt", "-n", world / "nat.jsonl", "--threat", "oracle"]
     res = run(
