@@ -4,11 +4,14 @@ Three parts, each printed as a markdown table; the last line is one JSON object.
 1. Synthetic Zipf LM (attacks/synthetic.py), Unigram-style list, 200-token texts, growing
    corpora: precision/recall/F1, solve time and solver memory per threat model.
 2. The real default model (smollm2-135m) on cached corpora (benchmarks/stealing_corpus.py):
-   the same table, then scrubbing (greedy, model top-k) and spoofing with the Vanilla list.
+   Unigram at growing sizes and KGW h = 1 (pairs), the same table (plus the paper's lexical
+   weights), then scrubbing (greedy, model top-k) and spoofing with the stolen lists of the
+   corpora named by --scrub-corpora.
 3. h = 1 on a synthetic Markov chain with the real PRF: the program over (context, token) pairs.
 
     python benchmarks/stealing.py --quick          # small sizes, minutes
-    python benchmarks/stealing.py                  # full sizes used for benchmarks/results/stealing.md
+    python benchmarks/stealing.py                  # synthetic + real; the real-model commands of
+                                                   # benchmarks/results/stealing.md use --real-only
 """
 
 from __future__ import annotations
@@ -137,12 +140,19 @@ def synthetic_part(sizes, settings, time_limit, vocab):
     return out
 
 
-def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pro")):
+UNIGRAM_CORPORA = ("unigram-g0.25-d2", "unigram-g0.5-d4")
+CONTEXT_CORPUS = "kgw-h1-g0.25-d2"
+
+
+def real_part(
+    n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pro"), corpora=UNIGRAM_CORPORA,
+    scrub_corpora=("unigram-g0.25-d2",),
+):  # fmt: skip
     from benchmarks.stealing_corpus import load_corpus, scheme_for
 
     nat_all = load_corpus("natural")
     results = []
-    for name in ("unigram-g0.25-d2", "unigram-g0.5-d4"):
+    for name in [c for c in UNIGRAM_CORPORA if c in corpora]:
         wm_all = load_corpus(name)
         n_max = min(len(wm_all), len(nat_all))
         if n_max == 0:
@@ -167,7 +177,7 @@ def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pr
                 rows,
             )
             results.append({"corpus": name, "n": n, "rows": rows})
-        if name == "unigram-g0.25-d2" and (n_scrub or n_spoof):
+        if name in scrub_corpora and (n_scrub or n_spoof):
             results.append(
                 scrub_spoof(
                     wm_all[:n_max], nat_all[:n_max], scheme, n_scrub, n_spoof, time_limit, scrub_threats
@@ -176,7 +186,10 @@ def real_part(n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pr
     return results
 
 
-def real_context_part(time_limit, name="kgw-h1-g0.25-d2", threats=("vanilla", "oracle", "pro", "blind")):
+def real_context_part(
+    time_limit, name=CONTEXT_CORPUS, threats=("vanilla", "oracle", "pro", "blind"), n_scrub=0, n_spoof=0,
+    scrub_threats=("vanilla", "pro"),
+):  # fmt: skip
     """KGW h = 1 on the real model: the program over observed (previous token, token) pairs.
 
     The true list has gamma * V^2 pairs, most never seen, so recall is over the observed pairs
@@ -208,16 +221,23 @@ def real_context_part(time_limit, name="kgw-h1-g0.25-d2", threats=("vanilla", "o
         f"{fh}/{n} natural); {len(pairs)} observed pairs, {len(truth)} of them green; recall is over those",
         rows,
     )
-    return {
+    out = {
         "corpus": name,
         "n": n,
         "observed_pairs": int(len(pairs)),
         "observed_green": len(truth),
         "rows": rows,
     }
+    if n_scrub or n_spoof:
+        out["scrub_spoof"] = scrub_spoof(
+            wm_all[:n], nat_all[:n], scheme, n_scrub, n_spoof, time_limit, scrub_threats
+        )
+    return out
 
 
 def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats=("vanilla", "pro")):
+    """Steal from the detector-labelled corpus (tokens, or pairs for h >= 1), then scrub the first
+    `n_scrub` watermarked texts with each list and spoof `n_spoof` prompts with the vanilla list."""
     from attacks.scrub import scrub_texts, success_rate
     from attacks.spoof import flagged_rate, spoof_generate
     from watermark.models import load_model
@@ -226,11 +246,16 @@ def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats
     det_w, det_h = [], []
     for r in wm_recs + nat_recs:
         (det_w if scheme.detect(r["token_ids"]).z_score > 4 else det_h).append(r["token_ids"])
-    out = {"part": "scrub_spoof"}
-    for threat in ("vanilla", "pro"):
+    cfg = scheme.config
+    out = {
+        "part": "scrub_spoof",
+        "corpus": f"{cfg.scheme} h={cfg.context_width} gamma={cfg.gamma} delta={cfg.delta}",
+    }
+    for threat in threats:
         stolen = steal(
-            det_w, det_h, threat, gamma=scheme.config.gamma, vocab_size=len(tok), time_limit=time_limit
-        )
+            det_w, det_h, threat, gamma=scheme.config.gamma, vocab_size=len(tok), time_limit=time_limit,
+            context_width=scheme.config.context_width,
+        )  # fmt: skip
         recs = wm_recs[:n_scrub]
         t0 = time.perf_counter()
         res = scrub_texts(model, tok, [r["text"] for r in recs], stolen, prompts=[r["prompt"] for r in recs],
@@ -314,6 +339,14 @@ def main() -> None:
     ap.add_argument("--spoof", type=int, default=None, help="real texts to spoof (default 3 quick, 10 full)")
     ap.add_argument("--scrub-threats", default="vanilla,pro", help="stolen lists to scrub with")
     ap.add_argument("--real-sizes", default="25", help="smaller real-model corpus sizes besides the largest")
+    ap.add_argument(
+        "--real-corpora",
+        default=",".join([*UNIGRAM_CORPORA, CONTEXT_CORPUS]),
+        help="real-model corpora to steal from (benchmarks/stealing_corpus.py names)",
+    )
+    ap.add_argument(
+        "--scrub-corpora", default="unigram-g0.25-d2", help="corpora whose stolen lists scrub and spoof"
+    )
     args = ap.parse_args()
     t0 = time.time()
     n_scrub = args.scrub if args.scrub is not None else (3 if args.quick else 20)
@@ -335,8 +368,19 @@ def main() -> None:
             ctx = context_part(args.h1_texts or 1000, 200, args.time_limit)
         if not args.skip_real:
             sizes = [int(x) for x in args.real_sizes.split(",")]
-            real = real_part(n_scrub, n_spoof, args.time_limit, sizes=sizes, scrub_threats=threats)
-            real.append(real_context_part(args.time_limit))
+            corpora, scrub_corpora = args.real_corpora.split(","), args.scrub_corpora.split(",")
+            real = real_part(
+                n_scrub, n_spoof, args.time_limit, sizes=sizes, scrub_threats=threats, corpora=corpora,
+                scrub_corpora=scrub_corpora,
+            )  # fmt: skip
+            if CONTEXT_CORPUS in corpora:
+                scrub = CONTEXT_CORPUS in scrub_corpora
+                real.append(
+                    real_context_part(
+                        args.time_limit, n_scrub=n_scrub if scrub else 0, n_spoof=n_spoof if scrub else 0,
+                        scrub_threats=threats,
+                    )
+                )  # fmt: skip
     summary = {"benchmark": "stealing", "quick": args.quick, "seconds": round(time.time() - t0, 1)}
     summary["synthetic"] = syn
     summary["h1"] = ctx
