@@ -90,6 +90,36 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def permutation_floor(config: dict) -> float | None:
+    """Smallest p-value an edit-robust permutation test can report (None for other schemes):
+    1/(T + 1), divided by 1 - w for the EXP family, whose Gamma bound takes a share w of the level."""
+    if not str(config.get("scheme", "")).endswith("-edit"):
+        return None
+    w = config.get("bound_weight", 0.0) if config["scheme"].startswith("exp") else 0.0
+    return 1.0 / ((1.0 - w) * (config["resamples"] + 1))
+
+
+def floor_table(rows: list[dict], p_values: dict) -> str:
+    """Per edit-statistic row: how many watermarked / unwatermarked texts sit at or below the
+    floor. Empirical-FPR thresholds are ties there, so these counts and AUROC are what to read."""
+    lines = [
+        "| scheme | attack | n | floor | watermarked at or below the floor "
+        "| unwatermarked at or below the floor | AUROC |",
+        "|" + "---|" * 7,
+    ]
+    for r in rows:
+        floor = permutation_floor(r.get("config", {}))
+        if floor is None or (r["scheme"], r["attack"]) not in p_values:
+            continue
+        wm, null = p_values[(r["scheme"], r["attack"])]
+        at_wm, at_null = (sum(p <= floor * (1 + 1e-9) for p in ps) for ps in (wm, null))
+        lines.append(
+            f"| {r['scheme']} | {r['attack']} | {r['n']} | {floor:.2g} | {at_wm}/{len(wm)} "
+            f"| {at_null}/{len(null)} | {r['auroc']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -181,7 +211,8 @@ def main() -> None:
 
 
 def merge_rows(dirs: list[Path], scheme_order: list[str]) -> list[dict]:
-    """Rows of several runs' results.json; the first folder wins a repeated (scheme, attack)."""
+    """Rows of several runs' results.json; the first folder wins a repeated (scheme, attack).
+    Sorted by `scheme_order`, then the default attack grid's order (extra attacks last, by name)."""
     seen, rows = set(), []
     for d in dirs:
         for r in json.loads((d / "results.json").read_text(encoding="utf-8")):
@@ -189,7 +220,15 @@ def merge_rows(dirs: list[Path], scheme_order: list[str]) -> list[dict]:
                 seen.add((r["scheme"], r["attack"]))
                 rows.append(r)
     order = {name: i for i, name in enumerate(scheme_order)}
-    return sorted(rows, key=lambda r: order.get(r["scheme"], len(order)))  # stable: attacks keep order
+    attacks = {name: i for i, name in enumerate(ATTACKS.split(","))}  # the grid's order, then the rest
+    return sorted(
+        rows,
+        key=lambda r: (
+            order.get(r["scheme"], len(order)),
+            attacks.get(r["attack"], len(attacks)),
+            r["attack"],
+        ),
+    )
 
 
 def finish(args: argparse.Namespace, rows: list[dict], t0: float) -> None:
@@ -197,7 +236,8 @@ def finish(args: argparse.Namespace, rows: list[dict], t0: float) -> None:
         plot_roc(load_p_values(args.out, rows), args.out)
         plot_strength(rows, args.out)
     if args.markdown:
-        args.markdown.write_text(markdown_table(rows), encoding="utf-8")
+        text = markdown_table(rows) + "\n" + floor_table(rows, load_p_values(args.out, rows))
+        args.markdown.write_text(text, encoding="utf-8")
     emit(
         {
             "n": sorted({r["n"] for r in rows}),
