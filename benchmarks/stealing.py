@@ -149,8 +149,11 @@ def real_part(
     scrub_corpora=("unigram-g0.25-d2",),
 ):  # fmt: skip
     from benchmarks.stealing_corpus import load_corpus, scheme_for
+    from watermark.models import load_tokenizer
 
     nat_all = load_corpus("natural")
+    tok = load_tokenizer()
+    lexical = lexical_token_weights(tok)  # decodes the whole vocabulary: once, not per corpus
     results = []
     for name in [c for c in UNIGRAM_CORPORA if c in corpora]:
         wm_all = load_corpus(name)
@@ -158,10 +161,6 @@ def real_part(
         if n_max == 0:
             print(f"\n(no cached corpus for {name}: run benchmarks/stealing_corpus.py first)")
             continue
-        from watermark.models import load_tokenizer
-
-        tok = load_tokenizer()
-        lexical = lexical_token_weights(tok)
         scheme = scheme_for(name, len(tok))
         truth = scheme.green_token_ids().tolist()
         cfg = scheme.config
