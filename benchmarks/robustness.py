@@ -38,6 +38,7 @@ from watermark.evaluation import (
 from watermark.keys import Key
 from watermark.models import DEFAULT_MODEL, load_model
 from watermark.schemes import build_scheme
+from watermark.schemes.distortion_free import permutation_floor
 
 ATTACKS = (
     "none,substitute:0.1,substitute:0.3,insert:0.1,insert:0.3,delete:0.1,delete:0.3,"
@@ -90,13 +91,13 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def permutation_floor(config: dict) -> float | None:
-    """Smallest p-value an edit-robust permutation test can report (None for other schemes):
-    1/(T + 1), divided by 1 - w for the EXP family, whose Gamma bound takes a share w of the level."""
+def edit_row_floor(config: dict) -> float | None:
+    """The p-value floor of an edit-robust row (None for other schemes). The Gamma bound takes its
+    share of the level only for the EXP family (these texts are shorter than the key)."""
     if not str(config.get("scheme", "")).endswith("-edit"):
         return None
     w = config.get("bound_weight", 0.0) if config["scheme"].startswith("exp") else 0.0
-    return 1.0 / ((1.0 - w) * (config["resamples"] + 1))
+    return permutation_floor(config["resamples"], w)
 
 
 def floor_table(rows: list[dict], p_values: dict) -> str:
@@ -108,7 +109,7 @@ def floor_table(rows: list[dict], p_values: dict) -> str:
         "|" + "---|" * 7,
     ]
     for r in rows:
-        floor = permutation_floor(r.get("config", {}))
+        floor = edit_row_floor(r.get("config", {}))
         if floor is None or (r["scheme"], r["attack"]) not in p_values:
             continue
         wm, null = p_values[(r["scheme"], r["attack"])]

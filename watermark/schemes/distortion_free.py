@@ -120,6 +120,12 @@ class DistortionFreeDetection(Detection):
     block_length: int
 
 
+def permutation_floor(resamples: int, bound_weight: float = 0.0) -> float:
+    """Smallest p-value the permutation branch can report: 1/(T + 1), divided by 1 - w when a
+    share w of the level goes to the Gamma union bound (EXP family)."""
+    return 1.0 / ((1.0 - bound_weight) * (resamples + 1))
+
+
 def exponential_argmin(uniforms: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
     """The EXP decoder: argmax_v u_v ** (1 / p_v) = argmin_v log(-log u_v) - log p_v, per row.
 
@@ -283,7 +289,7 @@ class DistortionFreeScheme(WatermarkScheme):
         bound = self.gamma_bound(costs, k, m)
         w = cfg.bound_weight if bound is not None else 0.0
         t = cfg.resamples
-        floor = 1.0 / ((1.0 - w) * (t + 1))
+        floor = permutation_floor(t, w)
         if bound is not None and bound / w <= floor:
             p, used, at_most, method = bound / w, 0, 0, "gamma union bound"
         else:
