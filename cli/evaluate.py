@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -90,6 +91,11 @@ DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:
 )
 @click.option("--attack-seed", type=int, default=0, show_default=True)
 @click.option("--paraphrase-prompt", default=None, help="Paraphrase prompt template with a {text} slot.")
+@click.option(
+    "--paraphrase-model",
+    default=None,
+    help="Model that paraphrases: name, HF id or local folder (default: the generating model).",
+)
 @click.option("--no-chat", is_flag=True, help="Do not wrap prompts in the chat template.")
 @click.option("--no-perplexity", is_flag=True, help="Skip perplexity (faster).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
@@ -111,6 +117,7 @@ def eval_command(
     seed,
     attack_seed,
     paraphrase_prompt,
+    paraphrase_model,
     no_chat,
     no_perplexity,
     no_plots,
@@ -142,7 +149,14 @@ def eval_command(
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
     scheme_obj = build_scheme(config.replace(vocab_size=len(tok), tokenizer=model_name), key)
-    options = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
+    options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
+    paraphraser = None
+    if paraphrase_model and any(s.kind == "paraphrase" for s in specs):
+        paraphrase_name = canonical_name(paraphrase_model)
+        if paraphrase_name != model_name:
+            with with_status(f"Loading paraphraser {paraphrase_name}"):
+                paraphraser = load_model(paraphrase_name, device=device)
+            options["paraphrase_model"] = paraphrase_name  # in the cache key and each record
     setup = GridSetup(
         model=lm,
         tokenizer=tok,
@@ -162,6 +176,7 @@ def eval_command(
         oracle_name=canonical_name(oracle) if oracle_pair else None,
         attack_seed=attack_seed,
         attack_options=options,
+        paraphraser=paraphraser,
         compute_perplexity=not no_perplexity,
     )
     rows: list[dict] = []

@@ -113,3 +113,34 @@ def test_eval_end_to_end_on_a_tiny_model(env, tiny_dir):
 def test_eval_rejects_unknown_attacks_before_loading_anything(env):
     res = run("eval", "--attacks", "none,teleport", "--model", "/nonexistent")
     assert res.exit_code == 2 and "unknown attack 'teleport'" in res.stderr
+
+
+def test_eval_paraphrases_with_the_model_given_by_paraphrase_model(env, tiny_dir, tiny_model, tokenizer):
+    import copy
+
+    import torch
+
+    other = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for w in other.parameters():
+            w.mul_(-1.0)  # a different model with the same tokenizer
+    other_dir = env / "other-model"
+    other.save_pretrained(other_dir)
+    tokenizer.save_pretrained(other_dir)
+    (env / "p.txt").write_text("Tell me about rivers.\nWrite a poem.\n")
+    base = ["eval", "--scheme", "unigram", "--model", tiny_dir, "--prompt-file", env / "p.txt", "--n", 2]
+    base += ["--max-new-tokens", 12, "--batch-size", 2, "--attacks", "paraphrase:whole:0.7", "--no-plots"]
+    own = run(*base, "-o", env / "own", "--json")
+    theirs = run(*base, "-o", env / "theirs", "--paraphrase-model", other_dir, "--json")
+    assert own.exit_code == 0 and theirs.exit_code == 0, own.output + theirs.output
+
+    def attacked(d):
+        (path,) = [p for p in (d / "attacks").glob("unigram-*paraphrase*.jsonl")]
+        return [json.loads(x) for x in path.read_text().splitlines()]
+
+    mine, other_recs = attacked(env / "own"), attacked(env / "theirs")
+    assert all("model" not in r["attack"] for r in mine)
+    assert all(r["attack"]["model"] == str(other_dir) for r in other_recs)
+    assert [r["text"] for r in mine] != [r["text"] for r in other_recs]
+    missing = run(*base, "-o", env / "m", "--paraphrase-model", env / "no-such-model")
+    assert missing.exit_code != 0 and missing.stderr.startswith("error: ")

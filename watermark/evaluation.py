@@ -369,11 +369,20 @@ class GridSetup:
     oracle_name: str | None = None  # names the oracle in cache keys
     attacker: tuple[Any, Any] | None = None  # the model attacks use (default: the generating model);
     # name it in attack_options["paraphrase_model"] so caches and records say which one it was
+    paraphraser: tuple[Any, Any] | None = None  # paraphrase only (default: `attacker`); may have its
+    # own tokenizer, unlike `attacker`, whose embeddings the neighbour attack reads
     attack_seed: int = 0
     attack_options: dict[str, Any] | None = None
     chunk_size: int = 16  # texts per cached attack chunk
     compute_perplexity: bool = True
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
+
+
+def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
+    """The (model, tokenizer) an attack kind runs: a separate paraphraser where one is given."""
+    if kind == "paraphrase" and setup.paraphraser is not None:
+        return setup.paraphraser
+    return setup.attacker or (setup.model, setup.tokenizer)
 
 
 def _attack_cache(
@@ -412,7 +421,7 @@ def _attack_cache(
             tokenizer=setup.tokenizer,
             seed=setup.attack_seed,
             first_index=start,
-            model_loader=lambda: setup.attacker or (setup.model, setup.tokenizer),
+            model_loader=lambda: _attack_model(setup, spec.kind),
             donors=donors,
             options=setup.attack_options if setup.attack_options is not None else {},
             on_item=advance,
