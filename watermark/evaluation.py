@@ -607,6 +607,9 @@ def _pyplot():
     return plt
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
 def plot_roc(
     p_values: dict[tuple[str, str], tuple[Sequence[float], Sequence[float]]], out_dir: Path
 ) -> list[Path]:
@@ -614,15 +617,16 @@ def plot_roc(
     plt = _pyplot()
     paths = []
     for scheme in sorted({s for s, _ in p_values}):
-        fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        for (s, attack), (pos, null) in p_values.items():
-            if s != scheme:
-                continue
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        curves = [(attack, pn) for (s, attack), pn in p_values.items() if s == scheme]
+        for i, (attack, (pos, null)) in enumerate(curves):
             fpr, tpr = roc_from_p_values(pos, null)
             ax.plot(
                 fpr,
                 tpr,
                 drawstyle="steps-post",
+                color=f"C{i % 10}",
+                ls=LINE_STYLES[(i // 10) % len(LINE_STYLES)],  # colours repeat after ten curves
                 label=f"{attack} (AUROC {auroc_from_p_values(pos, null):.3f})",
             )
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
@@ -632,7 +636,7 @@ def plot_roc(
         ax.set_xlabel("false positive rate (unwatermarked texts)")
         ax.set_ylabel("true positive rate")
         ax.set_title(f"ROC, {scheme}")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside, not on the curves
         fig.tight_layout()
         path = Path(out_dir) / f"roc-{_safe(scheme)}.png"
         fig.savefig(path, dpi=120)
