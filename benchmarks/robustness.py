@@ -36,7 +36,7 @@ from watermark.evaluation import (
     write_json,
 )
 from watermark.keys import Key
-from watermark.models import DEFAULT_MODEL, load_model
+from watermark.models import DEFAULT_MODEL, canonical_name, load_model
 from watermark.schemes import build_scheme
 from watermark.schemes.distortion_free import permutation_floor
 
@@ -147,6 +147,11 @@ def main() -> None:
         help="Score perplexity and paraphrase with a bfloat16 copy of the model (~1.7x faster on "
         "CPUs with avx512_bf16; perplexities move by < 1%%). Generation stays float32.",
     )
+    ap.add_argument(
+        "--paraphrase-model",
+        default=None,
+        help="Paraphrase with this model (name, HF id or folder) instead of the generating model.",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "robustness")
     ap.add_argument("--plots", action="store_true")
     ap.add_argument("--markdown", type=Path, default=None, help="Also write the rows as a markdown table.")
@@ -179,6 +184,10 @@ def main() -> None:
     if args.bf16_helpers:
         helper = (copy.deepcopy(model).to(torch.bfloat16), tok)
         options["paraphrase_model"] = f"{DEFAULT_MODEL} (bfloat16)"
+    paraphraser = None
+    if args.paraphrase_model:
+        options["paraphrase_model"] = canonical_name(args.paraphrase_model)
+        paraphraser = load_model(options["paraphrase_model"], device="cpu")
     setup = GridSetup(
         model=model,
         tokenizer=tok,
@@ -193,6 +202,7 @@ def main() -> None:
         oracle=helper,
         oracle_name=None if helper is None else f"{DEFAULT_MODEL} (bfloat16)",
         attacker=helper,
+        paraphraser=paraphraser,
     )
 
     def progress(description: str, total: int):
