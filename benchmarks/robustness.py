@@ -168,6 +168,7 @@ def main() -> None:
         write_json(args.out / "results.json", rows)
         finish(args, rows, t0)
         return
+    specs = parse_attacks(args.attacks)  # bad attack names fail before any model is loaded
     model, tok = load_model(DEFAULT_MODEL, device="cpu")
     key = Key.from_seed("robustness")
     schemes = []
@@ -185,7 +186,7 @@ def main() -> None:
         helper = (copy.deepcopy(model).to(torch.bfloat16), tok)
         options["paraphrase_model"] = f"{DEFAULT_MODEL} (bfloat16)"
     paraphraser = None
-    if args.paraphrase_model:
+    if args.paraphrase_model and any(s.kind == "paraphrase" for s in specs):  # as `wm eval` does
         options["paraphrase_model"] = canonical_name(args.paraphrase_model)
         paraphraser = load_model(options["paraphrase_model"], device="cpu")
     setup = GridSetup(
@@ -217,7 +218,7 @@ def main() -> None:
             flush=True,
         )
 
-    rows = run_grid(setup, schemes, parse_attacks(args.attacks), progress=progress, on_row=on_row)
+    rows = run_grid(setup, schemes, specs, progress=progress, on_row=on_row)
     finish(args, rows, t0)
 
 
@@ -243,11 +244,12 @@ def merge_rows(dirs: list[Path], scheme_order: list[str]) -> list[dict]:
 
 
 def finish(args: argparse.Namespace, rows: list[dict], t0: float) -> None:
+    p_values = load_p_values(args.out, rows) if args.plots or args.markdown else {}  # read once
     if args.plots:
-        plot_roc(load_p_values(args.out, rows), args.out)
+        plot_roc(p_values, args.out)
         plot_strength(rows, args.out)
     if args.markdown:
-        text = markdown_table(rows) + "\n" + floor_table(rows, load_p_values(args.out, rows))
+        text = markdown_table(rows) + "\n" + floor_table(rows, p_values)
         args.markdown.write_text(text, encoding="utf-8")
     emit(
         {
