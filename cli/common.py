@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -228,9 +229,13 @@ class _NullContext:
         return False
 
 
-def fmt_p(p: float | None) -> str:
+def fmt_p(p: float | None, log10_p: float | None = None) -> str:
+    """A p-value for people; below the float range it is shown from its log10 (never as 0)."""
     if p is None:
         return "-"
+    if p < 1e-300 and log10_p is not None and math.isfinite(log10_p):
+        exponent = math.floor(log10_p)
+        return f"{10 ** (log10_p - exponent):.2f}e{exponent}"
     return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
 
 

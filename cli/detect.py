@@ -79,12 +79,12 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
             ids = encode_texts(tok, [rec.text])[0]
-            det = schemes[ck].detect(ids)
+            det = schemes[ck].detect(ids, alpha=alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
             continue
-        row = {"source": rec.source, **det.to_dict(), "alpha": alpha, "watermarked": det.watermarked(alpha)}
+        row = {"source": rec.source, **det.to_dict(alpha)}
         rows.append(row)
         if show_tokens and not as_json:
             mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
@@ -112,14 +112,17 @@ def _print_table(rows: list[dict]) -> None:
             continue
         gf = r.get("green_fraction")
         z = r.get("z_score")
-        verdict = "[bold green]watermarked" if r["watermarked"] else "not watermarked"
+        verdict = {
+            "watermarked": "[bold green]watermarked",
+            "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
+        }.get(r["verdict"], r["verdict"])
         table.add_row(
             r["source"],
             r["scheme"],
             str(r["num_tokens_scored"]),
             "-" if gf is None else f"{gf:.3f}",
             "-" if z is None else f"{z:.2f}",
-            fmt_p(r["p_value"]),
+            fmt_p(r["p_value"], r.get("log10_p_value")),
             verdict,
         )
     console.print(table)

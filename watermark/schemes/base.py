@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,26 +15,59 @@ from transformers import LogitsProcessor
 from ..config import SchemeConfig
 from ..errors import ConfigError, InputError
 from ..keys import Key
+from ..stats import log10_p
 
 
 class TextTooShortError(InputError):
     """Too few scorable tokens for a meaningful test."""
 
 
+VERDICTS = ("watermarked", "not watermarked", "inconclusive")
+
+
 @dataclass(frozen=True)
 class Detection:
-    """Result of a watermark test. `p_value` is valid under H0: the text is independent of the key."""
+    """Result of a watermark test. `p_value` is valid under H0: the text is independent of the key.
+
+    `log10_p_value` is computed in log space, so very strong evidence stays finite where the
+    float p-value underflows to 0. `p_value_floor` is the smallest p-value the test could give
+    this text (0.0 when unbounded): when it exceeds alpha the text cannot be called watermarked
+    at that level whatever it holds, and the verdict is "inconclusive" rather than "not watermarked".
+    """
 
     scheme: str
     p_value: float
     num_tokens_scored: int
     statistic: float
+    log10_p_value: float | None = field(default=None, kw_only=True)
+    p_value_floor: float = field(default=0.0, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.log10_p_value is None:
+            object.__setattr__(self, "log10_p_value", log10_p(self.p_value))
 
     def watermarked(self, alpha: float) -> bool:
-        return self.p_value < alpha
+        """Reject H0 at level alpha: p <= alpha (valid for any super-uniform p-value)."""
+        if self.p_value > 0.0:
+            return self.p_value <= alpha
+        return self.log10_p_value <= math.log10(alpha)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (per-token arrays are left out; see `token_mask`)."""
+    def verdict(self, alpha: float) -> str:
+        if self.watermarked(alpha):
+            return "watermarked"
+        return "inconclusive" if self.p_value_floor > alpha else "not watermarked"
+
+    def inconclusive_reason(self, alpha: float) -> str | None:
+        if self.verdict(alpha) != "inconclusive":
+            return None
+        return (
+            f"the smallest p-value this test can give this text is {self.p_value_floor:.3g}, above "
+            f"alpha = {alpha:g} ({self.num_tokens_scored} tokens scored): longer text is needed"
+        )
+
+    def to_dict(self, alpha: float | None = None) -> dict[str, Any]:
+        """JSON-ready fields (per-token arrays are left out; see `token_mask`); with alpha, the
+        verdict fields too."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name == "token_mask":
@@ -42,6 +76,13 @@ class Detection:
             if isinstance(v, np.generic):
                 v = v.item()
             out[f.name] = v
+        if alpha is not None:
+            out["alpha"] = alpha
+            out["watermarked"] = self.watermarked(alpha)
+            out["verdict"] = self.verdict(alpha)
+            reason = self.inconclusive_reason(alpha)
+            if reason:
+                out["inconclusive_reason"] = reason
         return out
 
 
@@ -76,11 +117,13 @@ class WatermarkScheme(ABC):
         """A fresh `transformers` logits processor embedding this watermark."""
 
     @abstractmethod
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> Detection:
-        """Test one text (its token ids, without the prompt)."""
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> Detection:
+        """Test one text (its token ids, without the prompt). `alpha`, when given, is the level
+        the caller will decide at: Monte Carlo tests resample until their answer at that level is
+        resolved; analytic tests ignore it."""
 
-    def detect_many(self, texts: Sequence[Sequence[int]]) -> list[Detection]:
-        return [self.detect(ids) for ids in texts]
+    def detect_many(self, texts: Sequence[Sequence[int]], alpha: float | None = None) -> list[Detection]:
+        return [self.detect(ids, alpha=alpha) for ids in texts]
 
 
 def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None) -> np.ndarray:

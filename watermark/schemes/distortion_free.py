@@ -113,7 +113,6 @@ class DistortionFreeDetection(Detection):
     give; `bound_p_value`: the Gamma union bound (EXP family), None where it does not apply."""
 
     resamples: int
-    p_value_floor: float
     method: str
     bound_p_value: float | None
     null_at_most: int
@@ -277,7 +276,9 @@ class DistortionFreeScheme(WatermarkScheme):
         phi = float(alignment.basic_min(costs, k)[0])
         return min(1.0, n * (m - k + 1) * gamma_tail(-phi, k))
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> DistortionFreeDetection:
+    def detect(
+        self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None
+    ) -> DistortionFreeDetection:
         cfg = self.config
         ids = as_token_array(token_ids, cfg.vocab_size)
         m = ids.size

@@ -24,7 +24,13 @@ from transformers import LogitsProcessor
 from .. import prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
-from ..stats import binomial_tail, hypergeom_tail, z_score
+from ..stats import (
+    binomial_tail,
+    hypergeom_tail,
+    log10_binomial_tail,
+    log10_hypergeom_tail,
+    z_score,
+)
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 
 SEEDINGS = ("lefthash", "selfhash")
@@ -142,7 +148,7 @@ class GreenListScheme(WatermarkScheme):
     def min_tokens(self) -> int:
         return self.config.context_width + 1
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> GreenListDetection:
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GreenListDetection:
         cfg = self.config
         h = cfg.context_width
         ids = as_token_array(token_ids, cfg.vocab_size)
@@ -162,17 +168,20 @@ class GreenListScheme(WatermarkScheme):
         if h == 0:
             vocab = cfg.vocab_size or int(ids.max()) + 1
             k = int(self.fixed_green_mask(vocab).sum())
+            prob = k / vocab
             if cfg.count_repeats:
-                p, null, prob = (
-                    binomial_tail(g, t, k / vocab),
-                    "binomial (repeats counted: approximate)",
-                    k / vocab,
-                )
+                null = "binomial (repeats counted: approximate)"
+                p, log10_p = binomial_tail(g, t, prob), log10_binomial_tail(g, t, prob)
+                floor = binomial_tail(t, t, prob)
             else:
-                p, null, prob = hypergeom_tail(g, vocab, k, t), "hypergeometric", k / vocab
+                null = "hypergeometric"
+                p, log10_p = hypergeom_tail(g, vocab, k, t), log10_hypergeom_tail(g, vocab, k, t)
+                floor = hypergeom_tail(t, vocab, k, t)
         else:
             null = "binomial (repeats counted: approximate)" if cfg.count_repeats else "binomial"
-            p, prob = binomial_tail(g, t, cfg.gamma), cfg.gamma
+            prob = cfg.gamma
+            p, log10_p = binomial_tail(g, t, prob), log10_binomial_tail(g, t, prob)
+            floor = binomial_tail(t, t, prob)  # every scored pair green: gamma ** t
         mask = np.full(n, -1, dtype=np.int64)
         mask[h:] = green.astype(np.int64)
         z = z_score(g, t, prob)
@@ -181,6 +190,8 @@ class GreenListScheme(WatermarkScheme):
             p_value=p,
             num_tokens_scored=t,
             statistic=float(g),
+            log10_p_value=log10_p,
+            p_value_floor=floor,
             green_count=g,
             z_score=z,
             green_fraction=g / t if t else 0.0,

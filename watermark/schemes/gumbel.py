@@ -18,7 +18,7 @@ import torch
 from .. import prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
-from ..stats import gamma_tail
+from ..stats import gamma_tail, log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 
@@ -64,7 +64,7 @@ class GumbelScheme(WatermarkScheme):
     def processor(self) -> GumbelLogitsProcessor:
         return GumbelLogitsProcessor(self)
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> GumbelDetection:
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GumbelDetection:
         cfg = self.config
         h = cfg.context_width
         ids = as_token_array(token_ids, cfg.vocab_size)
@@ -83,6 +83,7 @@ class GumbelScheme(WatermarkScheme):
         return GumbelDetection(
             scheme=cfg.scheme,
             p_value=gamma_tail(s, t),
+            log10_p_value=log10_gamma_tail(s, t),
             num_tokens_scored=t,
             statistic=s,
             mean_score=s / t,
