@@ -69,7 +69,7 @@ def scheme_options(func: Callable) -> Callable:
             "--context-width",
             type=int,
             default=None,
-            help="Context width h (kgw default 1, unigram 0, gumbel 4).",
+            help="Context width h (kgw default 1, selfhash 4 counting the token itself, unigram 0, gumbel 4).",
         ),
         click.option(
             "--key-length", type=int, default=None, help="Key sequence length n (exp/its, default 256)."
@@ -93,7 +93,7 @@ def scheme_options(func: Callable) -> Callable:
             "--seeding",
             type=click.Choice(["lefthash", "selfhash"]),
             default=None,
-            help="Green-list seeding (kgw; selfhash uses --context-width 3 in the paper).",
+            help="Green-list seeding (kgw; selfhash defaults to the paper's --context-width 4: 3 previous ids + the token).",
         ),
         click.option(
             "--count-repeats",

@@ -16,6 +16,10 @@ from .errors import ConfigError
 
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
 
+# Version 2: selfhash is the paper's self-salted min-hash (the candidate's own term included).
+# A config without a version that carries a key fingerprint was written by wm before that.
+CONFIG_VERSION = 2
+
 
 def register_config(*names: str):
     """Class decorator: make a config class loadable by its scheme names."""
@@ -45,16 +49,28 @@ class SchemeConfig:
     vocab_size: int | None = None
     tokenizer: str | None = None
     key_fingerprint: str | None = None
+    version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
         if self.names and self.scheme not in self.names:
             raise ConfigError(f"config class {type(self).__name__} does not serve scheme {self.scheme!r}")
+        if self.version != CONFIG_VERSION:
+            self.check_version()
         if self.vocab_size is not None and self.vocab_size < 2:
             raise ConfigError("vocab_size must be at least 2")
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError on parameters outside their domain."""
+
+    def check_version(self) -> None:
+        """Refuse a config whose meaning changed since its version (override per scheme)."""
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise ConfigError(f"config version must be a positive integer, got {self.version!r}")
+        if self.version > CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version} was written by a newer wm (this one reads up to {CONFIG_VERSION})"
+            )
 
     @classmethod
     def for_scheme(cls, scheme: str, **fields: Any) -> SchemeConfig:
@@ -69,7 +85,7 @@ class SchemeConfig:
 
     def generation_dict(self) -> dict[str, Any]:
         """The fields that decide what the watermarked generator emits (caches key on these)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.detection_only}
+        return {k: v for k, v in self.to_dict().items() if k not in self.detection_only and k != "version"}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -97,6 +113,8 @@ def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
     unknown = sorted(set(data) - fields)
     if unknown:
         raise ConfigError(f"unknown field(s) for scheme {name!r}: {', '.join(unknown)}")
+    if "version" not in data and data.get("key_fingerprint"):
+        data = {**data, "version": 1}  # written by wm before configs carried a version
     try:
         return cls(**data)
     except TypeError as exc:
