@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -40,14 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from .. import alignment, prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
 from ..permutation import sequential_p_value
 from ..stats import gamma_tail
-from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, sampling_warpers
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
@@ -210,8 +209,12 @@ class DistortionFreeScheme(WatermarkScheme):
         return np.abs(np.take(eta, labels, axis=1)[:, None, :] - u[:, :, None])
 
     # ---- embedding -----------------------------------------------------------------------------
-    def processor(self) -> DistortionFreeLogitsProcessor:
-        return DistortionFreeLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> DistortionFreeLogitsProcessor:
+        """The decoder; give it the sampling settings unless it runs after transformers' warpers
+        (see `FinalDistributionProcessor`)."""
+        return DistortionFreeLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     # ---- detection -----------------------------------------------------------------------------
     def block_for(self, m: int) -> int:
@@ -316,73 +319,60 @@ class DistortionFreeScheme(WatermarkScheme):
 class FinalDistributionProcessor(LogitsProcessor, ABC):
     """Base of the EXP / ITS / Gumbel processors: decode from the final distribution, force it.
 
-    The decoder sees softmax (float64) of the scores after every processor ahead of it and, when
-    called inside `model.generate`, after the processors transformers runs behind it (its
-    temperature / top-k / top-p warpers: transformers 5.x appends those AFTER user processors, so
-    this processor applies them to its own copy first; they are idempotent on the returned scores).
-    It returns -inf everywhere except the chosen token, so greedy and sampling both emit it.
-    Beam search is refused. A new `generate()` call (a new generation config, or a length that is
-    not the previous one plus 1) restarts the step count and calls `start(batch)`.
+    The decoder must see the distribution the text is sampled from, after temperature / top-k /
+    top-p. It returns -inf everywhere except the chosen token, so whatever runs after it (greedy,
+    sampling, transformers' own warpers) emits that token. Two ways to get the order right with
+    `model.generate`, neither of which looks at the caller's frames:
+
+    - `watermarking_config=scheme.watermarking_config()`: transformers runs watermark processors
+      after all of its warpers (its own rule for watermarks), so this sees the final distribution;
+    - `logits_processor=[scheme.processor(temperature=..., top_k=..., top_p=...)]`: transformers
+      runs user processors BEFORE its warpers, so the sampling settings are given to the processor,
+      which applies them to its own copy; generate() should then be called with neutral settings
+      (its warpers are no-ops on the one-token output anyway). Never put warpers before it as well.
+
+    A call that does not continue the previous one (other rows, or a prefix that is not the last
+    input plus one token) starts a new generation: `start(batch)` runs and the step count resets.
+    Beam search is not supported (`watermark.generation.generate` refuses it).
     """
 
-    def __init__(self, scheme: WatermarkScheme):
+    def __init__(self, scheme: WatermarkScheme, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
         self.scheme = scheme
-        self._gen_config: GenerationConfig | None = None
-        self._start_len: int | None = None
-        self._last_len: int | None = None
-        self._batch: int | None = None
+        self.warpers = sampling_warpers(temperature, top_p, top_k)
+        self._last: torch.Tensor | None = None
+        self._step = 0
 
     # subclasses ---------------------------------------------------------------------------------
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
-        """A new generate() call over `batch` rows begins."""
+    def start(self, batch: int) -> None:
+        """A new generation over `batch` rows begins."""
 
     @abstractmethod
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
         """The token each row emits at `step`, from the final log-probabilities."""
 
     # machinery ----------------------------------------------------------------------------------
-    def _caller_context(self) -> tuple[GenerationConfig | None, list]:
-        gen_config, after = None, []
-        frame = sys._getframe(2)
-        for _ in range(4):
-            if frame is None:
-                break
-            local = frame.f_locals
-            owner = local.get("self")
-            if not after and isinstance(owner, LogitsProcessorList):
-                for i, p in enumerate(owner):
-                    if p is self:
-                        after = list(owner)[i + 1 :]
-                        break
-            g = local.get("generation_config")
-            if gen_config is None and isinstance(g, GenerationConfig):
-                gen_config = g
-            frame = frame.f_back
-        return gen_config, after
+    def _continues(self, input_ids: torch.LongTensor) -> bool:
+        last = self._last
+        return (
+            last is not None
+            and input_ids.shape[0] == last.shape[0]
+            and input_ids.shape[1] == last.shape[1] + 1
+            and torch.equal(input_ids[:, :-1], last)
+        )
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        gen_config, after = self._caller_context()
-        length, batch = input_ids.shape[1], input_ids.shape[0]
-        if (
-            self._start_len is None
-            or (gen_config is not None and gen_config is not self._gen_config)
-            or length != self._last_len + 1
-            or batch != self._batch
-        ):
-            if gen_config is not None and (gen_config.num_beams or 1) > 1:
-                raise ConfigError(
-                    f"the {self.scheme.name} watermark does not support beam search (num_beams > 1)"
-                )
-            self._gen_config, self._start_len, self._batch = gen_config, length, batch
-            self.start(batch, gen_config)
-        self._last_len = length
-        step = length - self._start_len
+        if self._continues(input_ids):
+            self._step += 1
+        else:
+            self._step = 0
+            self.start(input_ids.shape[0])
+        self._last = input_ids.detach().clone()
         final = scores
-        for p in after:
-            final = p(input_ids, final)
+        for warper in self.warpers:
+            final = warper(input_ids, final)
         v = self.scheme.vocab_size_for(scores.shape[-1])
         log_probs = torch.log_softmax(final[:, :v].to(torch.float64), dim=-1)
-        tokens = self.pick(input_ids, step, log_probs)
+        tokens = self.pick(input_ids, self._step, log_probs)
         out = torch.full_like(scores, -math.inf)
         out.scatter_(1, tokens.reshape(-1, 1).to(out.device), 0.0)
         return out
@@ -399,21 +389,30 @@ class DistortionFreeLogitsProcessor(FinalDistributionProcessor):
 
     scheme: DistortionFreeScheme
 
-    def __init__(self, scheme: DistortionFreeScheme):
-        super().__init__(scheme)
+    def __init__(self, scheme: DistortionFreeScheme, **sampling):
+        super().__init__(scheme, **sampling)
         self.shifts: torch.Tensor | None = None
+        self._warned = False
 
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+    def start(self, batch: int) -> None:
         n = self.scheme.config.key_length
         rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
         self.shifts = torch.from_numpy(rng.integers(0, n, size=batch, dtype=np.int64))
-        if gen_config is not None and gen_config.max_new_tokens is not None and gen_config.max_new_tokens > n:
+        self._warned = False
+
+    def _warn_if_wrapping(self, step: int) -> None:
+        """Said by the processor itself at the first step past the key, whatever the arguments
+        of generate() (max_new_tokens, max_length, a stopping criterion) were."""
+        n = self.scheme.config.key_length
+        if step >= n and not self._warned:
+            self._warned = True
             warnings.warn(
-                f"max_new_tokens={gen_config.max_new_tokens} exceeds key_length={n}: the key wraps around "
-                "and the text is no longer distortion-free",
+                f"generated more than key_length={n} tokens: the key wraps around and the text is no "
+                "longer distortion-free (use a longer key_length)",
                 stacklevel=3,
             )
 
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
+        self._warn_if_wrapping(step)
         rows = (self.shifts.to(log_probs.device) + step) % self.scheme.config.key_length
         return self.scheme.choose(rows, log_probs)

@@ -61,8 +61,12 @@ class GumbelScheme(WatermarkScheme):
         seeds = torch.from_numpy(self.seeds_for(contexts)).to(log_probs.device)
         return exponential_argmin(prf.vocab_uniforms(seeds, log_probs.shape[-1]), log_probs)
 
-    def processor(self) -> GumbelLogitsProcessor:
-        return GumbelLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> GumbelLogitsProcessor:
+        """The decoder; give it the sampling settings unless it runs after transformers' warpers
+        (see `FinalDistributionProcessor`)."""
+        return GumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GumbelDetection:
         cfg = self.config
