@@ -38,6 +38,7 @@ SCHEME_FLAGS: dict[str, str] = {
     "block_length": "block_length",
     "edit_gamma": "edit_gamma",
     "resamples": "resamples",
+    "max_resamples": "max_resamples",
     "count_repeats": "count_repeats",
     "seeding": "seeding",
 }
@@ -87,7 +88,16 @@ def scheme_options(func: Callable) -> Callable:
             help="Levenshtein gap cost (exp-edit 0.0, its-edit 0.4).",
         ),
         click.option(
-            "--resamples", type=int, default=None, help="Permutation-test resamples T (default 999)."
+            "--resamples",
+            type=int,
+            default=None,
+            help="Permutation-test resamples T (exp/its, default 999; at an --alpha, the least drawn).",
+        ),
+        click.option(
+            "--max-resamples",
+            type=int,
+            default=None,
+            help="Most null keys a permutation test at --alpha may draw (exp/its, default 200000).",
         ),
         click.option(
             "--seeding",

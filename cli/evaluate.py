@@ -2,7 +2,7 @@
 
 Generates watermarked and unwatermarked texts for the same prompts (cached in -o DIR), applies
 every attack of --attacks to both, detects, and reports per attack: TPR at empirical FPR 1% and
-0.1%, TPR at nominal p < 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
+0.1%, TPR at nominal p <= 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
 mean length and fraction of tokens changed. Writes DIR/results.json and PNG plots.
 """
 
