@@ -43,14 +43,23 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from .. import alignment, prf
-from ..config import SchemeConfig, register_config
-from ..errors import ConfigError
+from ..config import SchemeConfig, check_range, register_config
+from ..errors import ConfigError, InputError
 from ..permutation import sequential_p_value
 from ..stats import gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
+# bounds: detection holds (key_length x tokens) cost matrices, so the key length caps their rows
+MAX_KEY_LENGTH = 65_536
+MAX_BLOCK_LENGTH = 2**24
+MAX_EDIT_GAMMA = 1e6
+MAX_RESAMPLES = 1_000_000
+# a text is scored against every key row: (key_length x tokens) cells per cost matrix, float64.
+# One matrix may hold 2^24 cells (128 MB) and a batch of null keys as many in total, so detection
+# stays near 1 GB whatever the config; longer texts are refused with a message, never an OOM kill.
+MAX_COST_CELLS = 2**24
 _LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)  # Lagrange multipliers tried for the screening bound
 
 
@@ -73,7 +82,7 @@ class DistortionFreeConfig(SchemeConfig):
     bound_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.edit_gamma is None and self.scheme in FAMILY:
+        if self.edit_gamma is None and isinstance(self.scheme, str) and self.scheme in FAMILY:
             object.__setattr__(self, "edit_gamma", DEFAULT_EDIT_GAMMA[FAMILY[self.scheme]])
         super().__post_init__()
 
@@ -90,18 +99,18 @@ class DistortionFreeConfig(SchemeConfig):
         return self.scheme.endswith("-edit")
 
     def validate(self) -> None:
-        if self.key_length < 1:
-            raise ConfigError(f"key_length must be >= 1, got {self.key_length}")
+        check_range("key_length", self.key_length, 1, MAX_KEY_LENGTH)
         if self.block_length is not None and self.block_length < 1:
             raise ConfigError(
                 f"block_length must be >= 1 (or null for the whole text), got {self.block_length}"
             )
-        if not self.edit_gamma >= 0.0:
-            raise ConfigError(f"edit_gamma must be >= 0, got {self.edit_gamma}")
+        if self.block_length is not None:
+            check_range("block_length", self.block_length, 1, MAX_BLOCK_LENGTH)
+        check_range("edit_gamma", self.edit_gamma, 0.0, MAX_EDIT_GAMMA)
         if self.resamples < 1:
             raise ConfigError(f"resamples must be >= 1, got {self.resamples}")
-        if self.stop_after < 0:
-            raise ConfigError(f"stop_after must be >= 0, got {self.stop_after}")
+        check_range("resamples", self.resamples, 1, MAX_RESAMPLES)
+        check_range("stop_after", self.stop_after, 0, MAX_RESAMPLES)
         if not 0.0 <= self.bound_weight < 1.0:
             raise ConfigError(f"bound_weight must be in [0, 1), got {self.bound_weight}")
 
@@ -245,7 +254,8 @@ class DistortionFreeScheme(WatermarkScheme):
         seeds = self.null_seeds(ids, k, cfg.resamples)
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
-        start, size = 0, 16
+        most = max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))
+        start, size = 0, min(16, most)
         while start < cfg.resamples:
             batch = seeds[start : start + size]
             costs = self.null_costs(batch, labels.reshape(-1), len(uniq))
@@ -267,7 +277,7 @@ class DistortionFreeScheme(WatermarkScheme):
                     out[open_] = alignment.levenshtein_min(costs[open_], k, gamma) <= observed
                 yield out
             start += len(batch)
-            size = min(2 * size, 128)
+            size = min(2 * size, most)
 
     def gamma_bound(self, costs: np.ndarray, k: int, m: int) -> float | None:
         """EXP: min(1, n (m - k + 1) P[Gamma(k, 1) >= -phi_basic]); None where it is not valid."""
@@ -283,6 +293,12 @@ class DistortionFreeScheme(WatermarkScheme):
         m = ids.size
         if m < 2:
             raise TextTooShortError(f"text has {m} tokens; the {cfg.scheme} detector needs at least 2")
+        if m * cfg.key_length > MAX_COST_CELLS:
+            raise InputError(
+                f"text has {m} tokens: with key_length {cfg.key_length} the {cfg.scheme} detector would "
+                f"score {m * cfg.key_length:,} (token, key row) pairs, over its limit of {MAX_COST_CELLS:,}; "
+                "detect a shorter text (or windows of it)"
+            )
         k = self.block_for(m)
         costs = self.cost_matrix(ids)[None]
         observed = float(self.statistic(costs, k)[0])
