@@ -6,13 +6,16 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from watermark.errors import ConfigError, InputError
+from watermark.config_resolve import bind_tokenizer
+from watermark.errors import InputError
 from watermark.generation import encode_texts
 from watermark.models import canonical_name, load_tokenizer
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
+    ConfigResolver,
+    conflicts_json,
     console,
     fmt_p,
     json_option,
@@ -21,7 +24,6 @@ from .common import (
     model_option,
     pop_scheme_flags,
     print_json,
-    resolve_config,
     scheme_options,
     with_status,
 )
@@ -55,6 +57,7 @@ def _render_tokens(tok, ids, mask) -> Text:
 def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
     flags = pop_scheme_flags(kwargs)
+    resolver = ConfigResolver(scheme, config_path, flags)
     key = load_key(key_path)
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
@@ -63,18 +66,14 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
     failures = 0
     for rec in records:
         try:
-            config = resolve_config(scheme, config_path, flags, rec.config)
+            resolved = resolver(rec.config, rec.source)
+            config = resolved.config
             tok_name = canonical_name(model or config.tokenizer)
             if tok_name not in tokenizers:
                 with with_status(f"Loading tokenizer {tok_name}"):
                     tokenizers[tok_name] = load_tokenizer(tok_name)
             tok = tokenizers[tok_name]
-            if config.vocab_size is not None and config.vocab_size != len(tok):
-                raise ConfigError(
-                    f"tokenizer {tok_name!r} has {len(tok)} tokens but the config was made for {config.vocab_size}: "
-                    "pass --model with the generating model's tokenizer"
-                )
-            config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
+            config = bind_tokenizer(config, len(tok), tok_name)
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
@@ -85,6 +84,7 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
             rows.append({"source": rec.source, "error": str(exc)})
             continue
         row = {"source": rec.source, **det.to_dict(alpha)}
+        row["config"], row["config_conflicts"] = schemes[ck].config.to_dict(), conflicts_json(resolved)
         rows.append(row)
         if show_tokens and not as_json:
             mask = getattr(det, "token_mask", ()) or [-1] * len(ids)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from attacks.registry import parse_attacks
+from watermark.config_resolve import bind_tokenizer
 from watermark.errors import InputError
 from watermark.evaluation import (
     GenerationSettings,
@@ -32,6 +33,8 @@ from watermark.schemes import build_scheme
 from watermark.textio import read_prompts
 
 from .common import (
+    ConfigResolver,
+    conflicts_json,
     console,
     err_console,
     fmt_p,
@@ -41,7 +44,6 @@ from .common import (
     pop_scheme_flags,
     print_json,
     progress,
-    resolve_config,
     scheme_options,
     with_status,
 )
@@ -140,7 +142,8 @@ def eval_command(
     pool = read_prompts(path)
     prompts = (pool * math.ceil(n / len(pool)))[:n]
     model_name = canonical_name(model)
-    config = resolve_config(scheme, config_path, flags)
+    resolved = ConfigResolver(scheme, config_path, flags)()  # no records: --config, then flags
+    config = resolved.config
     key = load_key(key_path, create_default=True)
     with with_status(f"Loading {model_name}"):
         lm, tok = load_model(model_name, device=device)
@@ -148,7 +151,7 @@ def eval_command(
     if oracle and canonical_name(oracle) != model_name:
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
-    scheme_obj = build_scheme(config.replace(vocab_size=len(tok), tokenizer=model_name), key)
+    scheme_obj = build_scheme(bind_tokenizer(config, len(tok), model_name), key)
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = None
     if paraphrase_model and any(s.kind == "paraphrase" for s in specs):
@@ -178,6 +181,7 @@ def eval_command(
         attack_options=options,
         paraphraser=paraphraser,
         compute_perplexity=not no_perplexity,
+        row_extra={"config_conflicts": conflicts_json(resolved)},
     )
     rows: list[dict] = []
     try:

@@ -379,6 +379,7 @@ class GridSetup:
     chunk_size: int = 16  # texts per cached attack chunk
     compute_perplexity: bool = True
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
+    row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
 
 
 def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
@@ -575,6 +576,7 @@ def run_grid(
                 "max_new_tokens": settings.max_new_tokens,
             }
             row["pvalues_file"] = str(pv_file)
+            row.update(setup.row_extra or {})
             rows.append(row)
             write_json(out / "results.json", rows)
             if on_row:

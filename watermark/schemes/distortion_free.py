@@ -46,14 +46,23 @@ import torch
 from transformers import LogitsProcessor
 
 from .. import alignment, null_kernels, prf
-from ..config import SchemeConfig, register_config
-from ..errors import ConfigError
+from ..config import SchemeConfig, check_range, register_config
+from ..errors import ConfigError, InputError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
 from ..stats import log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, sampling_warpers
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
+# bounds: detection holds (key_length x tokens) cost matrices, so the key length caps their rows
+MAX_KEY_LENGTH = 65_536
+MAX_BLOCK_LENGTH = 2**24
+MAX_EDIT_GAMMA = 1e6
+MAX_RESAMPLES = 1_000_000
+# a text is scored against every key row: (key_length x tokens) cells per cost matrix, float64.
+# One matrix may hold 2^24 cells (128 MB) and a batch of null keys as many in total, so detection
+# stays near 1 GB whatever the config; longer texts are refused with a message, never an OOM kill.
+MAX_COST_CELLS = 2**24
 _LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)  # Lagrange multipliers tried for the screening bound
 
 
@@ -86,7 +95,7 @@ class DistortionFreeConfig(SchemeConfig):
     bound_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.edit_gamma is None and self.scheme in FAMILY:
+        if self.edit_gamma is None and isinstance(self.scheme, str) and self.scheme in FAMILY:
             object.__setattr__(self, "edit_gamma", DEFAULT_EDIT_GAMMA[FAMILY[self.scheme]])
         super().__post_init__()
 
@@ -103,20 +112,19 @@ class DistortionFreeConfig(SchemeConfig):
         return self.scheme.endswith("-edit")
 
     def validate(self) -> None:
-        if self.key_length < 1:
-            raise ConfigError(f"key_length must be >= 1, got {self.key_length}")
+        check_range("key_length", self.key_length, 1, MAX_KEY_LENGTH)
         if self.block_length is not None and self.block_length < 1:
             raise ConfigError(
                 f"block_length must be >= 1 (or null for the whole text), got {self.block_length}"
             )
-        if not self.edit_gamma >= 0.0:
-            raise ConfigError(f"edit_gamma must be >= 0, got {self.edit_gamma}")
+        if self.block_length is not None:
+            check_range("block_length", self.block_length, 1, MAX_BLOCK_LENGTH)
+        check_range("edit_gamma", self.edit_gamma, 0.0, MAX_EDIT_GAMMA)
         if self.resamples < 1:
             raise ConfigError(f"resamples must be >= 1, got {self.resamples}")
-        if self.stop_after < 0:
-            raise ConfigError(f"stop_after must be >= 0, got {self.stop_after}")
-        if self.max_resamples < 1:
-            raise ConfigError(f"max_resamples must be >= 1, got {self.max_resamples}")
+        check_range("resamples", self.resamples, 1, MAX_RESAMPLES)
+        check_range("stop_after", self.stop_after, 0, MAX_RESAMPLES)
+        check_range("max_resamples", self.max_resamples, 1, MAX_RESAMPLES)
         if not 0.0 <= self.bound_weight < 1.0:
             raise ConfigError(f"bound_weight must be in [0, 1), got {self.bound_weight}")
 
@@ -284,7 +292,8 @@ class DistortionFreeScheme(WatermarkScheme):
         labels = labels.reshape(-1)
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
-        start, size = 0, (32 if fast else 16)
+        most = max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))  # numpy: bounded (B, n, m)
+        start, size = 0, (32 if fast else min(16, most))
         while start < total:
             seeds = self.null_seeds(ids, k, min(size, total - start), start)
             if fast:
@@ -300,7 +309,7 @@ class DistortionFreeScheme(WatermarkScheme):
                 out, lam = self._numpy_indicators(seeds, labels, len(uniq), k, observed, margin, lam)
                 yield out
             start += len(seeds)
-            size = min(2 * size, 1024 if fast else 128)
+            size = min(2 * size, 1024 if fast else most)
 
     def _numpy_indicators(
         self, seeds: np.ndarray, labels: np.ndarray, distinct: int, k: int, observed: float,
@@ -355,6 +364,12 @@ class DistortionFreeScheme(WatermarkScheme):
             raise TextTooShortError(f"text has {m} tokens; the {cfg.scheme} detector needs at least 2")
         if alpha is not None and not alpha > 0.0:
             raise ConfigError(f"alpha must be > 0, got {alpha}")
+        if m * cfg.key_length > MAX_COST_CELLS:
+            raise InputError(
+                f"text has {m} tokens: with key_length {cfg.key_length} the {cfg.scheme} detector would "
+                f"score {m * cfg.key_length:,} (token, key row) pairs, over its limit of {MAX_COST_CELLS:,}; "
+                "detect a shorter text (or windows of it)"
+            )
         k = self.block_for(m)
         costs = self.cost_matrix(ids)[None]
         observed = float(self.statistic(costs, k)[0])

@@ -24,7 +24,7 @@ import torch
 from transformers import LogitsProcessor
 
 from .. import prf
-from ..config import SchemeConfig, register_config
+from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..stats import (
     binomial_tail,
@@ -37,6 +37,10 @@ from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array,
 
 SEEDINGS = ("lefthash", "selfhash")
 SELFHASH_DEFAULT_WIDTH = 4  # the paper's and transformers' h for selfhash: 3 previous ids + the candidate
+# bounds that keep memory bounded: contexts are (tokens x h) int64 arrays, candidates a top-k per step
+MAX_CONTEXT_WIDTH = 32
+MAX_CANDIDATES = 4096
+MAX_DELTA = 1e6  # far beyond any useful bias; keeps float32 logits finite
 
 
 @register_config("kgw", "unigram")
@@ -99,18 +103,15 @@ class GreenListConfig(SchemeConfig):
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
-        if not self.delta >= 0.0:
-            raise ConfigError(f"delta must be >= 0, got {self.delta}")
-        if self.context_width < 0:
-            raise ConfigError(f"context width must be >= 0, got {self.context_width}")
+        check_range("delta", self.delta, 0.0, MAX_DELTA)
+        check_range("context width", self.context_width, 0, MAX_CONTEXT_WIDTH)
         if self.scheme == "unigram" and self.context_width != 0:
             raise ConfigError("the unigram scheme has context width 0")
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
         if self.seeding == "selfhash" and self.context_width < 1:
             raise ConfigError("selfhash seeding needs a context width of at least 1 (the candidate itself)")
-        if self.candidates < 1:
-            raise ConfigError("candidates must be >= 1")
+        check_range("candidates", self.candidates, 1, MAX_CANDIDATES)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from .. import prf
-from ..config import SchemeConfig, register_config
+from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..stats import gamma_tail, log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
+from .greenlist import MAX_CONTEXT_WIDTH
 
 
 @register_config("gumbel")
@@ -34,6 +35,7 @@ class GumbelConfig(SchemeConfig):
     def validate(self) -> None:
         if self.context_width < 1:
             raise ConfigError(f"the gumbel scheme needs context width >= 1, got {self.context_width}")
+        check_range("context width", self.context_width, 1, MAX_CONTEXT_WIDTH)
 
 
 @dataclass(frozen=True)
