@@ -28,8 +28,10 @@ from watermark.schemes import build_scheme
 from watermark.textio import read_prompts, read_records, write_jsonl
 
 from .common import (
+    check_outputs,
     console,
     err_console,
+    force_option,
     json_option,
     key_option,
     load_key,
@@ -114,6 +116,7 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     "-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the stolen list here."
 )
 @json_option
+@force_option
 def steal_command(
     wm_paths,
     nat_paths,
@@ -138,6 +141,7 @@ def steal_command(
     --key with --config or scheme flags to score the result against the true list.
     """
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [*wm_paths, *nat_paths, config_path], key_path)
     tok_name = canonical_name(model)
     with with_status(f"Loading tokenizer {tok_name}"):
         tok = load_tokenizer(tok_name)
@@ -257,6 +261,7 @@ def _truth_for_eval(key_path, scheme, config_path, flags, tok, tok_name):
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def scrub_command(
     input_path,
     stolen_path,
@@ -277,6 +282,7 @@ def scrub_command(
     from attacks.scrub import scrub_texts, success_rate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [input_path, stolen_path, config_path], key_path)
     records = read_records(input_path)
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
     with with_status(f"Loading {name}"):
@@ -349,6 +355,7 @@ def scrub_command(
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def spoof_command(
     stolen_path,
     prompt_file,
@@ -371,6 +378,7 @@ def spoof_command(
     from attacks.spoof import flagged_rate, spoof_generate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [prompt_file, stolen_path, config_path], key_path)
     prompts = read_prompts(prompt_file)[:limit]
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
     with with_status(f"Loading {name}"):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .atomic import write_text
+from .errors import ConfigError, InputError
+from .textio import read_bytes
 
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
 
@@ -103,16 +105,23 @@ def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
         raise ConfigError(f"bad config for scheme {name!r}: {exc}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config_file(path: str | Path) -> SchemeConfig:
+    """A config written by --config-out; read with a size cap (a FIFO or /dev/zero is refused)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as exc:
+        raw = read_bytes(str(p), limit=MAX_CONFIG_BYTES)
+    except InputError as exc:
+        raise ConfigError(f"config file {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"config file {p} is not valid JSON ({type(exc).__name__})") from None
     return config_from_dict(data)
 
 
 def save_config_file(config: SchemeConfig, path: str | Path) -> None:
-    Path(path).write_text(config.to_json() + "\n", encoding="utf-8")
+    """Write the config (no key) atomically: a failed write leaves any old file as it was."""
+    write_text(path, config.to_json() + "\n")

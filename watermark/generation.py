@@ -9,7 +9,10 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from .encoding import encode_texts
 from .schemes.base import WatermarkScheme
+
+__all__ = ["Generation", "encode_texts", "format_prompt", "generate", "sampling_warpers"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,6 @@ def format_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> str:
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
         )
     return prompt
-
-
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for detection: no special tokens added, exactly what the detector scores."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:

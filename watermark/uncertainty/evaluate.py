@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import save_figure
 from ..errors import ConfigError, InputError
 from ..metrics import auroc, roc_curve
 from ..textio import text_lines
@@ -206,7 +207,6 @@ def plot_roc(results: dict[str, Any], path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:  # no curve when every answer is right (or wrong)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
