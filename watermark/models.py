@@ -229,13 +229,13 @@ def _complete(folder: Path, files: tuple[str, ...]) -> bool:
 
 def load_tokenizer(name: str | None = None) -> Any:
     """The tokenizer of a model, without loading its weights."""
-    quiet_transformers()
     name = canonical_name(name)
-    if name == DEFAULT_MODEL:
+    path = None if name == DEFAULT_MODEL else resolve_name(name)  # fail fast, before heavy imports
+    quiet_transformers()
+    if path is None:
         return _prepare_tokenizer(_cached_tokenizer(name))
     from transformers import AutoTokenizer
 
-    path = resolve_name(name)
     try:
         with hub_access():
             tok = AutoTokenizer.from_pretrained(path, local_files_only=not _DOWNLOADS)
@@ -272,11 +272,12 @@ def load_model(
     name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
     """(model, tokenizer) ready for `generate()`, in eval mode on `device` (default: cuda if present)."""
+    name = canonical_name(name)
+    device = check_device(device)
+    path = None if name == DEFAULT_MODEL else resolve_name(name)  # fail fast, before heavy imports
     quiet_transformers()
     from transformers import AutoModelForCausalLM
 
-    name = canonical_name(name)
-    device = check_device(device)
     dtype = dtype or torch.float32
     if name == DEFAULT_MODEL:
         gguf = embedded_path(name)
@@ -286,7 +287,6 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tok = load_tokenizer(name)
     else:
-        path = resolve_name(name)
         try:
             with hub_access():
                 model = AutoModelForCausalLM.from_pretrained(

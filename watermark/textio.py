@@ -99,10 +99,15 @@ def _read_stdin(limit: int) -> bytes:
         reader = getattr(buf, "read1", buf.read)
         return _read_limited(reader, "stdin", limit)
     try:
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            raise InputError("stdin is a directory, not text")
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        if not is_dir:
+            os.read(fd, 0)  # fails at once when fd 0 is not open for reading (`<&-`, then reused)
     except OSError:
-        raise InputError("stdin is closed: pass a file name, or pipe the text in") from None
+        raise InputError(
+            "stdin is closed (or not open for reading): pass a file name, or pipe the text in"
+        ) from None
+    if is_dir:
+        raise InputError("stdin is a directory, not text")
     return _read_limited(lambda n: os.read(fd, n), "stdin", limit)
 
 
