@@ -9,7 +9,7 @@ from watermark.errors import InputError
 from watermark.generation import generate as generate_texts
 from watermark.models import canonical_name, load_model
 from watermark.schemes import build_scheme
-from watermark.textio import read_prompts, write_jsonl
+from watermark.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
     check_outputs,
@@ -96,6 +96,8 @@ def generate(
     prompts = [prompt] if prompt is not None else read_prompts(prompt_file)[:limit]
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
+    if prompt is not None:
+        check_text(prompt, "the prompt")
     model_name = canonical_name(model)
     config = resolve_config(scheme, config_path, flags)
     key = None if no_watermark else load_key(key_path, create_default=True)

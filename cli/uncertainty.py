@@ -17,6 +17,7 @@ from rich.table import Table
 from watermark.atomic import check_output_folder, write_json
 from watermark.errors import InputError
 from watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer
+from watermark.textio import check_text
 from watermark.uncertainty import Estimator, SamplingConfig, load_nli, load_similarity, parse_methods
 from watermark.uncertainty.estimate import DEFAULT_CLUSTER_THRESHOLD, METHOD_LABELS, METHODS
 from watermark.uncertainty.evaluate import (
@@ -166,6 +167,7 @@ def ask(question: str, model: str | None, as_json: bool, methods: str, **opts: A
     """Answer QUESTION and print every uncertainty score (higher = less sure)."""
     if not question.strip():
         raise InputError("the question is empty")
+    check_text(question, "the question")
     method_list = parse_methods(methods)
     model_name = canonical_name(model)
     config = _sampling_config(opts)

@@ -170,6 +170,18 @@ def test_the_cap_is_applied_while_reading_not_after(monkeypatch, small_cap):
     assert sum(served) == small_cap + 1
 
 
+def test_every_reader_of_a_user_file_is_capped():
+    """Configs, stolen lists, QA sets, prompts and keys: /dev/zero is one clean error each."""
+    from attacks.stealing import StolenList
+    from watermark.config import load_config_file
+    from watermark.errors import WmError
+    from watermark.uncertainty.evaluate import load_qa
+
+    for read in (load_config_file, StolenList.load, load_qa, textio.read_prompts, load_key_file):
+        with pytest.raises(WmError):
+            read("/dev/zero")
+
+
 # ---- 2. JSON limits and what counts as JSONL ------------------------------------------------------
 
 
@@ -196,6 +208,12 @@ def test_lone_surrogate_in_a_record_is_refused_at_read_time(env, field):
 def test_a_surrogate_pair_escape_is_an_ordinary_character(tmp_path):
     (tmp_path / "ok.jsonl").write_text('{"text": "smile \\ud83d\\ude00"}\n')
     assert textio.read_records(str(tmp_path / "ok.jsonl"))[0].text == "smile \U0001f600"
+
+
+def test_undecodable_command_line_text_is_refused(env):
+    """A non-UTF-8 byte on the command line arrives as a lone surrogate (U+DCxx)."""
+    one_error(run("generate", "caf\udce9", "--max-new-tokens", 1), "not valid UTF-8")
+    one_error(run("uncertainty", "ask", "caf\udce9?"), "not valid UTF-8")
 
 
 @pytest.mark.parametrize("line", ["[1, 2]", '"a string"', "42", "null", "true"])

@@ -142,6 +142,14 @@ def decode_text(path: str, data: bytes) -> str:
     return text
 
 
+def check_text(text: str, what: str) -> str:
+    """Refuse a text that is not valid Unicode: a lone surrogate, e.g. from undecodable argv bytes
+    (Python turns a non-UTF-8 byte on the command line into U+DC80..U+DCFF)."""
+    if _SURROGATE.search(text):
+        raise InputError(f"{what} is not valid UTF-8 text (it holds undecodable bytes or a lone surrogate)")
+    return text
+
+
 def text_lines(text: str) -> list[str]:
     """Lines split at "\n" (and "\r\n") only. str.splitlines also splits at U+2028, U+0085 and
     other separators that JSON writes unescaped inside strings (ensure_ascii=False), which would

@@ -22,7 +22,7 @@ import numpy as np
 from ..atomic import save_figure
 from ..errors import ConfigError, InputError
 from ..metrics import auroc, roc_curve
-from ..textio import text_lines
+from ..textio import decode_text, read_bytes, text_lines
 from .estimate import METHOD_LABELS, Estimator, rouge_scorer
 from .sampling import QuestionSamples, SamplingConfig, sample_answers
 
@@ -40,23 +40,15 @@ class QAItem:
 
 def load_qa(path: str | Path) -> list[QAItem]:
     """Read a JSONL file of {"question", "answer", optional "aliases", optional "id"} records."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory, not a QA JSONL file")
-    try:
-        lines = text_lines(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    lines = text_lines(decode_text(str(path), read_bytes(str(path))))  # capped, any kind of file
     items: list[QAItem] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
-            raise InputError(f"{path}:{n}: not valid JSON") from None
+        except (ValueError, RecursionError):
+            raise InputError(f"{path}:{n}: not valid JSON (or beyond the JSON limits)") from None
         if (
             not isinstance(rec, dict)
             or not isinstance(rec.get("question"), str)
