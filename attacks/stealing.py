@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from watermark.atomic import write_text
 from watermark.errors import InputError
+from watermark.textio import decode_text, read_bytes
 
 from .stealing_data import (
     StealingConfigError,
@@ -129,23 +131,24 @@ class StolenList:
     @classmethod
     def from_json(cls, text: str) -> StolenList:
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"stolen list is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 100k deep
+            raise InputError(f"stolen list is not usable JSON ({type(exc).__name__})") from None
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> StolenList:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"stolen list {p} does not exist") from None
-        except (UnicodeDecodeError, IsADirectoryError) as exc:
-            raise InputError(f"stolen list {p} is not a UTF-8 JSON file ({type(exc).__name__})") from None
+            text = decode_text(str(p), read_bytes(str(p)))  # capped: a FIFO or /dev/zero is refused
+        except InputError as exc:
+            raise InputError(f"stolen list {exc}") from None
         return cls.from_json(text)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        write_text(path, self.to_json() + "\n")  # atomic: a failed write keeps any old file
 
 
 def _make_list(

@@ -12,18 +12,18 @@ Other commands join the group with `attack.add_command(cmd)` (cli/steal.py adds 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
+from watermark.atomic import write_text
 from watermark.config_resolve import ConfigSource, resolve_config
 from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
-from .common import err_console, json_option, print_json, progress, with_status
+from .common import check_outputs, err_console, force_option, json_option, print_json, progress, with_status
 
 
 @click.group("attack")
@@ -57,6 +57,7 @@ def attack_options(rate_help: str | None = "Fraction of tokens to edit.", rate_d
                 help="Model/tokenizer to use (default: the one in the input's config, else smollm2-135m).",
             ),
             json_option,
+            force_option,
         ]
         if rate_help is not None:
             opts.insert(
@@ -109,10 +110,12 @@ def run_attack_command(
     options: dict[str, Any] | None = None,
     donor_path: str | None = None,
     detector_tokenizer: bool = True,
+    other_inputs: tuple[str | None, ...] = (),
 ) -> None:
     """Read, attack, write. `detector_tokenizer`: measure changes with the input's tokenizer
     (not the attack model's), as for paraphrasing with another model."""
     kind = get_attack(kind_name)
+    check_outputs([output], [input_path, donor_path, *other_inputs])
     strength = kind.default_strength if strength is None else strength
     if strength is not None:
         check_strength(kind, strength)
@@ -167,9 +170,7 @@ def run_attack_command(
         )
     else:
         text = results[0].text + ("\n" if trailing and not results[0].text.endswith("\n") else "")
-        out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text(output, text)
     mean_changed = sum(r.fraction_changed for r in results) / len(results)
     summary = {
         "output": output,
@@ -295,4 +296,5 @@ def paraphrase_command(
         strength=temperature,
         mode=mode,
         options=options,
+        other_inputs=(prompt_file,),
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from watermark.atomic import check_output
 from watermark.config import SchemeConfig
 from watermark.config_resolve import ConfigSource
 from watermark.config_resolve import resolve_config as resolve_sources
-from watermark.errors import ConfigError, KeyFileError
+from watermark.errors import ConfigError, KeyFileError, OutputError
 from watermark.keys import Key, default_key_path, load_key_file, write_key_file
 from watermark.schemes import available_schemes
 
@@ -263,3 +265,42 @@ def fmt_p(p: float | None, log10_p: float | None = None) -> str:
 
 def cached(func: Callable) -> Callable:
     return functools.lru_cache(maxsize=8)(func)
+
+
+def force_option(func: Callable) -> Callable:
+    """--force: let this command replace existing output files (read back by `check_outputs`)."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        ctx.meta["wm_force"] = bool(value)
+        return value
+
+    return click.option(
+        "--force",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="Replace output files that already exist.",
+    )(func)
+
+
+def check_outputs(
+    outputs: Iterable[str | None], inputs: Iterable[str | None], key_path: str | None = ""
+) -> None:
+    """Before any work: every output can be written, is not an input (nor the key), and replaces an
+    existing file only with --force. `key_path=None` means the default key is read."""
+    ctx = click.get_current_context(silent=True)
+    force = bool(ctx and ctx.meta.get("wm_force"))
+    guarded = [*inputs]
+    if key_path is not None:
+        guarded.append(key_path or None)
+    else:
+        guarded.append(str(default_key_path()))
+    seen: list[str] = []
+    for out in outputs:
+        if not out:
+            continue
+        for other in seen:
+            if os.path.realpath(other) == os.path.realpath(out):
+                raise OutputError(f"{out} is given as two outputs; write them to different files")
+        check_output(out, guarded, force)
+        seen.append(out)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from watermark.config_resolve import bind_tokenizer
+from watermark.encoding import encode_array
 from watermark.errors import InputError
-from watermark.generation import encode_texts
 from watermark.models import canonical_name, load_tokenizer
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
@@ -27,12 +28,13 @@ from .common import (
     scheme_options,
     with_status,
 )
+from .terminal import visible
 
 
 def _render_tokens(tok, ids, mask) -> Text:
     text = Text()
     for t, m in zip(ids, mask, strict=False):
-        piece = tok.decode([t])
+        piece = visible(tok.decode([int(t)]))  # an ESC/OSC sequence in the text is shown, not obeyed
         style = {1: "bold green", 0: "red"}.get(m, "dim")
         text.append(piece, style=style)
     return text
@@ -77,7 +79,7 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
-            ids = encode_texts(tok, [rec.text])[0]
+            ids = encode_array(tok, rec.text)
             det = schemes[ck].detect(ids, alpha=alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
@@ -88,7 +90,7 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
         rows.append(row)
         if show_tokens and not as_json:
             mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
-            console.rule(rec.source)
+            console.rule(escape(visible(rec.source, one_line=True)))
             console.print(_render_tokens(tok, ids, mask))
     if as_json:
         for row in rows:
@@ -107,8 +109,17 @@ def _print_table(rows: list[dict]) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True, min_width=11)
     for r in rows:
+        source = escape(visible(r["source"], one_line=True))
         if "error" in r:
-            table.add_row(r["source"], "-", "-", "-", "-", "-", f"[yellow]error: {r['error']}")
+            table.add_row(
+                source,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                f"[yellow]error: {escape(visible(r['error'], one_line=True))}",
+            )
             continue
         gf = r.get("green_fraction")
         z = r.get("z_score")
@@ -117,7 +128,7 @@ def _print_table(rows: list[dict]) -> None:
             "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
         }.get(r["verdict"], r["verdict"])
         table.add_row(
-            r["source"],
+            source,
             r["scheme"],
             str(r["num_tokens_scored"]),
             "-" if gf is None else f"{gf:.3f}",

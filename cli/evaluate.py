@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from attacks.registry import parse_attacks
+from watermark.atomic import check_output_folder
 from watermark.config_resolve import bind_tokenizer
 from watermark.errors import InputError
 from watermark.evaluation import (
@@ -131,6 +132,7 @@ def eval_command(
 ):
     """Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."""
     flags = pop_scheme_flags(kwargs)
+    check_output_folder(output_dir)
     specs = parse_attacks(attacks)
     if paraphrase_prompt is not None:
         from attacks.paraphrase import check_prompt

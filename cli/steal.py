@@ -31,9 +31,11 @@ from watermark.textio import TextRecord, read_records, write_jsonl
 
 from .common import (
     ConfigResolver,
+    check_outputs,
     conflicts_json,
     console,
     err_console,
+    force_option,
     json_option,
     key_option,
     load_key,
@@ -126,6 +128,7 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     "-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the stolen list here."
 )
 @json_option
+@force_option
 def steal_command(
     wm_paths,
     nat_paths,
@@ -151,6 +154,7 @@ def steal_command(
     """
     flags = pop_scheme_flags(kwargs)
     resolver = ConfigResolver(scheme, config_path, flags, default_scheme=_default_scheme(flags))
+    check_outputs([output], [*wm_paths, *nat_paths, config_path], key_path)
     tok_name = canonical_name(model)
     with with_status(f"Loading tokenizer {tok_name}"):
         tok = load_tokenizer(tok_name)
@@ -298,6 +302,7 @@ class _Judge:
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def scrub_command(
     input_path,
     stolen_path,
@@ -318,6 +323,7 @@ def scrub_command(
     from attacks.scrub import scrub_texts, success_rate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [input_path, stolen_path, config_path], key_path)
     records = read_records(input_path)
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
     with with_status(f"Loading {name}"):
@@ -391,6 +397,7 @@ def scrub_command(
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def spoof_command(
     stolen_path,
     prompt_file,
@@ -413,6 +420,7 @@ def spoof_command(
     from attacks.spoof import flagged_rate, spoof_generate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [prompt_file, stolen_path, config_path], key_path)
     prompt_records = read_records(prompt_file, one_per_line=True, field_name="prompt")[:limit]
     prompts = [r.text for r in prompt_records]
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)

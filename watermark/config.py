@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .atomic import write_text
+from .errors import ConfigError, InputError
+from .textio import read_bytes
 
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
 
@@ -231,22 +233,16 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def read_config_json(path: str | Path) -> Any:
-    """The JSON value in a config file, read with a size bound; every failure is a ConfigError."""
+    """The JSON value in a config file, read with a size cap whatever the file is (a FIFO or
+    /dev/zero is refused, not read without bound); every failure is a ConfigError."""
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {p} is a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {p} cannot be read ({exc.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {p} is larger than {MAX_CONFIG_BYTES} bytes")
+        raw = read_bytes(str(p), limit=MAX_CONFIG_BYTES)
+    except InputError as exc:
+        raise ConfigError(f"config file {exc}") from None
     try:
         return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"config file {p} is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -255,4 +251,5 @@ def load_config_file(path: str | Path) -> SchemeConfig:
 
 
 def save_config_file(config: SchemeConfig, path: str | Path) -> None:
-    Path(path).write_text(config.to_json() + "\n", encoding="utf-8")
+    """Write the config (no key) atomically: a failed write leaves any old file as it was."""
+    write_text(path, config.to_json() + "\n")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 # (its attack kinds load lazily), so there is no import cycle with attacks.scrub.
 from attacks.registry import AttackContext, apply_attack, get_attack
 
+from . import atomic
 from .errors import ConfigError, InputError
 from .metrics import auroc, roc_curve
 from .schemes.base import TextTooShortError, WatermarkScheme
@@ -256,11 +256,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _rewrite_jsonl(path: Path, records: Sequence[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic.write_jsonl(path, records)
 
 
 def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
@@ -271,11 +267,8 @@ def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temp file + rename), so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic JSON write (unique temp file, fsync, rename): an interruption never leaves half a file."""
+    atomic.write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -649,7 +642,7 @@ def plot_roc(
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside, not on the curves
         fig.tight_layout()
         path = Path(out_dir) / f"roc-{_safe(scheme)}.png"
-        fig.savefig(path, dpi=120)
+        atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -682,7 +675,7 @@ def plot_strength(rows: Sequence[dict], out_dir: Path, metric: str = "tpr_at_fpr
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"strength-{_safe(scheme)}.png"
-        fig.savefig(path, dpi=120)
+        atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -9,8 +9,11 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
+from .encoding import encode_texts
 from .errors import ConfigError
 from .schemes.base import WatermarkScheme, sampling_warpers
+
+__all__ = ["Generation", "encode_texts", "format_prompt", "generate", "sampling_warpers"]
 
 __all__ = ["Generation", "encode_texts", "format_prompt", "generate", "sampling_warpers"]
 
@@ -33,11 +36,6 @@ def format_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> str:
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
         )
     return prompt
-
-
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for detection: no special tokens added, exactly what the detector scores."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:
