@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
-from rich.text import Text
 
 from watermark.errors import ConfigError, InputError
 from watermark.generation import encode_texts
 from watermark.models import canonical_name, load_tokenizer
+from watermark.report import detection_row
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
     console,
+    err_console,
     fmt_p,
     json_option,
     key_option,
@@ -25,15 +26,7 @@ from .common import (
     scheme_options,
     with_status,
 )
-
-
-def _render_tokens(tok, ids, mask) -> Text:
-    text = Text()
-    for t, m in zip(ids, mask, strict=False):
-        piece = tok.decode([t])
-        style = {1: "bold green", 0: "red"}.get(m, "dim")
-        text.append(piece, style=style)
-    return text
+from .report import TokenViews
 
 
 @click.command()
@@ -51,10 +44,32 @@ def _render_tokens(tok, ids, mask) -> Text:
     help="Significance level for the verdict.",
 )
 @json_option
-@click.option("--show-tokens", is_flag=True, help="Print each text with green/red tokens coloured.")
-def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
+@click.option(
+    "--show-tokens",
+    is_flag=True,
+    help="Print each text with green/red tokens and a legend (colours on a terminal, [+tok]/[-tok] markers in pipes).",
+)
+@click.option(
+    "--tokens",
+    "with_tokens",
+    is_flag=True,
+    help="With --json: add token_mask and the tokens (text, offsets).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report with the tokens coloured (it shows green lists: share with care).",
+)
+def detect(
+    files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
+):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    if with_tokens and not as_json:
+        raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
+    views = TokenViews(console, show_tokens and not as_json, html_path)
     key = load_key(key_path)
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
@@ -83,13 +98,14 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
+            views.add(rows[-1], rec.text)
             continue
-        row = {"source": rec.source, **det.to_dict(alpha)}
+        pieces = views.pieces(tok, rec.text, ids, det) if (with_tokens or views.show or html_path) else None
+        row = detection_row(rec.source, det, alpha, pieces if with_tokens else None)
         rows.append(row)
-        if show_tokens and not as_json:
-            mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
-            console.rule(rec.source)
-            console.print(_render_tokens(tok, ids, mask))
+        views.add(row, rec.text, pieces, det, schemes[ck].config.key_fingerprint)
+    if html_path:
+        err_console.print(f"wrote {views.write(alpha)}")
     if as_json:
         for row in rows:
             print_json(row)
