@@ -70,6 +70,13 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
     "--concurrency", type=click.IntRange(1), default=2, show_default=True, help="Detections running at once."
 )
 @click.option(
+    "--max-queue",
+    type=click.IntRange(0),
+    default=64,
+    show_default=True,
+    help="Requests waiting for a worker; past it the server answers 503.",
+)
+@click.option(
     "--allow-token-display",
     is_flag=True,
     help="Show per-token colours to loopback clients (no --tokens). They reveal green lists: with --tokens, "
@@ -104,6 +111,7 @@ def serve(
     max_texts,
     timeout,
     concurrency,
+    max_queue,
     allow_token_display,
     allowed_hosts,
     log_text,
@@ -144,6 +152,7 @@ def serve(
         max_texts=max_texts,
         timeout_s=timeout,
         max_concurrency=concurrency,
+        max_queue=max_queue,
         allow_token_display=allow_token_display,
         log_text=log_text,
         allowed_hosts=tuple(h.lower() for h in allowed_hosts) or (LOOPBACK_NAMES if loopback else None),

@@ -422,3 +422,30 @@ def test_wm_serve_refuses_a_public_address_without_tokens(tmp_path):
 
     res = CliRunner().invoke(wm, ["serve", "--host", "0.0.0.0", "--key", str(tmp_path / "k")])
     assert res.exit_code == 2 and "needs --tokens" in res.stderr
+
+
+def test_detection_runs_off_the_event_loop_and_a_full_queue_answers_503(kgw, tokenizer, monkeypatch):
+    import threading
+
+    real = Detector.run
+    started = threading.Event()
+
+    def slow(self, *a, **kw):
+        started.set()
+        time.sleep(1.5)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Detector, "run", slow)
+    app = make(kgw, tokenizer, max_concurrency=1, max_queue=0)
+    with TestClient(app, client=LOOPBACK) as c:  # one event loop for every request
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(c.post("/v1/detect", json={"text": PLAIN})))
+        t.start()
+        assert started.wait(10)
+        t0 = time.perf_counter()
+        assert c.get("/healthz").status_code == 200
+        assert time.perf_counter() - t0 < 1.0  # the loop is free while the worker detects
+        busy = c.post("/v1/detect", json={"text": PLAIN})
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        t.join()
+        assert first[0].status_code == 200

@@ -37,7 +37,6 @@ from .policy import (
 )
 
 REQUEST_FIELDS = {"text", "texts", "tokens", "spans", "html"}
-MAX_QUEUE_PER_WORKER = 32
 
 
 class ServiceError(Exception):
@@ -79,7 +78,7 @@ def create_app(
     detector = Detector(scheme, tokenizer, settings.alpha)
     limiter = RateLimiter(clock)
     executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="wm-detect")
-    max_in_flight = settings.max_concurrency * (1 + MAX_QUEUE_PER_WORKER)
+    max_in_flight = settings.max_concurrency + settings.max_queue
     in_flight = [0]
     in_flight_lock = threading.Lock()
     csp = content_security_policy()

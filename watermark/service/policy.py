@@ -36,6 +36,7 @@ class ServiceSettings:
     max_texts: int = 64
     timeout_s: float = 30.0  # reading the body, waiting for a worker, and detecting, each
     max_concurrency: int = 2  # detections running at once (worker threads)
+    max_queue: int = 64  # requests waiting for a worker; past it, 503
     allow_token_display: bool = False  # per-token colours for loopback clients when no tokens are set
     log_text: bool = False
     allowed_hosts: tuple[str, ...] | None = None  # Host header values accepted (None = any)
@@ -43,7 +44,7 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
             raise ConfigError(f"alpha must be in (0, 1), got {self.alpha}")
-        for name in ("rate_limit", "daily_quota"):
+        for name in ("rate_limit", "daily_quota", "max_queue"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0")
         for name in ("max_body_bytes", "max_text_chars", "max_texts", "max_concurrency"):
