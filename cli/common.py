@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from watermark.config_resolve import ConfigSource
 from watermark.config_resolve import resolve_config as resolve_sources
 from watermark.errors import ConfigError, KeyFileError, OutputError
 from watermark.keys import Key, default_key_path, load_key_file, write_key_file
+from watermark.report import format_p
 from watermark.schemes import available_schemes
 
 console = Console()
@@ -254,13 +254,8 @@ class _NullContext:
 
 
 def fmt_p(p: float | None, log10_p: float | None = None) -> str:
-    """A p-value for people; below the float range it is shown from its log10 (never as 0)."""
-    if p is None:
-        return "-"
-    if p < 1e-300 and log10_p is not None and math.isfinite(log10_p):
-        exponent = math.floor(log10_p)
-        return f"{10 ** (log10_p - exponent):.2f}e{exponent}"
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+    """A p-value for people (never shown as 0): `watermark.report.format_p`."""
+    return format_p(p, log10_p)
 
 
 def cached(func: Callable) -> Callable:
