@@ -252,8 +252,7 @@ if AVAILABLE:
                 return best
         return best
 
-    @njit(parallel=True, cache=True)
-    def _indicators(
+    def _indicators_impl(
         is_exp, edit, seeds, labels, distinct, n, k, gamma, lams, observed, margin, table, threads
     ):
         b = seeds.size
@@ -312,6 +311,10 @@ if AVAILABLE:
                         hits[i] = stat <= observed
         return hits, bounds, exact
 
+    # one lane group runs serially: waking worker threads costs more than it saves there
+    _indicators_parallel = njit(parallel=True, cache=True)(_indicators_impl)
+    _indicators_serial = njit(cache=True)(_indicators_impl)
+
 
 _TABLE = lower_table()
 
@@ -331,7 +334,9 @@ def null_indicators(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(null statistic <= observed, lower bounds per multiplier in `lams`, which keys ran the
     exact DP) for each null key seed, in seed order. Bounds are inf where not computed."""
-    return _indicators(
+    threads = numba.get_num_threads()
+    kernel = _indicators_parallel if threads > 1 and len(seeds) > LANES else _indicators_serial
+    return kernel(
         family == "exp",
         bool(edit),
         np.ascontiguousarray(seeds, dtype=np.int64),
@@ -344,7 +349,7 @@ def null_indicators(
         float(observed),
         float(margin),
         _TABLE,
-        numba.get_num_threads(),
+        threads,
     )
 
 
