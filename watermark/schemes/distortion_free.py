@@ -281,18 +281,23 @@ class DistortionFreeScheme(WatermarkScheme):
         labels = labels.reshape(-1)
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
+        hits = 0
         start, size = 0, (32 if fast else 16)
         while start < total:
             seeds = self.null_seeds(ids, k, min(size, total - start), start)
             if fast:
                 lams = _LAMBDAS if (lam is None and cfg.edit) else ((lam or 0.0),)
+                stop = max(cfg.stop_after - hits, 0) if cfg.stop_after else 0
                 out, bounds, _ = null_kernels.null_indicators(
                     self.family, cfg.edit, seeds, labels, len(uniq), cfg.key_length, k,
-                    cfg.edit_gamma, lams, observed, margin,
+                    cfg.edit_gamma, lams, observed, margin, stop,
                 )  # fmt: skip
+                hits += int(out.sum())
                 if lam is None and cfg.edit:  # keep the multiplier with the best bounds (any is valid)
                     lam = lams[int(np.argmax(bounds.mean(axis=0)))]
                 yield out
+                if len(out) < len(seeds):  # stopped at the stop_after-th null at most the observed
+                    return
             else:
                 out, lam = self._numpy_indicators(seeds, labels, len(uniq), k, observed, margin, lam)
                 yield out
