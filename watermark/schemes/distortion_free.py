@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from .. import alignment, null_kernels, prf
+from .. import alignment, prf
 from ..config import SchemeConfig, register_config
 from ..errors import ConfigError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
@@ -275,6 +275,8 @@ class DistortionFreeScheme(WatermarkScheme):
         on the bound. `fast`: the numba kernels (default: when numba is installed); both paths
         give the same indicators (the exact statistics are bit-identical, the bounds are valid).
         """
+        from .. import null_kernels  # numba is imported only when a permutation test runs
+
         cfg = self.config
         fast = null_kernels.AVAILABLE if fast is None else fast
         uniq, labels = np.unique(ids, return_inverse=True)
