@@ -75,10 +75,13 @@ def test_indicators_equal_the_numpy_path_and_bounds_hold(name):
 
 @pytest.mark.parametrize("name", ["exp-edit", "its-edit"])
 def test_scheme_gives_the_same_indicators_with_and_without_numba(name):
+    """The numba path may end a batch at the stop_after-th null <= observed (Besag-Clifford
+    stops there); up to that point its indicators are the numpy path's."""
     s = build_scheme({"scheme": name, "key_length": 32}, Key.from_seed("paths"))
     ids = np.random.default_rng(5).integers(0, 40, 20)
     costs = s.cost_matrix(ids)[None]
     observed = float(s.statistic(costs, 20)[0])
     fast = np.concatenate(list(s._null_indicators(ids, 20, observed, 150, fast=True)))
     slow = np.concatenate(list(s._null_indicators(ids, 20, observed, 150, fast=False)))
-    assert fast.size == slow.size == 150 and np.array_equal(fast, slow)
+    assert slow.size == 150 and np.array_equal(fast, slow[: fast.size])
+    assert fast.size == 150 or (fast.sum() == s.config.stop_after and fast[-1])

@@ -7,7 +7,7 @@ parallel over null keys (prange), in three stages per key:
 
 1. Lower-bound costs in float32, LANES null keys at a time. EXP: log(1 - u) is bounded
    below by a 4096-entry table on the top 12 bits of u (rounded down), with float64 `log1p` for
-   the top 64 bins where the table would be loose; ITS: |eta - u| in float32.
+   the top 16 bins where the table would be loose; ITS: |eta - u| in float32.
 2. A lower bound on the statistic from those costs: the Lagrangian relaxation of
    `alignment.levenshtein_lower_bound` (edit) or the basic block sums (EXP basic). A key whose
    bound exceeds observed + margin cannot reach the observed statistic and is counted False.
@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - the numpy path in distortion_free.py t
 LANES = 32  # null keys per lane group: the loops over them are what gets vectorised
 TILE = 32  # key shifts per tile of the exact edit DP
 TABLE_BITS = 12
-EXACT_BINS = 64  # top bins of u where the table is replaced by log1p
+EXACT_BINS = 16  # top bins of u where the table is replaced by log1p
 
 _G = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -45,7 +45,9 @@ _S11 = np.uint64(11)
 _STOP = np.uint64(64 - TABLE_BITS)
 _ONE = np.uint64(1)
 _INV_2_53 = 1.0 / float(1 << 53)
-_EXACT_FROM = (1 << TABLE_BITS) - EXACT_BINS
+_EXACT_FROM = np.uint64((1 << TABLE_BITS) - EXACT_BINS)
+_EXACT_BINS = np.uint64(EXACT_BINS)
+_TABLE_BITS = np.uint64(TABLE_BITS)
 
 
 def lower_table() -> np.ndarray:
@@ -98,7 +100,7 @@ if AVAILABLE:
                     out[r, t] = abs(rows[labels[t]] - ur)
 
     @njit(cache=True)
-    def _bound_costs(is_exp, useeds, distinct, n, table, out, zbuf, eta, urow):
+    def _bound_costs(is_exp, useeds, distinct, n, table, out, zbuf, jbuf, eta, urow):
         """float32 lower-bound costs, flat out[(u * n + r) * L + lane], for the L null keys of
         `useeds` (uint64): EXP from the table (exact log1p in the top bins), ITS |eta - u|."""
         lanes = np.uint64(useeds.size)
@@ -106,6 +108,7 @@ if AVAILABLE:
             for u in range(distinct):
                 for r in range(n):
                     term = (np.uint64(r * distinct + u) + _ONE) * _G
+                    top = np.uint64(0)
                     for lane in range(lanes):  # vectorised: the mixer over the lanes
                         z = useeds[lane] + term
                         z ^= z >> _S33
@@ -114,14 +117,16 @@ if AVAILABLE:
                         z *= _M2
                         z ^= z >> _S33
                         zbuf[lane] = z
+                        j = z >> _STOP
+                        jbuf[lane] = j
+                        top |= (j + _EXACT_BINS) >> _TABLE_BITS  # 1 in the top bins
                     base = np.uint64(u * n + r) * lanes
                     for lane in range(lanes):
-                        z = zbuf[lane]
-                        j = z >> _STOP
-                        if j < _EXACT_FROM:
-                            out[base + lane] = table[j]
-                        else:  # rounded down by far more than float32's half ulp
-                            out[base + lane] = np.float32(math.log1p(-_unit(z)) * (1.0 + 1e-6))
+                        out[base + lane] = table[jbuf[lane]]
+                    if top:  # rounded down by far more than float32's half ulp
+                        for lane in range(lanes):
+                            if jbuf[lane] >= _EXACT_FROM:
+                                out[base + lane] = np.float32(math.log1p(-_unit(zbuf[lane])) * (1.0 + 1e-6))
         else:
             for u in range(distinct):
                 for lane in range(lanes):
@@ -197,10 +202,33 @@ if AVAILABLE:
                     out[lane] = min(out[lane], np.float64(acc[lane]))
 
     @njit(cache=True)
-    def _edit_min(c, k, gamma, stop_at, e, prev, cur):
+    def _tile_bound(e, width, k, s0, positions, gap, lam, prev, cur):
+        """The relaxed bound of `_relaxed_bound` (one key, float64) restricted to unrolled key
+        positions s0 .. s0 + positions - 1: a lower bound for every shift whose window lies
+        there. D[0][p] = 0 (free start), min over p of D[k][p] (free end), minus lam * k."""
+        for p in range(positions + 1):
+            prev[p] = 0.0
+        for t in range(1, k + 1):
+            cur[0] = t * gap
+            eb = np.uint64(t - 1) * width + np.uint64(s0)
+            for p in range(1, positions + 1):
+                x = prev[p - 1] + e[eb + np.uint64(p - 1)]
+                y = cur[p - 1]
+                x = (y if y < x else x) + lam
+                z = prev[p] + gap
+                cur[p] = z if z < x else x
+            prev, cur = cur, prev
+        best = np.inf
+        for p in range(positions + 1):
+            best = min(best, prev[p])
+        return best - lam * k
+
+    @njit(cache=True)
+    def _edit_min(c, k, gamma, stop_at, e, prev, cur, lam, margin, bp, bc):
         """Exact `alignment.levenshtein_min` of one (n, m) cost matrix, vectorised over a tile of
         shifts (flat rows of TILE); returns early once a value <= stop_at is found (then only
-        that value is exact)."""
+        that value is exact). With lam >= 0, a tile whose relaxed bound exceeds stop_at + margin
+        is skipped: the answer to `min <= stop_at` stays exact."""
         n, m = c.shape
         width = np.uint64(n + k - 1)
         tile = np.uint64(TILE)
@@ -211,6 +239,10 @@ if AVAILABLE:
                     e[np.uint64(t) * width + np.uint64(q)] = c[q % n, start + t]
             for s0 in range(0, n, TILE):
                 w = np.uint64(min(TILE, n - s0))
+                if lam >= 0.0:
+                    positions = min(TILE, n - s0) + k - 1
+                    if _tile_bound(e, width, k, s0, positions, 2.0 * gamma, lam, bp, bc) > stop_at + margin:
+                        continue
                 for j in range(k + 1):
                     for lane in range(w):
                         prev[np.uint64(j) * tile + lane] = j * gamma
@@ -252,9 +284,8 @@ if AVAILABLE:
                 return best
         return best
 
-    @njit(parallel=True, cache=True)
-    def _indicators(
-        is_exp, edit, seeds, labels, distinct, n, k, gamma, lams, observed, margin, table, threads
+    def _indicators_impl(
+        is_exp, edit, seeds, labels, distinct, n, k, gamma, lams, observed, margin, table, threads, stop_hits
     ):
         b = seeds.size
         m = labels.size
@@ -266,12 +297,15 @@ if AVAILABLE:
         width = n + k - 1
         useeds = seeds.view(np.uint64)
         skip = not (is_exp or edit)  # ITS basic: exact costs are as cheap as bounds
+        done = np.full(1, b)  # keys with a result: all, unless one worker stops at stop_hits
         for wid in prange(workers):
+            found = 0
             costs = np.zeros(distinct * n * LANES, np.float32)
             prev32 = np.zeros((width + 1) * LANES, np.float32)
             cur32 = np.zeros((width + 1) * LANES, np.float32)
             last = np.empty(LANES, np.float32)
             zbuf = np.empty(LANES, np.uint64)
+            jbuf = np.empty(LANES, np.uint64)
             eta = np.empty(distinct * LANES, np.float32)
             urow = np.empty(n * LANES, np.float32)
             lane_bound = np.empty(LANES)
@@ -280,11 +314,17 @@ if AVAILABLE:
             e = np.empty(k * width)
             prev = np.empty((k + 1) * TILE)
             cur = np.empty((k + 1) * TILE)
+            bp = np.empty(TILE + k)
+            bc = np.empty(TILE + k)
             for g in range(wid, groups, workers):
+                if done[0] < b:
+                    break
                 g0 = g * LANES
                 lanes = min(LANES, b - g0)
                 if not skip:
-                    _bound_costs(is_exp, useeds[g0 : g0 + lanes], distinct, n, table, costs, zbuf, eta, urow)
+                    _bound_costs(
+                        is_exp, useeds[g0 : g0 + lanes], distinct, n, table, costs, zbuf, jbuf, eta, urow
+                    )
                     for li in range(lams.size):
                         lane_bound[:] = np.inf
                         if edit:
@@ -299,18 +339,28 @@ if AVAILABLE:
                             bounds[g0 + lane, li] = lane_bound[lane]
                 for lane in range(lanes):
                     i = g0 + lane
-                    best = -np.inf
+                    best, lam = -np.inf, 0.0
                     for li in range(lams.size):
-                        best = max(best, bounds[i, li])
+                        if bounds[i, li] > best:
+                            best, lam = bounds[i, li], lams[li]
                     if skip or best <= observed + margin:
                         exact[i] = True
                         _exact_costs(is_exp, useeds[i], labels, distinct, n, c64, rows)
                         if edit:
-                            stat = _edit_min(c64, k, gamma, observed, e, prev, cur)
+                            stat = _edit_min(c64, k, gamma, observed, e, prev, cur, lam, margin, bp, bc)
                         else:
                             stat = _basic_min(c64, k, observed)
                         hits[i] = stat <= observed
-        return hits, bounds, exact
+                    if hits[i] and workers == 1 and stop_hits > 0:  # in draw order: stop at the h-th
+                        found += 1
+                        if found == stop_hits:
+                            done[0] = i + 1
+                            break
+        return hits, bounds, exact, done[0]
+
+    # one lane group runs serially: waking worker threads costs more than it saves there
+    _indicators_parallel = njit(parallel=True, cache=True)(_indicators_impl)
+    _indicators_serial = njit(cache=True)(_indicators_impl)
 
 
 _TABLE = lower_table()
@@ -328,10 +378,15 @@ def null_indicators(
     lams: tuple[float, ...],
     observed: float,
     margin: float,
+    stop_hits: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(null statistic <= observed, lower bounds per multiplier in `lams`, which keys ran the
-    exact DP) for each null key seed, in seed order. Bounds are inf where not computed."""
-    return _indicators(
+    exact DP) for each null key seed, in seed order. Bounds are inf where not computed.
+    `stop_hits` > 0: the arrays may end at the key whose indicator is the stop_hits-th True
+    (Besag-Clifford stops there anyway; one lane group at a time keeps that order)."""
+    threads = numba.get_num_threads()
+    kernel = _indicators_parallel if threads > 1 and len(seeds) > LANES else _indicators_serial
+    hits, bounds, exact, done = kernel(
         family == "exp",
         bool(edit),
         np.ascontiguousarray(seeds, dtype=np.int64),
@@ -344,8 +399,10 @@ def null_indicators(
         float(observed),
         float(margin),
         _TABLE,
-        numba.get_num_threads(),
+        threads,
+        int(stop_hits),
     )
+    return hits[:done], bounds[:done], exact[:done]
 
 
 def null_costs(family: str, seed: int, labels: np.ndarray, distinct: int, key_length: int) -> np.ndarray:
@@ -362,7 +419,8 @@ def edit_min(costs: np.ndarray, k: int, gamma: float) -> float:
     c = np.ascontiguousarray(costs, dtype=np.float64)
     n = c.shape[0]
     e, prev, cur = np.empty(k * (n + k - 1)), np.empty((k + 1) * TILE), np.empty((k + 1) * TILE)
-    return float(_edit_min(c, k, float(gamma), -np.inf, e, prev, cur))
+    b = np.empty(TILE + k)
+    return float(_edit_min(c, k, float(gamma), -np.inf, e, prev, cur, -1.0, 0.0, b, b.copy()))
 
 
 def basic_min(costs: np.ndarray, k: int) -> float:

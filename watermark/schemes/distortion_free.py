@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from .. import alignment, null_kernels, prf
+from .. import alignment, prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError, InputError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
@@ -286,25 +286,32 @@ class DistortionFreeScheme(WatermarkScheme):
         on the bound. `fast`: the numba kernels (default: when numba is installed); both paths
         give the same indicators (the exact statistics are bit-identical, the bounds are valid).
         """
+        from .. import null_kernels  # numba is imported only when a permutation test runs
+
         cfg = self.config
         fast = null_kernels.AVAILABLE if fast is None else fast
         uniq, labels = np.unique(ids, return_inverse=True)
         labels = labels.reshape(-1)
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
+        hits = 0
         most = max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))  # numpy: bounded (B, n, m)
         start, size = 0, (32 if fast else min(16, most))
         while start < total:
             seeds = self.null_seeds(ids, k, min(size, total - start), start)
             if fast:
                 lams = _LAMBDAS if (lam is None and cfg.edit) else ((lam or 0.0),)
+                stop = max(cfg.stop_after - hits, 0) if cfg.stop_after else 0
                 out, bounds, _ = null_kernels.null_indicators(
                     self.family, cfg.edit, seeds, labels, len(uniq), cfg.key_length, k,
-                    cfg.edit_gamma, lams, observed, margin,
+                    cfg.edit_gamma, lams, observed, margin, stop,
                 )  # fmt: skip
+                hits += int(out.sum())
                 if lam is None and cfg.edit:  # keep the multiplier with the best bounds (any is valid)
                     lam = lams[int(np.argmax(bounds.mean(axis=0)))]
                 yield out
+                if len(out) < len(seeds):  # stopped at the stop_after-th null at most the observed
+                    return
             else:
                 out, lam = self._numpy_indicators(seeds, labels, len(uniq), k, observed, margin, lam)
                 yield out
