@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from watermark.calibration import Calibration
 from watermark.errors import ConfigError, InputError
-from watermark.generation import encode_texts
+from watermark.generation import encode_for_detection
 from watermark.models import canonical_name, load_tokenizer
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
     console,
+    err_console,
     fmt_p,
     json_option,
     key_option,
@@ -52,10 +55,24 @@ def _render_tokens(tok, ids, mask) -> Text:
 )
 @json_option
 @click.option("--show-tokens", is_flag=True, help="Print each text with green/red tokens coloured.")
+@click.option(
+    "--no-normalize",
+    is_flag=True,
+    help="Score the raw text: no canonical form (invisible characters, look-alikes, odd spaces kept).",
+)
+@click.option(
+    "--calibration",
+    "calibration_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
+)
 def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
     flags = pop_scheme_flags(kwargs)
     key = load_key(key_path)
+    calib = Calibration.load(calibration_path) if calibration_path else None
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
@@ -78,13 +95,23 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
-            ids = encode_texts(tok, [rec.text])[0]
-            det = schemes[ck].detect(ids, alpha=alpha)
+            ids, norm = encode_for_detection(tok, rec.text, normalize=not no_normalize)
+            if calib is not None:
+                calib.check(schemes[ck], normalize=not no_normalize)
+            # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
+            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
             continue
         row = {"source": rec.source, **det.to_dict(alpha)}
+        if calib is not None:
+            row.pop("inconclusive_reason", None)
+            row.update(calib.fields(det, alpha))
+        if not no_normalize:
+            row.update(norm.to_dict())
+            if norm.tampered and not as_json:
+                err_console.print(f"[yellow]warning: {escape(rec.source)}: {norm.warning()}")
         rows.append(row)
         if show_tokens and not as_json:
             mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
@@ -116,6 +143,7 @@ def _print_table(rows: list[dict]) -> None:
             "watermarked": "[bold green]watermarked",
             "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
         }.get(r["verdict"], r["verdict"])
+        verdict += _notes(r)
         table.add_row(
             r["source"],
             r["scheme"],
@@ -126,3 +154,14 @@ def _print_table(rows: list[dict]) -> None:
             verdict,
         )
     console.print(table)
+
+
+def _notes(r: dict) -> str:
+    """Calibrated p-value and signs of tampering, as a note after the verdict."""
+    notes = []
+    if "calibrated_p_value" in r:
+        notes.append(f"calibrated p {fmt_p(r['calibrated_p_value'])}")
+    tampering = {k: n for k, n in (r.get("tampering") or {}).items() if n}
+    if tampering:
+        notes.append("tampering: " + ", ".join(f"{n} {k}" for k, n in tampering.items()))
+    return f" [dim]({'; '.join(notes)})[/dim]" if notes else ""

@@ -60,6 +60,7 @@ def _register() -> None:
         ("cli.evaluate", "eval_command"),
         ("cli.steal", "steal"),
         ("cli.uncertainty", "uncertainty"),
+        ("cli.calibrate", "calibrate_command"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from .normalize import NormalizationReport, canonical_text, canonicalize
 from .schemes.base import WatermarkScheme
 
 
@@ -32,9 +33,18 @@ def format_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> str:
     return prompt
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for detection: no special tokens added, exactly what the detector scores."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+def encode_texts(tokenizer: Any, texts: Sequence[str], normalize: bool = True) -> list[list[int]]:
+    """Token ids for detection: of the canonical text (`watermark.normalize`; the raw text when
+    `normalize` is off), no special tokens added, exactly what the detector scores."""
+    return [tokenizer(canonical_text(t, normalize), add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def encode_for_detection(
+    tokenizer: Any, text: str, normalize: bool = True
+) -> tuple[list[int], NormalizationReport]:
+    """`encode_texts` for one text, with the report of what canonicalisation changed."""
+    canon, report = canonicalize(text) if normalize else (text, NormalizationReport())
+    return tokenizer(canon, add_special_tokens=False)["input_ids"], report
 
 
 def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:

@@ -1,0 +1,92 @@
+"""`wm attack unicode`: invisible characters, look-alikes and odd spaces change the tokens but not
+what a reader sees, and canonical text undoes every mode, so they no longer hide a watermark."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attacks.registry import AttackContext, apply_attack, parse_attack
+from attacks.unicode import MODES, unicode_attack
+from watermark.generation import encode_texts, generate
+from watermark.normalize import canonical_text, canonicalize
+from watermark.schemes import GreenListConfig, build_scheme
+
+PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
+KIND = {  # which tampering count each mode shows up in
+    **dict.fromkeys(
+        ["zwsp", "zwsp-chars", "zwj", "zwnj", "wordjoiner", "softhyphen", "bidi", "bom"], "invisible"
+    ),
+    **dict.fromkeys(["homoglyph", "homoglyph-greek", "fullwidth", "mathfont"], "confusable"),
+    **dict.fromkeys(["nbsp", "thinspace", "ideographic", "doublespace", "tab"], "whitespace"),
+}
+
+
+@pytest.fixture(scope="module")
+def texts():
+    lines = [json.loads(x)["prompt"] for x in PROMPTS.read_text().splitlines() if x.strip()]
+    return [" ".join(lines[i : i + 3]) for i in range(0, 30, 3)]
+
+
+def test_every_mode_is_listed_with_its_tampering_kind():
+    assert set(MODES) == set(KIND) and len(MODES) == 17
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_changes_the_tokens_and_canonical_text_undoes_it(mode, texts, tokenizer):
+    for i, text in enumerate(texts):
+        attacked = unicode_attack(text, mode, 1.0, np.random.default_rng(i))
+        assert attacked != text
+        assert encode_texts(tokenizer, [attacked], normalize=False) != encode_texts(tokenizer, [text])
+        out, report = canonicalize(attacked)
+        assert out == text, mode
+        assert report.tampering[KIND[mode]] > 0
+        assert sum(report.tampering.values()) == report.tampering[KIND[mode]]
+
+
+def test_rate_edits_a_share_of_the_sites_reproducibly(texts):
+    text = texts[0]
+    full = unicode_attack(text, "zwsp", 1.0, np.random.default_rng(0))
+    half = unicode_attack(text, "zwsp", 0.5, np.random.default_rng(0))
+    assert half == unicode_attack(text, "zwsp", 0.5, np.random.default_rng(0))
+    assert 0 < half.count("\u200b") < full.count("\u200b") == text.count(" ")
+    assert unicode_attack(text, "zwsp", 0.0, np.random.default_rng(0)) == text
+
+
+def test_registry_kind_measures_changes_as_the_detector_sees_them(texts, tokenizer):
+    spec = parse_attack("unicode:homoglyph")
+    assert (spec.kind, spec.mode, spec.strength) == ("unicode", "homoglyph", 1.0)
+    assert parse_attack("unicode").mode == "zwsp"
+    seen = apply_attack(spec, texts[:3], AttackContext(tokenizer=tokenizer))
+    raw = apply_attack(spec, texts[:3], AttackContext(tokenizer=tokenizer, normalize=False))
+    for a, b in zip(seen, raw, strict=True):
+        assert a.text == b.text and a.params["mode"] == "homoglyph"
+        assert a.fraction_changed == 0.0 < 0.3 < b.fraction_changed
+
+
+def test_watermark_survives_every_mode_with_the_tiny_model(tiny_model, tokenizer, key):
+    """Three watermarked texts: after each mode the canonical text is still detected at p < 1e-3,
+    while the raw attacked text (no normalisation) mostly is not."""
+    scheme = build_scheme(GreenListConfig(vocab_size=len(tokenizer), gamma=0.25, delta=4.0), key)
+    gens = generate(
+        tiny_model, tokenizer, ["Tell me a story.", "Explain rain.", "Describe a city."], scheme,
+        max_new_tokens=60, seed=0, chat=False,
+    )  # fmt: skip
+    clean = [scheme.detect(encode_texts(tokenizer, [g.text])[0]).p_value for g in gens]
+    assert max(clean) < 1e-4
+    hidden = 0
+    for mode in MODES:
+        for i, g in enumerate(gens):
+            attacked = unicode_attack(g.text, mode, 1.0, np.random.default_rng(i))
+            p = scheme.detect(encode_texts(tokenizer, [attacked])[0]).p_value
+            assert p < 1e-3, (mode, i, p, clean[i])
+            assert canonicalize(attacked)[1].tampered
+            raw = scheme.detect(encode_texts(tokenizer, [attacked], normalize=False)[0]).p_value
+            hidden += raw >= 1e-3
+    assert hidden >= 17  # without normalisation many of the 51 attacked texts hide the watermark
+
+
+def test_canonical_text_of_clean_generations_is_unchanged_for_natural_prompts(texts):
+    for t in texts:
+        assert canonical_text(t) == t
