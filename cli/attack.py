@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
+from attacks.unicode import MODES as UNICODE_MODES
 from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
@@ -27,7 +28,7 @@ from .common import err_console, json_option, print_json, progress, with_status
 
 @click.group("attack")
 def attack() -> None:
-    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution.
+    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode.
 
     Strengths: token/word kinds take --rate (fraction of tokens/words edited), dilute takes the
     watermarked fraction, paraphrase a temperature. The output says what changed.
@@ -291,3 +292,23 @@ def paraphrase_command(
         mode=mode,
         options=options,
     )
+
+
+@attack.command("unicode")
+@attack_options("Fraction of the mode's sites to edit (default 1.0: all).")
+@click.option(
+    "--mode",
+    type=click.Choice(list(UNICODE_MODES)),
+    default="zwsp",
+    show_default=True,
+    help="zwsp: zero-width space after each space; zwsp-chars, zwj, zwnj, wordjoiner, softhyphen, bidi: "
+    "between characters; bom: after each word; homoglyph(-greek): Cyrillic (Greek) look-alikes; "
+    "fullwidth, mathfont: other code points for ASCII; nbsp, thinspace, ideographic, doublespace, tab: "
+    "for the spaces between words.",
+)
+def unicode_command(input_path, output, rate, seed, model, as_json, mode):
+    """Invisible characters, look-alikes or odd spaces: the text looks the same, its tokens do not.
+
+    `wm detect` undoes all of these (see watermark/normalize.py) and reports them as tampering.
+    """
+    run_attack_command("unicode", input_path, output, seed, model, as_json, strength=rate, mode=mode)

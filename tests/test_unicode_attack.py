@@ -90,3 +90,38 @@ def test_watermark_survives_every_mode_with_the_tiny_model(tiny_model, tokenizer
 def test_canonical_text_of_clean_generations_is_unchanged_for_natural_prompts(texts):
     for t in texts:
         assert canonical_text(t) == t
+
+
+def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, tokenizer):
+    from click.testing import CliRunner
+
+    from cli.main import wm
+    from watermark.keys import write_key_file
+
+    key = write_key_file(tmp_path / "key")
+    monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
+    scheme = build_scheme(GreenListConfig.for_scheme("unigram", vocab_size=len(tokenizer)), key)
+    words = [int(t) for t in scheme.green_token_ids() if tokenizer.decode([int(t)]).startswith(" ")]
+    text = tokenizer.decode([w for w in words if tokenizer.decode([w])[1:].isalpha()][:60])
+    rec = {"text": text, "config": scheme.config.to_dict()}
+    (tmp_path / "wm.jsonl").write_text(json.dumps(rec) + "\n")
+
+    def run(*args):
+        return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
+
+    res = run("attack", "unicode", tmp_path / "wm.jsonl", "--mode", "zwsp", "-o", tmp_path / "z.jsonl")
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "z.jsonl").read_text())
+    assert out["config"] == rec["config"] and out["attack"]["kind"] == "unicode"
+    assert out["attack"]["mode"] == "zwsp" and out["text"].count("\u200b") == text.count(" ")
+
+    res = run("detect", tmp_path / "z.jsonl", "--json")
+    row = json.loads(res.stdout)
+    assert row["p_value"] < 1e-3 and row["verdict"] == "watermarked"
+    assert row["tampering"] == {"invisible": text.count(" "), "confusable": 0, "whitespace": 0}
+    assert row["normalized_chars"] == text.count(" ")
+    raw = json.loads(run("detect", tmp_path / "z.jsonl", "--json", "--no-normalize").stdout)
+    assert "tampering" not in raw and raw["p_value"] > row["p_value"]
+    res = run("detect", tmp_path / "z.jsonl")  # the table run warns on stderr and notes it in the table
+    assert "possible tampering" in res.stderr and "invisible" in res.stderr
+    assert "tampering" in res.stdout
