@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--texts", required=True, help="wm generate JSONL of watermarked texts.")
     ap.add_argument("--key", required=True)
-    ap.add_argument("--n", type=int, default=3)
+    ap.add_argument("--n", type=int, default=3, help="Attack the first n texts detected at --alpha.")
     ap.add_argument(
         "--natural", default=None, help="Unwatermarked texts (JSONL) for the unchanged-output check."
     )
@@ -98,7 +98,8 @@ def main() -> None:
             nfkc_changes.update(ch for ch in set(t) if unicodedata.normalize("NFKC", ch) != ch)
     # 2. every mode on the first n watermarked texts
     rows = []
-    texts = [r.text for r in records[: args.n]]
+    detected_clean = [r.text for r in records if p_of(r.text, True) < args.alpha]
+    texts = detected_clean[: args.n]  # watermarked texts the detector finds, as in the issue
     clean = [p_of(t, True) for t in texts]
     for mode in MODES:
         raw, canon, tamper = [], [], []
@@ -112,7 +113,8 @@ def main() -> None:
             f"{mode:16s} raw {' / '.join(map(fmt, raw))}  canonical {' / '.join(map(fmt, canon))}", flush=True
         )
     restored = sum(
-        all(np.isclose(c, k, rtol=1e-9) for c, k in zip(r["canonical"], clean, strict=True)) for r in rows
+        all(np.isclose(c, k, rtol=1e-9, atol=0) for c, k in zip(r["canonical"], clean, strict=True))
+        for r in rows
     )
     detected_raw = sum(sum(p < args.alpha for p in r["raw"]) for r in rows)
     detected = sum(sum(p < args.alpha for p in r["canonical"]) for r in rows)
@@ -130,7 +132,8 @@ def main() -> None:
         "own_outputs": len(own),
         "own_outputs_changed_by_canonicalize": changed_texts,
         "own_chars_changed": changed_chars,
-        "own_p_values_moved": sum(not np.isclose(a, b, rtol=1e-9) for a, b in moved),
+        "own_p_values_moved": sum(not np.isclose(a, b, rtol=1e-9, atol=0) for a, b in moved),
+        "own_p_raw_vs_canonical": [[float(f"{a:.3g}"), float(f"{b:.3g}")] for a, b in moved],
         "own_outputs_changed_by_full_nfkc": nfkc_texts,
         "full_nfkc_would_change": {f"U+{ord(c):04X}": n for c, n in nfkc_changes.most_common(20)},
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -156,7 +159,9 @@ def main() -> None:
             "p-values.",
             "",
             f"The model's own outputs: canonicalisation changed {changed_texts} of {len(own)} texts "
-            f"({changed_chars} characters), moving {result['own_p_values_moved']} watermarked p-values. Full NFKC "
+            f"({changed_chars} characters: doubled spaces the model wrote itself, not flagged as tampering), "
+            f"moving {result['own_p_values_moved']} watermarked p-values (raw -> canonical: "
+            f"{', '.join(f'{a:.3g} -> {b:.3g}' for a, b in moved) or 'none'}). Full NFKC "
             f"would have changed {nfkc_texts} texts, through: "
             + (
                 ", ".join(

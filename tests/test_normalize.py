@@ -53,12 +53,21 @@ def test_text_a_model_writes_comes_through_unchanged(text):
 def test_each_kind_of_tampering_is_undone_and_counted(text, expected, kind, n):
     out, report = canonicalize(text)
     assert out == expected
-    counts = {"invisible": report.invisible, "confusable": report.confusable + report.compatibility}
-    counts["whitespace"] = report.whitespace
-    assert counts[kind] == n and report.normalized_chars == n
-    assert report.tampering[kind] == n and report.tampered
+    assert report.tampering[kind] == n and sum(report.tampering.values()) == n
+    assert report.normalized_chars == n and report.tampered
     assert report.to_dict() == {"normalized_chars": n, "tampering": report.tampering}
     assert kind in report.warning()
+
+
+def test_a_few_doubled_spaces_are_collapsed_but_are_not_tampering():
+    """The default model writes an occasional doubled space; collapsing it keeps detection robust
+    to an attacker who doubles some spaces, but only doubled spaces in most gaps are a sign."""
+    text = "We are not proud  we yell, we do that. They  create a chart on the home screen today."
+    out, report = canonicalize(text)
+    assert out == text.replace("  ", " ")
+    assert report.normalized_chars == 2 and report.doubled_spaces == 2
+    assert report.tampering == {"invisible": 0, "confusable": 0, "whitespace": 0}
+    assert not report.tampered and report.warning() is None
 
 
 def test_newlines_and_indentation_are_kept():

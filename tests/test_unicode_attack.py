@@ -125,3 +125,24 @@ def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, t
     res = run("detect", tmp_path / "z.jsonl")  # the table run warns on stderr and notes it in the table
     assert "possible tampering" in res.stderr and "invisible" in res.stderr
     assert "tampering" in res.stdout
+
+
+@pytest.mark.slow
+def test_real_model_watermark_survives_every_mode_and_its_output_is_unchanged(key):
+    """Default model, three kgw texts: canonical text leaves the generations as they are and gives
+    back exactly the clean p-values after every mode (benchmarks/unicode.py prints the table)."""
+    from watermark.models import load_model
+
+    model, tok = load_model()
+    scheme = build_scheme(GreenListConfig(vocab_size=len(tok)), key)
+    gens = generate(
+        model, tok, ["Write a letter to a friend.", "Explain how tides work.", "Describe a busy market."],
+        scheme, max_new_tokens=200, seed=0,
+    )  # fmt: skip
+    for i, g in enumerate(gens):
+        assert canonical_text(g.text) == g.text
+        clean = scheme.detect(encode_texts(tok, [g.text])[0]).p_value
+        assert clean < 1e-3
+        for mode in MODES:
+            attacked = unicode_attack(g.text, mode, 1.0, np.random.default_rng(i))
+            assert scheme.detect(encode_texts(tok, [attacked])[0]).p_value == pytest.approx(clean, rel=1e-9)

@@ -20,10 +20,13 @@ The steps, each kept narrow enough that text a model writes itself comes through
    fractions and trademark signs a model writes into other characters and other tokens.
 3. confusable: look-alikes of ASCII letters and digits (Unicode confusables.txt,
    `watermark.confusables`) are mapped inside words that also hold Latin letters, and in words
-   made only of look-alikes when the text is mostly Latin (a lone small Greek letter, as in math, stays).
+   made only of look-alikes when the text is mostly Latin (a lone alpha, gamma, nu, rho or sigma,
+   as in math, stays).
 4. whitespace: inside a line, any run of spaces and tabs (NBSP, thin, ideographic and other
    Unicode spaces, doubled spaces) becomes one ASCII space; newlines are kept, and so is the
-   indentation at the start of a line (its Unicode spaces become ASCII spaces, tabs stay).
+   indentation at the start of a line (its Unicode spaces become ASCII spaces, tabs stay). The
+   default model itself writes a doubled space now and then (2 of 24 texts): those are collapsed
+   too (an attacker could double some spaces) but count as tampering only when most gaps have them.
 
 Offsets: `report.offsets[i]` is the index in the original text of canonical character i (with a
 final entry len(original)), so a span [a, b) of the canonical text is [offsets[a], offsets[b]) of
@@ -88,11 +91,12 @@ _HSPACE = r"[\t\x0b\x0c\p{Zs}]"
 # Zs other than the ASCII space: NBSP, ogham, en/em/thin/hair ..., narrow NBSP, math, ideographic
 _ODD_SPACE = "\xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 _WHITESPACE = regex.compile(rf"[ \t\x0b\x0c{_ODD_SPACE}]{{2,}}|[\t\x0b\x0c{_ODD_SPACE}]")
+_SPACE_RUN = regex.compile(r" +")
 _LINE_BREAKS = "\n\r\x85\u2028\u2029"
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _LATIN_LETTER = regex.compile(r"\p{Latin}")
 _LETTER = regex.compile(r"\p{L}")
-_GREEK_SMALL = regex.compile(r"^(?=\p{Greek})\p{Ll}$")
+_MATH_GREEK = frozenset("\u03b1\u03b3\u03bd\u03c1\u03c3")  # alpha gamma nu rho sigma: math symbols
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]")
 _NON_ASCII_RUN = regex.compile(r"[^\x00-\x7f]+")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\u3001-\u303f]")
@@ -124,29 +128,33 @@ class NormalizationReport:
     invisible: int = 0
     compatibility: int = 0
     confusable: int = 0
-    whitespace: int = 0
+    whitespace: int = 0  # Unicode spaces, tabs and form feeds inside a line
+    doubled_spaces: int = 0  # extra ASCII spaces removed from runs of them
+    doubled_share: float = 0.0  # share of the runs of ASCII spaces that were doubled (or longer)
     offsets: np.ndarray | None = None  # canonical index -> original index (len + 1 entries); None = identity
 
     @property
     def normalized_chars(self) -> int:
-        return self.invisible + self.compatibility + self.confusable + self.whitespace
+        return self.invisible + self.compatibility + self.confusable + self.whitespace + self.doubled_spaces
 
     @property
     def tampering(self) -> dict[str, int]:
         """Signs of tampering: invisible characters, look-alikes (fullwidth and other compatibility
-        forms count as look-alikes) and odd whitespace that a model does not write itself."""
+        forms count as look-alikes) and odd whitespace. A few doubled spaces are ordinary typing
+        (the default model writes some); they count only when most gaps between words have them."""
+        doubled = self.doubled_spaces if self.doubled_share >= 0.5 else 0
         return {
             "invisible": self.invisible,
             "confusable": self.confusable + self.compatibility,
-            "whitespace": self.whitespace,
+            "whitespace": self.whitespace + doubled,
         }
 
     @property
     def tampered(self) -> bool:
-        return self.normalized_chars > 0
+        return any(self.tampering.values())
 
     def warning(self) -> str | None:
-        """One line for people, or None when nothing was changed."""
+        """One line for people, or None when there is no sign of tampering."""
         if not self.tampered:
             return None
         parts = [f"{n} {k}" for k, n in self.tampering.items() if n]
@@ -211,10 +219,10 @@ class _Text:
 def canonicalize(text: str) -> tuple[str, NormalizationReport]:
     """The canonical form of `text` and a report of what changed (see the module docstring)."""
     t = _Text(text)
-    counts = dict.fromkeys(KINDS, 0)
+    counts: dict[str, Any] = dict.fromkeys(KINDS, 0)
     if text.isascii():  # only whitespace can need work; plain single-spaced ASCII returns at once
         if "  " in text or "\t" in text or "\x0b" in text or "\x0c" in text:
-            counts["whitespace"] = t.rewrite(_whitespace_edits(t.text))
+            counts.update(_whitespace(t))
         return t.text, NormalizationReport(**counts, offsets=t.offsets)
     counts["invisible"] = t.rewrite(
         [
@@ -225,7 +233,7 @@ def canonicalize(text: str) -> tuple[str, NormalizationReport]:
     )
     counts["compatibility"] = t.rewrite(_compat_edits(t.text))
     counts["confusable"] = t.rewrite(_confusable_edits(t.text))
-    counts["whitespace"] = t.rewrite(_whitespace_edits(t.text))
+    counts.update(_whitespace(t))
     return t.text, NormalizationReport(**counts, offsets=t.offsets)
 
 
@@ -285,8 +293,8 @@ def _confusable_edits(text: str) -> list[tuple[int, int, str]]:
         elif any(_LETTER.match(c) for c in rest):
             continue  # a word of another script that happens to hold look-alikes
         else:  # only look-alikes (and digits): Latin when the text around it is
-            if len(w) == 1 and _GREEK_SMALL.match(w):
-                continue  # a lone small Greek letter, as in "the angle α" (capitals look Latin)
+            if w in _MATH_GREEK:
+                continue  # a lone Greek letter used in math, as in "the angle α"
             if latin_majority is None:
                 latin_majority = _mostly_latin(text)
             if not latin_majority:
@@ -311,12 +319,26 @@ def _mostly_latin(text: str) -> bool:
     return latin > other
 
 
-def _whitespace_edits(text: str) -> list[tuple[int, int, str]]:
+def _whitespace(t: _Text) -> dict[str, Any]:
+    """Step 4 on t; the counts: odd whitespace changed, extra ASCII spaces removed, their share."""
+    text = t.text
     edits = []
+    doubled = doubled_runs = 0
     for m in _WHITESPACE.finditer(text):
         run, s = m.group(), m.start()
         indent = s == 0 or text[s - 1] in _LINE_BREAKS  # keeps its length and tabs, ASCII spaces
         new = "".join(c if c == "\t" else " " for c in run) if indent else " "
         if new != run:
             edits.append((s, m.end(), new))
-    return edits
+            if run.count(" ") == len(run):
+                doubled += len(run) - 1
+                doubled_runs += 1
+    if not edits:
+        return {}
+    changed = t.rewrite(edits)
+    runs = len(_SPACE_RUN.findall(text))
+    return {
+        "whitespace": changed - doubled,
+        "doubled_spaces": doubled,
+        "doubled_share": doubled_runs / runs if runs else 0.0,
+    }
