@@ -47,23 +47,15 @@ from .confusables import CONFUSABLES
 # the kinds of change; the report counts original characters changed or removed per kind
 KINDS = ("invisible", "compatibility", "confusable", "whitespace")
 
-_JOINER_SCRIPTS = ("Arabic", "Syriac", "Nko", "Mongolian", "Devanagari", "Bengali", "Gurmukhi", "Gujarati")
-_JOINER_SCRIPTS += (
-    "Oriya",
-    "Tamil",
-    "Telugu",
-    "Kannada",
-    "Malayalam",
-    "Sinhala",
-    "Khmer",
-    "Myanmar",
-    "Tibetan",
-)
 _INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
 # what may stand before a character that is kept (see _keep_invisible)
 _EMOJI_BEFORE_ZWJ = regex.compile(r"[\p{Extended_Pictographic}\p{Emoji_Modifier}\uFE0F]")
 _EMOJI = regex.compile(r"\p{Extended_Pictographic}")
-_JOINER_SCRIPT = regex.compile("[" + "".join(rf"\p{{Script={s}}}" for s in _JOINER_SCRIPTS) + "]")
+# scripts whose orthography uses ZWJ/ZWNJ (Persian, Indic conjuncts ...)
+_JOINER_SCRIPT = regex.compile(
+    r"[\p{Arabic}\p{Syriac}\p{Nko}\p{Mongolian}\p{Devanagari}\p{Bengali}\p{Gurmukhi}\p{Gujarati}\p{Oriya}"
+    r"\p{Tamil}\p{Telugu}\p{Kannada}\p{Malayalam}\p{Sinhala}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+)
 _BEFORE_VARIATION = regex.compile(r"[\p{Extended_Pictographic}\p{Emoji}\p{So}\p{Han}]")
 _MONGOLIAN = regex.compile(r"\p{Script=Mongolian}")
 ZWNJ, ZWJ = "\u200c", "\u200d"
