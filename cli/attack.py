@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
+from attacks.unicode import MODES as UNICODE_MODES
 from watermark.atomic import write_text
 from watermark.config_resolve import ConfigSource, resolve_config
 from watermark.errors import ConfigError
@@ -28,7 +29,7 @@ from .common import check_outputs, err_console, force_option, json_option, print
 
 @click.group("attack")
 def attack() -> None:
-    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution.
+    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode.
 
     Strengths: token/word kinds take --rate (fraction of tokens/words edited), dilute takes the
     watermarked fraction, paraphrase a temperature. The output says what changed.
@@ -298,3 +299,23 @@ def paraphrase_command(
         options=options,
         other_inputs=(prompt_file,),
     )
+
+
+@attack.command("unicode")
+@attack_options("Fraction of the mode's sites to edit (default 1.0: all).")
+@click.option(
+    "--mode",
+    type=click.Choice(list(UNICODE_MODES)),
+    default="zwsp",
+    show_default=True,
+    help="zwsp: zero-width space after each space; zwsp-chars, zwj, zwnj, wordjoiner, softhyphen, bidi: "
+    "between characters; bom: after each word; homoglyph(-greek): Cyrillic (Greek) look-alikes; "
+    "fullwidth, mathfont: other code points for ASCII; nbsp, thinspace, ideographic, doublespace, tab: "
+    "for the spaces between words.",
+)
+def unicode_command(input_path, output, rate, seed, model, as_json, mode):
+    """Invisible characters, look-alikes or odd spaces: the text looks the same, its tokens do not.
+
+    `wm detect` undoes all of these (see watermark/normalize.py) and reports them as tampering.
+    """
+    run_attack_command("unicode", input_path, output, seed, model, as_json, strength=rate, mode=mode)

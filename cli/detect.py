@@ -6,10 +6,12 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from watermark.calibration import Calibration
 from watermark.config_resolve import bind_tokenizer
 from watermark.encoding import encode_array
 from watermark.errors import InputError
 from watermark.models import canonical_name, load_tokenizer
+from watermark.normalize import NormalizationReport, canonicalize
 from watermark.report import detection_row
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
@@ -69,10 +71,23 @@ from .terminal import visible
     default=None,
     help="Also write a self-contained HTML report with the tokens coloured (it shows green lists: share with care).",
 )
+@click.option(
+    "--no-normalize",
+    is_flag=True,
+    help="Score the raw text: no canonical form (invisible characters, look-alikes, odd spaces kept).",
+)
+@click.option(
+    "--calibration",
+    "calibration_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
+)
 def detect(
     files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
 ):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
     if with_tokens and not as_json:
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
@@ -80,6 +95,7 @@ def detect(
     views = TokenViews(console, show_tokens and not as_json, html_path)
     check_outputs([html_path], files, key_path)
     key = load_key(key_path)
+    calib = Calibration.load(calibration_path) if calibration_path else None
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
@@ -98,14 +114,19 @@ def detect(
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
-            ids = encode_array(tok, rec.text)
-            det = schemes[ck].detect(ids, alpha=alpha)
+            # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
+            text, norm = canonicalize(rec.text) if not no_normalize else (rec.text, NormalizationReport())
+            ids = encode_array(tok, text)
+            if calib is not None:
+                calib.check(schemes[ck], normalize=not no_normalize)
+            # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
+            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
             views.add(rows[-1], rec.text)
             continue
-        pieces = views.pieces(tok, rec.text, ids, det) if (with_tokens or views.show or html_path) else None
+        pieces = views.pieces(tok, text, ids, det) if (with_tokens or views.show or html_path) else None
         row = detection_row(
             rec.source,
             det,
@@ -114,8 +135,17 @@ def detect(
             config=schemes[ck].config.to_dict(),
             config_conflicts=conflicts_json(resolved),
         )
+        if calib is not None:
+            row.pop("inconclusive_reason", None)
+            row.update(calib.fields(det, alpha))
+        if not no_normalize:
+            row.update(norm.to_dict())
+            if norm.tampered and not as_json:
+                err_console.print(
+                    f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
+                )
         rows.append(row)
-        views.add(row, rec.text, pieces, det, schemes[ck].config.key_fingerprint)
+        views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint)
     if html_path:
         err_console.print(f"wrote {visible(str(views.write(alpha)), one_line=True)}")
     if as_json:
@@ -153,6 +183,7 @@ def _print_table(rows: list[dict]) -> None:
             "watermarked": "[bold green]watermarked",
             "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
         }.get(r["verdict"], r["verdict"])
+        verdict += _notes(r)
         table.add_row(
             source,
             r["scheme"],
@@ -163,3 +194,14 @@ def _print_table(rows: list[dict]) -> None:
             verdict,
         )
     console.print(table)
+
+
+def _notes(r: dict) -> str:
+    """Calibrated p-value and signs of tampering, as a note after the verdict."""
+    notes = []
+    if "calibrated_p_value" in r:
+        notes.append(f"calibrated p {fmt_p(r['calibrated_p_value'])}")
+    tampering = {k: n for k, n in (r.get("tampering") or {}).items() if n}
+    if tampering:
+        notes.append("tampering: " + ", ".join(f"{n} {k}" for k, n in tampering.items()))
+    return f" [dim]({'; '.join(notes)})[/dim]" if notes else ""

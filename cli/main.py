@@ -106,6 +106,7 @@ def _register() -> None:
         ("cli.steal", "steal"),
         ("cli.uncertainty", "uncertainty"),
         ("cli.serve", "serve"),
+        ("cli.calibrate", "calibrate_command"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .normalize import NormalizationReport, canonical_text, canonicalize
+
 CHUNK_CHARS = 100_000
 _WINDOW = 256  # characters on each side of a cut that the tokenizer checks
 _MAX_TRIES = 16  # cut candidates checked per chunk before a forced cut
@@ -125,6 +127,15 @@ def encode_text(tokenizer: Any, text: str, chunk_chars: int | None = None) -> li
     return encode_array(tokenizer, text, chunk_chars).tolist()
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for detection: no special tokens added, exactly what the detector scores."""
-    return [encode_text(tokenizer, t) for t in texts]
+def encode_texts(tokenizer: Any, texts: Sequence[str], normalize: bool = True) -> list[list[int]]:
+    """Token ids for detection: of the canonical text (`watermark.normalize`; the raw text when
+    `normalize` is off), no special tokens added, exactly what the detector scores."""
+    return [encode_text(tokenizer, canonical_text(t, normalize)) for t in texts]
+
+
+def encode_for_detection(
+    tokenizer: Any, text: str, normalize: bool = True
+) -> tuple[np.ndarray, NormalizationReport]:
+    """One text's ids (bounded memory, as `encode_array`) and the report of what canonicalisation changed."""
+    canon, report = canonicalize(text) if normalize else (text, NormalizationReport())
+    return encode_array(tokenizer, canon), report

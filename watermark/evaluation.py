@@ -373,6 +373,7 @@ class GridSetup:
     compute_perplexity: bool = True
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
     row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
+    normalize: bool = True  # detect on canonical text (watermark.normalize), as `wm detect` does
 
 
 def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
@@ -451,11 +452,15 @@ def _attack_cache(
     return done[: len(texts)]
 
 
-def _detect_all(scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance) -> tuple[list, int]:
+def _detect_all(
+    scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance, normalize: bool = True
+) -> tuple[list, int]:
     """p-values (1.0 for texts too short to test) and how many were too short."""
+    from .generation import encode_texts
+
     p, short = [], 0
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        ids = encode_texts(tokenizer, [t], normalize=normalize)[0]
         try:
             p.append(float(scheme.detect(ids, alpha=NOMINAL_ALPHA).p_value))
         except TextTooShortError:
@@ -529,6 +534,7 @@ def run_grid(
                 "alpha": NOMINAL_ALPHA,
                 "watermarked": wm_in,
                 "unwatermarked": plain_in,
+                "normalize": setup.normalize,
             }
             pv_file = Path("pvalues") / f"{_safe(scheme.name)}-{_safe(spec.label)}-{_digest(pv_key)}.json"
             if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
@@ -537,8 +543,10 @@ def run_grid(
                 wm_short, plain_short = cached_p["too_short"]
             else:
                 advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
-                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance)
-                plain_p, plain_short = _detect_all(scheme, setup.tokenizer, plain_in, advance)
+                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance, setup.normalize)
+                plain_p, plain_short = _detect_all(
+                    scheme, setup.tokenizer, plain_in, advance, setup.normalize
+                )
                 write_json(
                     out / pv_file,
                     {

@@ -9,13 +9,18 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from .encoding import encode_texts
+from .encoding import encode_for_detection, encode_texts
 from .errors import ConfigError
 from .schemes.base import WatermarkScheme, sampling_warpers
 
-__all__ = ["Generation", "encode_texts", "format_prompt", "generate", "sampling_warpers"]
-
-__all__ = ["Generation", "encode_texts", "format_prompt", "generate", "sampling_warpers"]
+__all__ = [
+    "Generation",
+    "encode_for_detection",
+    "encode_texts",
+    "format_prompt",
+    "generate",
+    "sampling_warpers",
+]
 
 
 @dataclass(frozen=True)
