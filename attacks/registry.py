@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from watermark.encoding import encode_text
 from watermark.errors import ConfigError, InputError
 
 from .metrics import fraction_changed
@@ -83,7 +84,7 @@ class AttackContext:
         return self._model
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_text(self.tokenizer, text)  # chunked on long texts: same ids, bounded memory
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
