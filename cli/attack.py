@@ -18,6 +18,7 @@ import click
 
 from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
 from watermark.atomic import write_text
+from watermark.config_resolve import ConfigSource, resolve_config
 from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
@@ -89,8 +90,12 @@ def _read(input_path: str) -> tuple[list[TextRecord], bool, bool]:
 
 
 def _tokenizer_name(records: list[TextRecord], model: str | None) -> str:
-    cfg = records[0].config or {}
-    return canonical_name(model or cfg.get("tokenizer") or DEFAULT_MODEL)
+    """--model, else the tokenizer the first record's (checked) config names, else the default."""
+    cfg = records[0].config
+    if model or not cfg:
+        return canonical_name(model or DEFAULT_MODEL)
+    config = resolve_config(ConfigSource.complete(cfg, "the record's config", f"{records[0].source} config"))
+    return canonical_name(config.config.tokenizer or DEFAULT_MODEL)
 
 
 def run_attack_command(

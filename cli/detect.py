@@ -5,37 +5,34 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
+from watermark.config_resolve import bind_tokenizer
 from watermark.encoding import encode_array
-from watermark.errors import ConfigError, InputError
+from watermark.errors import InputError
 from watermark.models import canonical_name, load_tokenizer
+from watermark.report import detection_row
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
+    ConfigResolver,
+    check_outputs,
+    conflicts_json,
     console,
+    err_console,
     fmt_p,
+    force_option,
     json_option,
     key_option,
     load_key,
     model_option,
     pop_scheme_flags,
     print_json,
-    resolve_config,
     scheme_options,
     with_status,
 )
+from .report import TokenViews
 from .terminal import visible
-
-
-def _render_tokens(tok, ids, mask) -> Text:
-    text = Text()
-    for t, m in zip(ids, mask, strict=False):
-        piece = visible(tok.decode([int(t)]))  # an ESC/OSC sequence in the text is shown, not obeyed
-        style = {1: "bold green", 0: "red"}.get(m, "dim")
-        text.append(piece, style=style)
-    return text
 
 
 @click.command()
@@ -53,10 +50,35 @@ def _render_tokens(tok, ids, mask) -> Text:
     help="Significance level for the verdict.",
 )
 @json_option
-@click.option("--show-tokens", is_flag=True, help="Print each text with green/red tokens coloured.")
-def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
+@force_option
+@click.option(
+    "--show-tokens",
+    is_flag=True,
+    help="Print each text with green/red tokens and a legend (colours on a terminal, [+tok]/[-tok] markers in pipes).",
+)
+@click.option(
+    "--tokens",
+    "with_tokens",
+    is_flag=True,
+    help="With --json: add token_mask and the tokens (text, offsets).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report with the tokens coloured (it shows green lists: share with care).",
+)
+def detect(
+    files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
+):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    if with_tokens and not as_json:
+        raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
+    resolver = ConfigResolver(scheme, config_path, flags)
+    views = TokenViews(console, show_tokens and not as_json, html_path)
+    check_outputs([html_path], files, key_path)
     key = load_key(key_path)
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
@@ -65,33 +87,37 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
     failures = 0
     for rec in records:
         try:
-            config = resolve_config(scheme, config_path, flags, rec.config)
+            resolved = resolver(rec.config, rec.source)
+            config = resolved.config
             tok_name = canonical_name(model or config.tokenizer)
             if tok_name not in tokenizers:
                 with with_status(f"Loading tokenizer {tok_name}"):
                     tokenizers[tok_name] = load_tokenizer(tok_name)
             tok = tokenizers[tok_name]
-            if config.vocab_size is not None and config.vocab_size != len(tok):
-                raise ConfigError(
-                    f"tokenizer {tok_name!r} has {len(tok)} tokens but the config was made for {config.vocab_size}: "
-                    "pass --model with the generating model's tokenizer"
-                )
-            config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
+            config = bind_tokenizer(config, len(tok), tok_name)
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
             ids = encode_array(tok, rec.text)
-            det = schemes[ck].detect(ids)
+            det = schemes[ck].detect(ids, alpha=alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
+            views.add(rows[-1], rec.text)
             continue
-        row = {"source": rec.source, **det.to_dict(), "alpha": alpha, "watermarked": det.watermarked(alpha)}
+        pieces = views.pieces(tok, rec.text, ids, det) if (with_tokens or views.show or html_path) else None
+        row = detection_row(
+            rec.source,
+            det,
+            alpha,
+            pieces if with_tokens else None,
+            config=schemes[ck].config.to_dict(),
+            config_conflicts=conflicts_json(resolved),
+        )
         rows.append(row)
-        if show_tokens and not as_json:
-            mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
-            console.rule(escape(visible(rec.source, one_line=True)))
-            console.print(_render_tokens(tok, ids, mask))
+        views.add(row, rec.text, pieces, det, schemes[ck].config.key_fingerprint)
+    if html_path:
+        err_console.print(f"wrote {visible(str(views.write(alpha)), one_line=True)}")
     if as_json:
         for row in rows:
             print_json(row)
@@ -123,14 +149,17 @@ def _print_table(rows: list[dict]) -> None:
             continue
         gf = r.get("green_fraction")
         z = r.get("z_score")
-        verdict = "[bold green]watermarked" if r["watermarked"] else "not watermarked"
+        verdict = {
+            "watermarked": "[bold green]watermarked",
+            "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
+        }.get(r["verdict"], r["verdict"])
         table.add_row(
             source,
             r["scheme"],
             str(r["num_tokens_scored"]),
             "-" if gf is None else f"{gf:.3f}",
             "-" if z is None else f"{z:.2f}",
-            fmt_p(r["p_value"]),
+            fmt_p(r["p_value"], r.get("log10_p_value")),
             verdict,
         )
     console.print(table)

@@ -105,6 +105,7 @@ def _register() -> None:
         ("cli.evaluate", "eval_command"),
         ("cli.steal", "steal"),
         ("cli.uncertainty", "uncertainty"),
+        ("cli.serve", "serve"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])

@@ -21,14 +21,18 @@ from attacks.stealing import (
 )
 from attacks.stealing import steal as steal_list
 from attacks.stealing_data import StealingConfigError, build_corpus
+from watermark.config import SchemeConfig
+from watermark.config_resolve import ResolvedConfig, bind_tokenizer
 from watermark.errors import ConfigError, InputError
 from watermark.generation import encode_texts
 from watermark.models import canonical_name, load_model, load_tokenizer
 from watermark.schemes import build_scheme
-from watermark.textio import read_prompts, read_records, write_jsonl
+from watermark.textio import TextRecord, read_records, write_jsonl
 
 from .common import (
+    ConfigResolver,
     check_outputs,
+    conflicts_json,
     console,
     err_console,
     force_option,
@@ -39,31 +43,39 @@ from .common import (
     pop_scheme_flags,
     print_json,
     progress,
-    resolve_config,
     scheme_options,
     with_status,
 )
 
 
-def _read_texts(paths: tuple[str, ...], one_per_file: bool) -> list[str]:
-    return [r.text for p in paths for r in read_records(p, one_per_line=not one_per_file)]
+def _read(paths: tuple[str, ...], one_per_file: bool) -> list[TextRecord]:
+    return [r for p in paths for r in read_records(p, one_per_line=not one_per_file)]
 
 
-def _truth(key_path, scheme, config_path, flags, tok, tok_name):
-    """The true scheme, when the evaluator gave a key or a config; else None."""
-    if not (key_path or config_path):
-        return None
-    if scheme is None and config_path is None:
-        scheme = "unigram" if flags.get("context_width", 0) == 0 else "kgw"
-    config = resolve_config(scheme, config_path, flags)
-    if config.vocab_size is not None and config.vocab_size != len(tok):
+def _default_scheme(flags: dict[str, Any]) -> str:
+    """Texts that carry no config: a green list of the flags' context width (default unigram)."""
+    return "unigram" if flags.get("context_width", 0) == 0 else "kgw"
+
+
+def _records_config(resolver: ConfigResolver, records: list[TextRecord]) -> ResolvedConfig:
+    """The one config the texts were made with, resolved as `wm detect` resolves it: each record's
+    own config (records without one are left out when others have one), then --config, then flags."""
+    found: dict[str, ResolvedConfig] = {}
+    for rec in [r for r in records if r.config] or [None]:
+        res = resolver(rec.config, rec.source) if rec else resolver()
+        found.setdefault(res.config.to_json(), res)
+    if len(found) > 1:
         raise ConfigError(
-            f"the config is for {config.vocab_size} tokens, tokenizer {tok_name!r} has {len(tok)}"
+            f"the watermarked texts carry {len(found)} different scheme configs: steal one watermark at a time"
         )
-    config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
+    return next(iter(found.values()))
+
+
+def _truth(config: SchemeConfig, key_path, tok, tok_name):
+    """The true scheme (the evaluator's key and the resolved config)."""
     if not hasattr(config, "gamma") or not hasattr(config, "context_width"):
         raise ConfigError(f"scheme {config.scheme!r} has no green list to steal")
-    return build_scheme(config, load_key(key_path))
+    return build_scheme(bind_tokenizer(config, len(tok), tok_name), load_key(key_path))
 
 
 def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool) -> dict[str, Any]:
@@ -141,16 +153,24 @@ def steal_command(
     --key with --config or scheme flags to score the result against the true list.
     """
     flags = pop_scheme_flags(kwargs)
+    resolver = ConfigResolver(scheme, config_path, flags, default_scheme=_default_scheme(flags))
     check_outputs([output], [*wm_paths, *nat_paths, config_path], key_path)
     tok_name = canonical_name(model)
     with with_status(f"Loading tokenizer {tok_name}"):
         tok = load_tokenizer(tok_name)
-    wm_ids = encode_texts(tok, _read_texts(wm_paths, one_per_file))
-    nat_ids = encode_texts(tok, _read_texts(nat_paths, one_per_file))
-    truth = _truth(key_path, scheme, config_path, flags, tok, tok_name)
-    h = flags.get("context_width", truth.config.context_width if truth else 0)
-    repeats = bool(flags.get("count_repeats", truth.config.count_repeats if truth else False))
-    gamma = flags.get("gamma", truth.config.gamma if truth else None)
+    wm_records = _read(wm_paths, one_per_file)
+    wm_ids = encode_texts(tok, [r.text for r in wm_records])
+    nat_ids = encode_texts(tok, [r.text for r in _read(nat_paths, one_per_file)])
+    # the public config (the records', --config, flags) tells the attacker h, gamma and the count
+    # mode; with flags alone, gamma is known only when --gamma is given
+    from_data = config_path or key_path or any(r.config for r in wm_records)
+    public = _records_config(resolver, wm_records) if (from_data or flags or scheme) else None
+    if public and not hasattr(public.config, "gamma"):
+        raise ConfigError(f"scheme {public.config.scheme!r} has no green list to steal")
+    truth = _truth(public.config, key_path, tok, tok_name) if public and (key_path or config_path) else None
+    h = public.config.context_width if public else 0
+    repeats = public.config.count_repeats if public else False
+    gamma = public.config.gamma if public and (from_data or "gamma" in flags) else None
     counts = None
     if threat == "oracle":
         if truth is None:
@@ -187,6 +207,9 @@ def steal_command(
         "candidates": stolen.num_candidates,
         "solver": {k: v for k, v in stolen.solver.items() if k != "stages"},
     }
+    if public is not None:
+        summary["config"] = public.config.to_dict()
+        summary["config_conflicts"] = conflicts_json(public)
     if truth is not None:
         summary["evaluation"] = _evaluate(stolen, truth, wm_ids, nat_ids, h, repeats)
         base = frequency_baseline(wm_ids, nat_ids, gamma=gamma, vocab_size=len(tok), context_width=h)
@@ -240,8 +263,26 @@ def _load_stolen(path: str, tok) -> StolenList:
     return stolen
 
 
-def _truth_for_eval(key_path, scheme, config_path, flags, tok, tok_name):
-    return _truth(key_path, scheme, config_path, flags, tok, tok_name)
+class _Judge:
+    """The real detector each record is judged by, its config resolved exactly as `wm detect`
+    resolves it (the record's config, then --config, then flags); None without --key/--config."""
+
+    def __init__(self, key_path, scheme, config_path, flags, tok, tok_name):
+        self.on = bool(key_path or config_path)
+        self.resolver = ConfigResolver(scheme, config_path, flags, default_scheme=_default_scheme(flags))
+        self.key = load_key(key_path) if self.on else None
+        self.tok, self.tok_name = tok, tok_name
+        self._schemes: dict[str, Any] = {}
+
+    def __call__(self, record_config=None, where: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+        if not self.on:
+            return None, []
+        resolved = self.resolver(record_config, where)
+        config = bind_tokenizer(resolved.config, len(self.tok), self.tok_name)
+        ck = config.to_json()
+        if ck not in self._schemes:
+            self._schemes[ck] = build_scheme(config, self.key)
+        return self._schemes[ck], conflicts_json(resolved)
 
 
 @click.command("scrub")
@@ -288,11 +329,12 @@ def scrub_command(
     with with_status(f"Loading {name}"):
         lm, tok = load_model(name)
     stolen = _load_stolen(stolen_path, tok)
-    truth = _truth_for_eval(key_path, scheme, config_path, flags, tok, name)
+    judge = _Judge(key_path, scheme, config_path, flags, tok, name)
+    truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
     out, p_before, p_after = [], [], []
     with progress() as bar:
         task = bar.add_task("Scrubbing", total=len(records))
-        for rec in records:
+        for rec, (truth, conflicts) in zip(records, truths, strict=True):
             ((text, ids, res),) = scrub_texts(
                 lm,
                 tok,
@@ -312,7 +354,7 @@ def scrub_command(
             if truth is not None:
                 before = truth.detect(encode_texts(tok, [rec.text])[0]).p_value
                 after = truth.detect(ids).p_value if len(ids) >= truth.min_tokens else 1.0
-                row["scrub"].update(p_before=before, p_after=after)
+                row["scrub"].update(p_before=before, p_after=after, config_conflicts=conflicts)
                 p_before.append(before)
                 p_after.append(after)
             out.append(row)
@@ -322,7 +364,7 @@ def scrub_command(
     summary["mean_edit_rate"] = sum(r["scrub"]["edit_rate"] for r in out) / max(len(out), 1)
     summary["mean_ppl_before"] = sum(r["scrub"]["ppl_before"] for r in out) / max(len(out), 1)
     summary["mean_ppl_after"] = sum(r["scrub"]["ppl_after"] for r in out) / max(len(out), 1)
-    if truth is not None:
+    if judge.on:
         summary["flagged_before"] = 1.0 - success_rate(p_before, alpha)
         summary["success_rate"] = success_rate(p_after, alpha)
     if as_json:
@@ -379,12 +421,14 @@ def spoof_command(
 
     flags = pop_scheme_flags(kwargs)
     check_outputs([output], [prompt_file, stolen_path, config_path], key_path)
-    prompts = read_prompts(prompt_file)[:limit]
+    prompt_records = read_records(prompt_file, one_per_line=True, field_name="prompt")[:limit]
+    prompts = [r.text for r in prompt_records]
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
     with with_status(f"Loading {name}"):
         lm, tok = load_model(name)
     stolen = _load_stolen(stolen_path, tok)
-    truth = _truth_for_eval(key_path, scheme, config_path, flags, tok, name)
+    judge = _Judge(key_path, scheme, config_path, flags, tok, name)
+    truths = [judge(r.config, r.source) for r in prompt_records]  # config errors before any work
     with progress() as bar:
         task = bar.add_task("Generating", total=len(prompts))
         gens = spoof_generate(
@@ -400,7 +444,7 @@ def spoof_command(
             on_batch=lambda n: bar.advance(task, n),
         )
     rows, pv = [], []
-    for g in gens:
+    for g, (truth, conflicts) in zip(gens, truths, strict=True):
         row = {
             "prompt": g.prompt,
             "text": g.text,
@@ -411,7 +455,7 @@ def spoof_command(
         row["spoof"] = {"stolen": stolen_path, "bias": delta_bias}
         if truth is not None and g.num_tokens >= truth.min_tokens:
             p = truth.detect(encode_texts(tok, [g.text])[0]).p_value
-            row["spoof"]["p_value"] = p
+            row["spoof"].update(p_value=p, config_conflicts=conflicts)
             pv.append(p)
         rows.append(row)
     write_jsonl(output, rows)
@@ -421,7 +465,7 @@ def spoof_command(
         "stolen": len(stolen),
         "bias": delta_bias,
     }
-    if truth is not None:
+    if judge.on:
         summary["flagged_rate"] = flagged_rate(pv, alpha)
     if as_json:
         print_json(summary)

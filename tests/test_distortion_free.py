@@ -96,10 +96,11 @@ def test_processor_forces_the_decoded_token_per_row_with_left_padding():
         ids = torch.cat([ids, want.reshape(-1, 1)], dim=1)
 
 
-def test_processor_decodes_after_the_warpers_behind_it():
-    """transformers runs its temperature warper after user processors; the decoder must see it."""
+def test_processor_decodes_from_the_sampling_settings_it_is_given():
+    """Given to the processor, temperature reaches the decoder; transformers' warpers after it
+    leave its one-token output unchanged."""
     s = scheme("its", key_length=32)
-    proc = s.processor()
+    proc = s.processor(temperature=0.25)
     chain = LogitsProcessorList([proc, TemperatureLogitsWarper(0.25)])
     scores = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
     out = chain(torch.zeros(3, 2, dtype=torch.long), scores)
@@ -107,23 +108,59 @@ def test_processor_decodes_after_the_warpers_behind_it():
     assert torch.equal(out.argmax(-1), want)
 
 
+def test_watermarking_config_runs_the_decoder_after_transformers_warpers(tiny_model, tokenizer):
+    """model.generate(watermarking_config=...) puts the processor after temperature (transformers'
+    rule for watermarks): the text is exactly what the decoder picks from the tempered
+    distribution, step by step."""
+    s = scheme("exp", key_length=64, vocab_size=len(tokenizer))
+    enc = tokenizer(["Tell me about the sea."], return_tensors="pt")
+    out = tiny_model.generate(
+        **enc,
+        do_sample=True,
+        temperature=0.5,
+        top_k=0,  # transformers' default top_k is 50
+        max_new_tokens=12,
+        watermarking_config=s.watermarking_config(),
+        pad_token_id=tokenizer.eos_token_id,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    new = out.sequences[0, enc["input_ids"].shape[1] :]
+    # replay: the raw logits, tempered, decoded with some shift of the key, give the same tokens
+    log_probs = [torch.log_softmax(lg.double() / 0.5, -1) for lg in out.logits]
+    matches = [
+        all(
+            int(s.choose(torch.tensor([(tau + i) % 64]), lp)[0]) == int(t)
+            for i, (lp, t) in enumerate(zip(log_probs, new, strict=True))
+        )
+        for tau in range(64)
+    ]
+    assert any(matches)
+
+
+def test_the_processor_warns_itself_when_the_key_wraps_whatever_the_length_argument(tiny_model, tokenizer):
+    s = scheme("exp", key_length=4, vocab_size=len(tokenizer))
+    enc = tokenizer(["hi"], return_tensors="pt")
+    with pytest.warns(UserWarning, match="key_length"):  # max_length, not max_new_tokens
+        tiny_model.generate(
+            **enc,
+            max_length=enc["input_ids"].shape[1] + 6,
+            do_sample=True,
+            logits_processor=LogitsProcessorList([s.processor()]),
+            pad_token_id=tokenizer.eos_token_id,
+        )
+
+
 def test_generation_warns_when_the_key_would_wrap(tiny_model, tokenizer):
     s = scheme("exp", key_length=4, vocab_size=len(tokenizer))
     with pytest.warns(UserWarning, match="key_length"):
-        generate(tiny_model, tokenizer, ["hi"], scheme=s, max_new_tokens=6, seed=0)
+        generate(tiny_model, tokenizer, ["hi"], scheme=s, max_new_tokens=6, min_new_tokens=6, seed=0)
 
 
-def test_beam_search_is_refused(tiny_model, tokenizer):
+def test_beam_search_is_refused(tokenizer, tiny_model):
     s = scheme("exp", vocab_size=len(tokenizer))
-    enc = tokenizer(["hello"], return_tensors="pt")
     with pytest.raises(ConfigError, match="beam"):
-        tiny_model.generate(
-            **enc,
-            num_beams=2,
-            do_sample=False,
-            max_new_tokens=3,
-            logits_processor=LogitsProcessorList([s.processor()]),
-        )
+        generate(tiny_model, tokenizer, ["hello"], scheme=s, num_beams=2, temperature=0, max_new_tokens=3)
 
 
 # ---- detection -----------------------------------------------------------------------------------

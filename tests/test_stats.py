@@ -2,6 +2,7 @@
 
 from math import comb
 
+import numpy as np
 import pytest
 
 from watermark import stats
@@ -46,3 +47,31 @@ def test_gamma_tail_matches_scipy_gamma_sf():
 
     for score, shape in [(3.0, 5), (50.0, 35), (0.5, 1)]:
         assert stats.gamma_tail(score, shape) == pytest.approx(st.gamma.sf(score, shape), rel=1e-12)
+
+
+def test_log_space_tails_match_high_precision_values_below_the_float_range():
+    """mpmath references at 50 digits: the float tails underflow to 0, the log10 tails do not."""
+    from watermark.stats import binomial_tail, log10_binomial_tail, log10_gamma_tail, log10_hypergeom_tail
+
+    assert abs(log10_binomial_tail(2501, 2501, 0.25) - 2501 * np.log10(0.25)) < 1e-9
+    assert abs(log10_gamma_tail(2000, 500) - (-352.63788120526695)) < 1e-9
+    assert abs(log10_hypergeom_tail(900, 49152, 12288, 900) - (-552.91772336673453)) < 1e-9
+    # inside the float range they equal log10 of the float tails
+    assert abs(log10_binomial_tail(60, 100, 0.25) - np.log10(binomial_tail(60, 100, 0.25))) < 1e-12
+
+
+def test_a_kgw_text_whose_p_value_underflows_reports_a_finite_log10_below_minus_300():
+    import torch
+
+    from watermark import Key, build_scheme
+
+    scheme = build_scheme({"scheme": "kgw", "vocab_size": 1000, "gamma": 0.25}, Key.from_seed(3))
+    ids = [0]  # a chain of 1,500 tokens, each green in the context of the one before
+    for _ in range(1500):
+        seeds = torch.from_numpy(scheme.seeds_for(np.array([[ids[-1]]])))
+        green = np.flatnonzero(scheme.vocab_green_mask(seeds, 1000)[0].numpy())
+        ids.append(int(green[len(ids) % len(green)]))
+    det = scheme.detect(ids)
+    assert det.p_value == 0.0
+    assert np.isfinite(det.log10_p_value) and det.log10_p_value < -300
+    assert det.verdict(1e-3) == "watermarked"

@@ -48,6 +48,8 @@ from .textio import text_lines
 # ---------------------------------------------------------------------------------------------
 # detection metrics
 
+NOMINAL_ALPHA = 1e-3  # the level of `tpr_at_p_0_001`; detectors get it (permutation tests resample to it)
+
 
 def _p(values: Sequence[float] | np.ndarray) -> np.ndarray:
     p = np.asarray(values, dtype=np.float64).ravel()
@@ -85,9 +87,10 @@ def tpr_at_fpr(pos_p: Sequence[float], null_p: Sequence[float], fpr: float) -> R
 
 
 def tpr_at_p(pos_p: Sequence[float], alpha: float) -> float:
-    """Fraction of watermarked texts with p < alpha (the nominal threshold)."""
+    """Fraction of watermarked texts with p <= alpha (the nominal threshold; a detector's verdict
+    at alpha is "watermarked" exactly when p <= alpha)."""
     pos = _p(pos_p)
-    return float((pos < alpha).mean()) if pos.size else float("nan")
+    return float((pos <= alpha).mean()) if pos.size else float("nan")
 
 
 def _labels_scores(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +120,8 @@ def detection_summary(pos_p: Sequence[float], null_p: Sequence[float]) -> dict[s
         "fpr_1pct_achieved": at1.achieved_fpr,
         "tpr_at_fpr_0_1pct": at01.tpr,
         "fpr_0_1pct_achieved": at01.achieved_fpr,
-        "tpr_at_p_0_001": tpr_at_p(pos, 1e-3),
-        "fpr_at_p_0_001": float((null < 1e-3).mean()) if null.size else float("nan"),
+        "tpr_at_p_0_001": tpr_at_p(pos, NOMINAL_ALPHA),
+        "fpr_at_p_0_001": tpr_at_p(null, NOMINAL_ALPHA),
         "auroc": auroc_from_p_values(pos, null),
         "median_p_value": float(np.median(pos)) if pos.size else float("nan"),
         "median_p_value_unwatermarked": float(np.median(null)) if null.size else float("nan"),
@@ -369,6 +372,7 @@ class GridSetup:
     chunk_size: int = 16  # texts per cached attack chunk
     compute_perplexity: bool = True
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
+    row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
 
 
 def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
@@ -453,7 +457,7 @@ def _detect_all(scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], a
     for t in texts:
         ids = tokenizer(t, add_special_tokens=False)["input_ids"]
         try:
-            p.append(float(scheme.detect(ids).p_value))
+            p.append(float(scheme.detect(ids, alpha=NOMINAL_ALPHA).p_value))
         except TextTooShortError:
             p.append(1.0)
             short += 1
@@ -520,7 +524,12 @@ def run_grid(
                 progress(f"Attacking ({spec.label}, {scheme.name})", n),
             )
             wm_in, plain_in = [r["text"] for r in a_wm], [r["text"] for r in a_plain]
-            pv_key = {"config": scheme.config.to_dict(), "watermarked": wm_in, "unwatermarked": plain_in}
+            pv_key = {
+                "config": scheme.config.to_dict(),
+                "alpha": NOMINAL_ALPHA,
+                "watermarked": wm_in,
+                "unwatermarked": plain_in,
+            }
             pv_file = Path("pvalues") / f"{_safe(scheme.name)}-{_safe(spec.label)}-{_digest(pv_key)}.json"
             if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
                 cached_p = json.loads((out / pv_file).read_text())
@@ -560,6 +569,7 @@ def run_grid(
                 "max_new_tokens": settings.max_new_tokens,
             }
             row["pvalues_file"] = str(pv_file)
+            row.update(setup.row_extra or {})
             rows.append(row)
             write_json(out / "results.json", rows)
             if on_row:

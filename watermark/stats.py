@@ -31,6 +31,63 @@ def gamma_tail(score: float, shape: float) -> float:
     return float(special.gammaincc(shape, score))  # regularised upper incomplete gamma = Gamma(shape, 1).sf
 
 
+_LOG10E = math.log10(math.e)
+_UNDERFLOW = 1e-290  # below this, a float tail has lost its digits: recompute in log space
+
+
+def _log10_sum(log_terms: np.ndarray) -> float:
+    """log10 of sum(exp(log_terms)) without leaving log space."""
+    return float(special.logsumexp(log_terms)) * _LOG10E
+
+
+def log10_binomial_tail(successes: int, trials: int, prob: float) -> float:
+    """log10 P[Binomial(trials, prob) >= successes], finite even where the tail underflows."""
+    p = binomial_tail(successes, trials, prob)
+    if p > _UNDERFLOW:
+        return math.log10(p)
+    j = np.arange(successes, trials + 1, dtype=np.float64)
+    log_pmf = (
+        special.gammaln(trials + 1)
+        - special.gammaln(j + 1)
+        - special.gammaln(trials - j + 1)
+        + j * math.log(prob)
+        + (trials - j) * math.log1p(-prob)
+    )
+    return _log10_sum(log_pmf)
+
+
+def log10_hypergeom_tail(successes: int, population: int, marked: int, draws: int) -> float:
+    """log10 P[Hypergeom(population, marked, draws) >= successes], finite where the tail underflows."""
+    p = hypergeom_tail(successes, population, marked, draws)
+    if p > _UNDERFLOW:
+        return math.log10(p)
+    j = np.arange(max(successes, 0), min(marked, draws) + 1)
+    return _log10_sum(stats.hypergeom.logpmf(j, population, marked, draws))
+
+
+def log10_gamma_tail(score: float, shape: float) -> float:
+    """log10 P[Gamma(shape, 1) >= score], finite where the tail underflows.
+
+    For an integer shape a the tail is exp(-x) * sum_{j < a} x^j / j! (the Poisson identity),
+    summed in log space; a non-integer shape uses the leading asymptotic term (shapes here count
+    tokens, so they are integers).
+    """
+    p = gamma_tail(score, shape)
+    if p > _UNDERFLOW:
+        return math.log10(p)
+    x = float(score)
+    if float(shape).is_integer():
+        j = np.arange(int(shape), dtype=np.float64)
+        return (-x + float(special.logsumexp(j * math.log(x) - special.gammaln(j + 1)))) * _LOG10E
+    a = float(shape)
+    return ((a - 1.0) * math.log(x) - x - float(special.gammaln(a)) + math.log1p((a - 1.0) / x)) * _LOG10E
+
+
+def log10_p(p_value: float) -> float:
+    """log10 of a p-value that cannot underflow (permutation p-values, bounds); -inf only for 0."""
+    return math.log10(p_value) if p_value > 0 else -math.inf
+
+
 def z_score(successes: int, trials: int, prob: float) -> float:
     """Normal-approximation z of a green count; for display only, p-values are exact."""
     if trials <= 0:
