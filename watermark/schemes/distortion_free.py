@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from .. import alignment, null_kernels, prf
+from .. import alignment, prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError, InputError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
@@ -286,6 +286,8 @@ class DistortionFreeScheme(WatermarkScheme):
         on the bound. `fast`: the numba kernels (default: when numba is installed); both paths
         give the same indicators (the exact statistics are bit-identical, the bounds are valid).
         """
+        from .. import null_kernels  # numba costs ~100 MB of RSS: loaded only when a null test runs
+
         cfg = self.config
         fast = null_kernels.AVAILABLE if fast is None else fast
         uniq, labels = np.unique(ids, return_inverse=True)
