@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from watermark.encoding import encode_text
 from watermark.errors import ConfigError, InputError
 from watermark.normalize import canonical_text
 
@@ -88,7 +89,7 @@ class AttackContext:
         return self._model
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_text(self.tokenizer, text)  # chunked on long texts: same ids, bounded memory
 
     def detector_ids(self, text: str) -> list[int]:
         """Token ids as a detector scores them: the canonical text's, unless `normalize` is off."""

@@ -107,7 +107,7 @@ def main() -> None:
         key = tmp / "key"
         write_key_file(key)
         (tmp / "short.txt").write_text(make_text(1000, seed=1), encoding="utf-8")
-        long_text = make_text(int(args.tokens * 3.3), seed=2)  # about 3.3 characters a token here
+        long_text = make_text(int(args.tokens * 3.4), seed=2)  # about 3.3 characters a token here
         (tmp / "long.txt").write_text(long_text, encoding="utf-8")
         result["baseline"] = run_detect(tmp / "short.txt", key)
         result["long"] = run_detect(tmp / "long.txt", key)

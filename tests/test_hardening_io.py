@@ -247,6 +247,17 @@ def test_non_string_prompt_is_refused(tmp_path):
         textio.read_records(str(tmp_path / "x.jsonl"))
 
 
+def test_millions_of_tiny_records_are_refused_before_parsing(env, monkeypatch):
+    monkeypatch.setattr(textio, "MAX_RECORDS", 1000)
+    (env / "many.jsonl").write_text('{"text": "a"}\n' * 1001)
+    one_error(run("detect", env / "many.jsonl"), "more than 1,000 records")
+    (env / "lines.txt").write_text("a line\n\n" * 1001)
+    with pytest.raises(InputError, match="records"):
+        textio.read_prompts(str(env / "lines.txt"))
+    (env / "ok.jsonl").write_text('{"text": "a"}\n\n\n' * 1000)  # blank lines do not count
+    assert len(textio.read_records(str(env / "ok.jsonl"))) == 1000
+
+
 # ---- 3. chunked tokenisation: same ids, bounded memory -----------------------------------------
 
 

@@ -13,7 +13,7 @@ import re
 import select
 import stat
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from . import atomic
 from .errors import InputError
 
 MAX_INPUT_BYTES = int(os.environ.get("WM_MAX_INPUT_BYTES", str(64 * 1024 * 1024)))
+MAX_RECORDS = int(os.environ.get("WM_MAX_RECORDS", "250000"))  # texts a file; about 1 KB each in memory
 
 
-@dataclass
+@dataclass(slots=True)
 class TextRecord:
     """One text to work on; `record` keeps every field of a JSONL line for writing it back."""
 
@@ -137,7 +138,7 @@ def decode_text(path: str, data: bytes) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
-    if not text.strip():
+    if not text or text.isspace():  # (not text.strip(): that copies a 64 MB text)
         raise InputError(f"{path}: is empty")
     return text
 
@@ -197,13 +198,41 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+def iter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) for each line, split as `text_lines` does, without a list of them all."""
+    start, n = 0, 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        line = text[start:end]
+        yield n, line[:-1] if line.endswith("\r") else line
+        start, n = end + 1, n + 1
+
+
+_STARTS_WITH_BRACE = re.compile(r"\s*\{")
+_BLANK_LINE = re.compile(r"^[^\S\n]*$", re.MULTILINE)
+
+
+def _too_many(path: str) -> InputError:
+    return InputError(f"{path}: more than {MAX_RECORDS:,} records (WM_MAX_RECORDS); split the file")
+
+
+def _check_record_count(path: str, text: str) -> None:
+    """Refuse a file of more than MAX_RECORDS non-empty lines before building any record."""
+    lines = text.count("\n") + 1
+    if lines > MAX_RECORDS and lines - len(_BLANK_LINE.findall(text)) > MAX_RECORDS:
+        raise _too_many(path)
+
+
 def parse_jsonl(
     path: str, text: str, field_name: str = "text", sniffing: bool = False
 ) -> list[TextRecord] | None:
     """Records of a JSONL text. When `sniffing` (the name does not say JSONL), a line that is not
     a JSON object means the file is plain text: None is returned instead of an error."""
-    objs: list[tuple[int, dict[str, Any]]] = []
-    for n, line in enumerate(text_lines(text), 1):
+    records: list[TextRecord] = []
+    field_error: InputError | None = None  # raised once every line is known to be JSON
+    for n, line in iter_lines(text):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -217,17 +246,20 @@ def parse_jsonl(
             if sniffing:
                 return None
             raise InputError(f"{where}: expected a JSON object, got a JSON {type(obj).__name__}")
-        objs.append((n, obj))
-    records = []
-    for n, obj in objs:
-        where = f"{path}:{n}"
-        if not isinstance(obj.get(field_name), str):
-            raise InputError(f"{where}: expected a JSON object with a string {field_name!r} field")
+        if field_error is not None:
+            continue
         prompt = obj.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"{where}: 'prompt' must be a string")
-        config = obj.get("config") if isinstance(obj.get("config"), dict) else None
-        records.append(TextRecord(where, obj[field_name], prompt, config, obj))
+        if not isinstance(obj.get(field_name), str):
+            field_error = InputError(f"{where}: expected a JSON object with a string {field_name!r} field")
+        elif prompt is not None and not isinstance(prompt, str):
+            field_error = InputError(f"{where}: 'prompt' must be a string")
+        elif len(records) >= MAX_RECORDS:
+            raise _too_many(path)
+        else:
+            config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+            records.append(TextRecord(where, obj[field_name], prompt, config, obj))
+    if field_error is not None:
+        raise field_error
     if not records:
         raise InputError(f"{path}: holds no records")
     return records
@@ -237,17 +269,26 @@ def read_records(path: str, one_per_line: bool = False, field_name: str = "text"
     """Texts in a file: JSONL records, or the whole file (or each non-empty line) as plain text.
 
     A file is JSONL when its name ends in .jsonl/.ndjson, or when every non-empty line is a JSON
-    object; anything else (a .txt whose text starts with '{', say) is plain text."""
+    object; anything else (a .txt whose text starts with '{', say) is plain text. At most
+    MAX_RECORDS records a file, so a file of millions of tiny records cannot exhaust memory."""
     text = decode_text(path, read_bytes(path))
-    if path.lower().endswith(JSONL_SUFFIXES):
+    jsonl_name = path.lower().endswith(JSONL_SUFFIXES)
+    if jsonl_name or one_per_line:
+        _check_record_count(path, text)
+    if jsonl_name:
         return parse_jsonl(path, text, field_name)  # type: ignore[return-value]
-    if text.lstrip().startswith("{"):
+    if _STARTS_WITH_BRACE.match(text):
         records = parse_jsonl(path, text, field_name, sniffing=True)
         if records is not None:
             return records
     if one_per_line:
-        lines = [(n, ln) for n, ln in enumerate(text_lines(text), 1) if ln.strip()]
-        return [TextRecord(f"{path}:{n}", ln) for n, ln in lines]
+        out = []
+        for n, ln in iter_lines(text):
+            if ln.strip():
+                if len(out) >= MAX_RECORDS:
+                    raise _too_many(path)
+                out.append(TextRecord(f"{path}:{n}", ln))
+        return out
     return [TextRecord(path, text)]
 
 
