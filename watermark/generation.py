@@ -43,7 +43,7 @@ def encode_for_detection(
     tokenizer: Any, text: str, normalize: bool = True
 ) -> tuple[list[int], NormalizationReport]:
     """`encode_texts` for one text, with the report of what canonicalisation changed."""
-    canon, report = canonicalize(text) if normalize else (text, NormalizationReport())
+    canon, report = canonicalize(text, offsets=False) if normalize else (text, NormalizationReport())
     return tokenizer(canon, add_special_tokens=False)["input_ids"], report
 
 
