@@ -115,7 +115,11 @@ def detect(
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
             # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
-            text, norm = canonicalize(rec.text) if not no_normalize else (rec.text, NormalizationReport())
+            text, norm = (
+                canonicalize(rec.text, offsets=False)
+                if not no_normalize
+                else (rec.text, NormalizationReport())
+            )
             ids = encode_array(tok, text)
             if calib is not None:
                 calib.check(schemes[ck], normalize=not no_normalize)

@@ -129,8 +129,8 @@ def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, t
 
 @pytest.mark.slow
 def test_real_model_watermark_survives_every_mode_and_its_output_is_unchanged(key):
-    """Default model, three kgw texts: canonical text leaves the generations as they are and gives
-    back exactly the clean p-values after every mode (benchmarks/unicode.py prints the table)."""
+    """Default model, three kgw texts: the generations show no sign of tampering, and canonical text
+    gives back exactly the clean p-values after every mode (benchmarks/unicode.py prints the table)."""
     from watermark.models import load_model
 
     model, tok = load_model()
@@ -140,7 +140,7 @@ def test_real_model_watermark_survives_every_mode_and_its_output_is_unchanged(ke
         scheme, max_new_tokens=200, seed=0,
     )  # fmt: skip
     for i, g in enumerate(gens):
-        assert canonical_text(g.text) == g.text
+        assert not canonicalize(g.text)[1].tampered  # at most a doubled space the model wrote itself
         clean = scheme.detect(encode_texts(tok, [g.text])[0]).p_value
         assert clean < 1e-3
         for mode in MODES:

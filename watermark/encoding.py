@@ -137,5 +137,5 @@ def encode_for_detection(
     tokenizer: Any, text: str, normalize: bool = True
 ) -> tuple[np.ndarray, NormalizationReport]:
     """One text's ids (bounded memory, as `encode_array`) and the report of what canonicalisation changed."""
-    canon, report = canonicalize(text) if normalize else (text, NormalizationReport())
+    canon, report = canonicalize(text, offsets=False) if normalize else (text, NormalizationReport())
     return encode_array(tokenizer, canon), report

@@ -162,8 +162,9 @@ class NormalizationReport:
 class _Text:
     """A string with the original offset of each character, rewritten step by step."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, track: bool = True):
         self.text = text
+        self.track = track  # keep offsets (off: less memory for huge inputs)
         self.offsets: np.ndarray | None = None  # None while identity
 
     def offs(self) -> np.ndarray:
@@ -171,12 +172,31 @@ class _Text:
             self.offsets = np.arange(len(self.text) + 1, dtype=np.int64)
         return self.offsets
 
+    def _rewrite_text(self, edits: list[tuple[int, int, str]]) -> int:
+        """The text part of `rewrite`."""
+        pieces: list[str] = []
+        last = 0
+        changed = 0
+        for s, e, r in edits:
+            pieces.append(self.text[last:s])
+            pieces.append(r)
+            keep = 0
+            while keep < min(len(r), e - s) and r[keep] == self.text[s + keep]:
+                keep += 1
+            changed += (e - s) - keep
+            last = e
+        pieces.append(self.text[last:])
+        self.text = "".join(pieces)
+        return changed
+
     def rewrite(self, edits: list[tuple[int, int, str]]) -> int:
         """Apply sorted, disjoint (start, end, replacement) edits; returns original characters changed
         (the match length less the prefix the replacement keeps). A replacement of another length
         takes the original offset of the match's start for all its characters."""
         if not edits:
             return 0
+        if not self.track:
+            return self._rewrite_text(edits)
         offs = self.offs()
         n = len(self.text)
         starts = np.fromiter((e[0] for e in edits), dtype=np.int64, count=len(edits))
@@ -191,26 +211,14 @@ class _Text:
         np.add.at(inside, ends, -1)
         counts = (np.cumsum(inside[:n]) == 0).astype(np.int64)
         counts[starts] = lens
-        pieces: list[str] = []
-        last = 0
-        changed = 0
-        for s, e, r in edits:
-            pieces.append(self.text[last:s])
-            pieces.append(r)
-            keep = 0
-            while keep < min(len(r), e - s) and r[keep] == self.text[s + keep]:
-                keep += 1
-            changed += (e - s) - keep
-            last = e
-        pieces.append(self.text[last:])
-        self.text = "".join(pieces)
         self.offsets = np.concatenate([np.repeat(offs[:n], counts), offs[n:]])
-        return changed
+        return self._rewrite_text(edits)
 
 
-def canonicalize(text: str) -> tuple[str, NormalizationReport]:
-    """The canonical form of `text` and a report of what changed (see the module docstring)."""
-    t = _Text(text)
+def canonicalize(text: str, offsets: bool = True) -> tuple[str, NormalizationReport]:
+    """The canonical form of `text` and a report of what changed (see the module docstring).
+    `offsets=False` skips the offset map (8 bytes a character), as detection does."""
+    t = _Text(text, track=offsets)
     counts: dict[str, Any] = dict.fromkeys(KINDS, 0)
     if text.isascii():  # only whitespace can need work; plain single-spaced ASCII returns at once
         if "  " in text or "\t" in text or "\x0b" in text or "\x0c" in text:
@@ -231,7 +239,7 @@ def canonicalize(text: str) -> tuple[str, NormalizationReport]:
 
 def canonical_text(text: str, normalize: bool = True) -> str:
     """Just the canonical text (or `text` itself when normalize is off)."""
-    return canonicalize(text)[0] if normalize else text
+    return canonicalize(text, offsets=False)[0] if normalize else text
 
 
 def _compat_edits(text: str) -> list[tuple[int, int, str]]:
