@@ -142,6 +142,13 @@ def run_attack_command(
     )
     with progress() as bar:
         task = bar.add_task(f"Attacking ({spec.label})", total=len(records))
+        inner: list[Any] = []  # one task for the steps inside a long text, made when one reports
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if not inner:
+                inner.append(bar.add_task(stage, total=total))
+            bar.update(inner[0], description=stage, completed=done, total=total)
+
         ctx = AttackContext(
             tokenizer=tok,
             seed=seed,
@@ -150,6 +157,7 @@ def run_attack_command(
             prompts=[r.prompt for r in records],
             options=opts,
             on_item=lambda n: bar.advance(task, n),
+            on_progress=on_progress,
         )
         results = apply_attack(spec, [r.text for r in records], ctx)
     if is_jsonl:
