@@ -23,7 +23,7 @@ from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
-from .common import err_console, json_option, print_json, progress, with_status
+from .common import SEED_RANGE, err_console, json_option, print_json, progress, with_status
 
 
 @click.group("attack")
@@ -49,7 +49,11 @@ def attack_options(rate_help: str | None = "Fraction of tokens to edit.", rate_d
                 help="Write the attacked texts here (same format as INPUT).",
             ),
             click.option(
-                "--seed", type=int, default=0, show_default=True, help="Seed: same seed, same output."
+                "--seed",
+                type=SEED_RANGE,
+                default=0,
+                show_default=True,
+                help="Seed: same seed, same output.",
             ),
             click.option(
                 "--model",

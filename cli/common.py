@@ -32,6 +32,10 @@ from watermark.schemes import available_schemes
 console = Console()
 err_console = Console(stderr=True)
 
+# seeds: non-negative (numpy's generators refuse negative ones) and small enough that seed + offset
+# still fits torch's signed 64-bit seed
+SEED_RANGE = click.IntRange(0, 2**62)
+
 # flag name -> config field; a flag given for a scheme without that field is an error
 SCHEME_FLAGS: dict[str, str] = {
     "gamma": "gamma",

@@ -59,6 +59,10 @@ class GreenListConfig(SchemeConfig):
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
+        if self.vocab_size is not None and not 1 <= self.gamma * self.vocab_size <= self.vocab_size - 1:
+            raise ConfigError(
+                f"gamma {self.gamma:g} leaves no green or no red token in a vocabulary of {self.vocab_size}"
+            )
         check_range("delta", self.delta, 0.0, MAX_DELTA)
         check_range("context width", self.context_width, 0, MAX_CONTEXT_WIDTH)
         if self.scheme == "unigram" and self.context_width != 0:
@@ -163,6 +167,10 @@ class GreenListScheme(WatermarkScheme):
         if h == 0:
             vocab = cfg.vocab_size or int(ids.max()) + 1
             k = int(self.fixed_green_mask(vocab).sum())
+            if not 0 < k < vocab:
+                raise ConfigError(
+                    f"the green list of gamma {cfg.gamma:g} holds {k} of {vocab} tokens: no test"
+                )
             if cfg.count_repeats:
                 p, null, prob = (
                     binomial_tail(g, t, k / vocab),
