@@ -30,6 +30,8 @@ from watermark.normalize import canonical_text
 from .metrics import fraction_changed
 from .unicode import MODES as UNICODE_MODES
 
+LONG_TEXT_CHARS = 100_000  # texts longer than this report progress inside themselves
+
 # modules that register further kinds (e.g. scrub, spoof); missing ones are skipped
 PLUGIN_MODULES: list[str] = ["attacks.scrub", "attacks.spoof"]
 
@@ -65,6 +67,8 @@ class AttackContext:
       k; dilute: spans).
     - `on_item(n)`: progress callback, n texts finished.
     - `normalize`: measure results on canonical text (`watermark.normalize`), as detectors see it.
+    - `on_progress(stage, done, total)`: progress inside one long text (over `LONG_TEXT_CHARS`
+      characters), e.g. ("text 1: measuring changes", tokens measured, tokens).
     """
 
     tokenizer: Any
@@ -76,7 +80,9 @@ class AttackContext:
     options: dict[str, Any] = field(default_factory=dict)
     on_item: Callable[[int], None] | None = None
     normalize: bool = True
+    on_progress: Callable[[str, int, int], None] | None = None
     _model: tuple[Any, Any] | None = field(default=None, repr=False)
+    _ids: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def rng(self, index: int, kind: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.first_index + index, zlib.crc32(kind.encode())])
@@ -95,12 +101,28 @@ class AttackContext:
         """Token ids as a detector scores them: the canonical text's, unless `normalize` is off."""
         return self.encode(canonical_text(text, self.normalize))
 
+    def encode_ids(self, text: str) -> np.ndarray:
+        """`encode` as an int64 array, remembered for the last few texts: a long original is
+        tokenised once for the attack and once for measuring the change otherwise."""
+        if text not in self._ids:
+            if len(self._ids) >= 4:
+                self._ids.pop(next(iter(self._ids)))
+            ids = np.asarray(self.encode(text), dtype=np.int64)
+            ids.flags.writeable = False  # shared: attacks edit copies
+            self._ids[text] = ids
+        return self._ids[text]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def advance(self, n: int = 1) -> None:
         if self.on_item:
             self.on_item(n)
+
+    def stage(self, index: int, text: str, name: str, done: int = 0, total: int = 1) -> None:
+        """Report progress inside text `index` when it is long (short texts report per item only)."""
+        if self.on_progress and len(text) > LONG_TEXT_CHARS:
+            self.on_progress(f"text {self.first_index + index + 1}: {name}", done, total)
 
 
 # runner(texts, spec, context) -> (attacked texts, the parameters it used)
@@ -222,9 +244,15 @@ def apply_attack(spec: AttackSpec, texts: Sequence[str], context: AttackContext)
     base["seed"] = context.seed
     base.update(params)
     out = []
-    for original, new in zip(texts, attacked, strict=True):
+    for i, (original, new) in enumerate(zip(texts, attacked, strict=True)):
+        context.stage(i, original, "re-tokenising")
         ids = context.detector_ids(new)
-        out.append(AttackedText(new, ids, fraction_changed(context.detector_ids(original), ids), dict(base)))
+        before = context.detector_ids(original)
+
+        def measured(done: int, total: int, i=i, original=original) -> None:
+            context.stage(i, original, "measuring changes (tokens)", done, total)
+
+        out.append(AttackedText(new, ids, fraction_changed(before, ids, measured), dict(base)))
     return out
 
 
@@ -244,7 +272,9 @@ def _token_edit(name: str) -> Runner:
         vocab_size = len(ctx.tokenizer)
         out = []
         for i, text in enumerate(texts):
-            ids = np.asarray(ctx.encode(text), dtype=np.int64)
+            ctx.stage(i, text, "tokenising")
+            ids = ctx.encode_ids(text)
+            ctx.stage(i, text, "editing")
             rng = ctx.rng(i, name)
             if name == "substitute":
                 new = edits.substitute_tokens(ids, spec.strength, vocab_size, rng)

@@ -64,10 +64,17 @@ class ScrubResult:
         }
 
 
+def _last(tokens: Sequence[int], h: int) -> Sequence[int]:
+    """The context the stolen list reads: the last h tokens (none for h = 0; `x[-0:]` is all of x)."""
+    return tokens[len(tokens) - h :] if h else ()
+
+
 def count_believed_green(ids: Sequence[int], stolen: StolenList, prefix: Sequence[int] = ()) -> int:
     full = list(prefix) + list(ids)
-    off = len(prefix)
-    return sum(stolen.is_green(full[off + i], full[: off + i]) for i in range(len(ids)))
+    off, h = len(prefix), stolen.context_width
+    return sum(
+        stolen.is_green(full[off + i], _last(full[max(0, off + i - h) : off + i], h)) for i in range(len(ids))
+    )
 
 
 def perplexity(model: Any, ids: Sequence[int], prefix: Sequence[int]) -> float:
@@ -226,11 +233,12 @@ def scrub_ids(
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
     cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
     hyps: list[tuple[list[int], float, int]] = [([], 0.0, 0)]  # (tokens, log-likelihood, edits)
+    h = stolen.context_width
     for i, y in enumerate(ids):
         logp = torch.log_softmax(logits.float(), dim=-1)
         expanded: list[tuple[int, int, float, int]] = []  # (parent, token, score, edits)
         for b, (toks, score, edits) in enumerate(hyps):
-            ctx = prefix + toks
+            ctx = _last(prefix[-h:] + toks[-h:], h) if h else ()  # the last h tokens, not a copy of all
             wanted = stolen.is_green(y, ctx) if planned is None else i in planned
             if edits < budget and wanted:
                 pool = _candidates(logp[b], y, top_k, neighbours)

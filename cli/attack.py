@@ -24,7 +24,16 @@ from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
-from .common import check_outputs, err_console, force_option, json_option, print_json, progress, with_status
+from .common import (
+    SEED_RANGE,
+    check_outputs,
+    err_console,
+    force_option,
+    json_option,
+    print_json,
+    progress,
+    with_status,
+)
 
 
 @click.group("attack")
@@ -50,7 +59,11 @@ def attack_options(rate_help: str | None = "Fraction of tokens to edit.", rate_d
                 help="Write the attacked texts here (same format as INPUT).",
             ),
             click.option(
-                "--seed", type=int, default=0, show_default=True, help="Seed: same seed, same output."
+                "--seed",
+                type=SEED_RANGE,
+                default=0,
+                show_default=True,
+                help="Seed: same seed, same output.",
             ),
             click.option(
                 "--model",
@@ -146,6 +159,13 @@ def run_attack_command(
     )
     with progress() as bar:
         task = bar.add_task(f"Attacking ({spec.label})", total=len(records))
+        inner: list[Any] = []  # one task for the steps inside a long text, made when one reports
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if not inner:
+                inner.append(bar.add_task(stage, total=total))
+            bar.update(inner[0], description=stage, completed=done, total=total)
+
         ctx = AttackContext(
             tokenizer=tok,
             seed=seed,
@@ -154,6 +174,7 @@ def run_attack_command(
             prompts=[r.prompt for r in records],
             options=opts,
             on_item=lambda n: bar.advance(task, n),
+            on_progress=on_progress,
         )
         results = apply_attack(spec, [r.text for r in records], ctx)
     if is_jsonl:

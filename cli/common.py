@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ from watermark.schemes import available_schemes
 
 console = Console()
 err_console = Console(stderr=True)
+
+# seeds: non-negative (numpy's generators refuse negative ones) and small enough that seed + offset
+# still fits torch's signed 64-bit seed
+SEED_RANGE = click.IntRange(0, 2**62)
 
 # flag name -> config field; a flag given for a scheme without that field is an error
 SCHEME_FLAGS: dict[str, str] = {
@@ -226,8 +231,61 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def progress(transient: bool = True) -> Progress:
-    """A progress bar on stderr, so stdout stays clean for --json and pipes."""
+class LineProgress:
+    """Progress for a stderr that is not a terminal (a log, CI): instead of a bar, one plain line
+    per unfinished task every `interval` seconds, so a long run (one huge record included) shows
+    it is alive without flooding the log. Implements the part of rich's Progress the commands use."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = float(os.environ.get("WM_PROGRESS_INTERVAL", "10")) if interval is None else interval
+        self._tasks: dict[int, list] = {}  # id -> [description, completed, total]
+        self._start = self._last = time.monotonic()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
+        self._tasks[len(self._tasks)] = [description, 0, total]
+        return len(self._tasks) - 1
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self._tasks[task][1] += advance
+        self._tick()
+
+    def update(self, task: int, *, description=None, completed=None, total=None, advance=None, **_) -> None:
+        t = self._tasks[task]
+        if description is not None:
+            t[0] = description
+        if total is not None:
+            t[2] = total
+        if completed is not None:
+            t[1] = completed
+        if advance is not None:
+            t[1] += advance
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        for description, done, total in self._tasks.values():
+            if total is not None and done >= total:
+                continue
+            of = f"/{total:,.0f} ({100 * done / total:.0f}%)" if total else ""
+            err_console.print(
+                f"{description}: {done:,.0f}{of}, {now - self._start:.0f} s", markup=False, highlight=False
+            )
+
+
+def progress(transient: bool = True) -> Progress | LineProgress:
+    """A progress bar on stderr, so stdout stays clean for --json and pipes; periodic plain lines
+    when stderr is not a terminal."""
+    if not err_console.is_terminal:
+        return LineProgress()
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -236,7 +294,6 @@ def progress(transient: bool = True) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=transient,
-        disable=not err_console.is_terminal,
     )
 
 

@@ -34,6 +34,7 @@ from watermark.schemes import build_scheme
 from watermark.textio import read_prompts
 
 from .common import (
+    SEED_RANGE,
     ConfigResolver,
     conflicts_json,
     console,
@@ -90,9 +91,9 @@ DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:
 @click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Sampling seed (per batch: seed + offset)."
+    "--seed", type=SEED_RANGE, default=0, show_default=True, help="Sampling seed (per batch: seed + offset)."
 )
-@click.option("--attack-seed", type=int, default=0, show_default=True)
+@click.option("--attack-seed", type=SEED_RANGE, default=0, show_default=True)
 @click.option("--paraphrase-prompt", default=None, help="Paraphrase prompt template with a {text} slot.")
 @click.option(
     "--paraphrase-model",

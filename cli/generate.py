@@ -12,6 +12,7 @@ from watermark.schemes import build_scheme
 from watermark.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
+    SEED_RANGE,
     check_outputs,
     console,
     err_console,
@@ -50,7 +51,7 @@ from .terminal import visible
 @click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--num-beams", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--seed", type=int, default=None, help="Seed for sampling (reproducible runs).")
+@click.option("--seed", type=SEED_RANGE, default=None, help="Seed for sampling (reproducible runs).")
 @click.option("--no-watermark", is_flag=True, help="Generate plain text (for baselines).")
 @click.option("--no-chat", is_flag=True, help="Do not wrap prompts in the model's chat template.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")

@@ -39,6 +39,7 @@ from watermark.schemes import build_scheme
 from watermark.textio import TextRecord, read_records, write_jsonl
 
 from .common import (
+    SEED_RANGE,
     ConfigResolver,
     check_outputs,
     conflicts_json,
@@ -508,7 +509,7 @@ def scrub_command(
 @click.option("--max-new-tokens", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0), default=1.0, show_default=True)
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=SEED_RANGE, default=None)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
 @model_option("Unwatermarked model to generate with (default: the stolen list's tokenizer).")
 @scheme_options

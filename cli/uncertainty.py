@@ -30,7 +30,16 @@ from watermark.uncertainty.evaluate import (
 from watermark.uncertainty.sampling import DEFAULT_INSTRUCTION, sample_answers
 from watermark.uncertainty.scores import SENTENCE_TEMPERATURE
 
-from .common import console, err_console, json_option, model_option, print_json, progress, with_status
+from .common import (
+    SEED_RANGE,
+    console,
+    err_console,
+    json_option,
+    model_option,
+    print_json,
+    progress,
+    with_status,
+)
 from .terminal import visible
 
 
@@ -73,7 +82,7 @@ def _common_options(func: Callable) -> Callable:
         click.option(
             "--no-examples", is_flag=True, help="Leave out the three few-shot question/answer turns."
         ),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=SEED_RANGE, default=0, show_default=True),
         click.option(
             "--similarity-model",
             default=None,

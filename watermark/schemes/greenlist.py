@@ -103,6 +103,10 @@ class GreenListConfig(SchemeConfig):
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
+        if self.vocab_size is not None and not 1 <= self.gamma * self.vocab_size <= self.vocab_size - 1:
+            raise ConfigError(
+                f"gamma {self.gamma:g} leaves no green or no red token in a vocabulary of {self.vocab_size}"
+            )
         check_range("delta", self.delta, 0.0, MAX_DELTA)
         check_range("context width", self.context_width, 0, MAX_CONTEXT_WIDTH)
         if self.scheme == "unigram" and self.context_width != 0:
@@ -209,6 +213,10 @@ class GreenListScheme(WatermarkScheme):
         if cfg.context_width == 0:  # one fixed list (unigram)
             vocab = cfg.vocab_size or int(ids.max()) + 1
             k = int(self.fixed_green_mask(vocab).sum())
+            if not 0 < k < vocab:
+                raise ConfigError(
+                    f"the green list of gamma {cfg.gamma:g} holds {k} of {vocab} tokens: no test"
+                )
             prob = k / vocab
             if cfg.count_repeats:
                 null = "binomial (repeats counted: approximate)"
