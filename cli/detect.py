@@ -15,14 +15,17 @@ from watermark.textio import read_records
 from .common import (
     console,
     fmt_p,
+    hf_key_options,
     json_option,
     key_option,
-    load_key,
     model_option,
+    pop_hf_key_options,
     pop_scheme_flags,
     print_json,
     resolve_config,
+    resolve_key,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 
@@ -39,6 +42,7 @@ def _render_tokens(tok, ids, mask) -> Text:
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @scheme_options
+@hf_key_options
 @key_option
 @model_option(
     "Tokenizer to use (default: the one named in the config, else smollm2-135m). The model is never loaded."
@@ -55,7 +59,8 @@ def _render_tokens(tok, ids, mask) -> Text:
 def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
     flags = pop_scheme_flags(kwargs)
-    key = load_key(key_path)
+    scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
+    key = resolve_key(key_path, secret)
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
@@ -75,6 +80,7 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
                     "pass --model with the generating model's tokenizer"
                 )
             config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
+            config = with_model_vocab_size(config, tok_name)
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)

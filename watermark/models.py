@@ -118,6 +118,33 @@ def load_tokenizer(name: str | None = None) -> Any:
         raise _load_error(name, exc) from None
 
 
+def model_vocab_size(name: str | None = None) -> int:
+    """The model config's `vocab_size` (the logits' width; transformers' KGW permutes this many
+    ids), read from the config alone: no weights are loaded."""
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    name = canonical_name(name)
+    try:
+        if name == DEFAULT_MODEL:
+            gguf = embedded_path(name)
+            cached = _gguf_cache_path(name, gguf)
+            if (cached / "config.json").exists():
+                config = AutoConfig.from_pretrained(cached)
+            else:
+                config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        else:
+            config = AutoConfig.from_pretrained(name)
+        return int(config.get_text_config().vocab_size)
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"cannot read the config of model {name!r} for its vocab_size ({type(exc).__name__}): "
+            "pass --model-vocab-size"
+        ) from None
+
+
 def load_model(
     name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
