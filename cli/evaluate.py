@@ -43,6 +43,7 @@ from .common import (
     progress,
     resolve_config,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 
@@ -148,7 +149,8 @@ def eval_command(
     if oracle and canonical_name(oracle) != model_name:
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
-    scheme_obj = build_scheme(config.replace(vocab_size=len(tok), tokenizer=model_name), key)
+    config = with_model_vocab_size(config.replace(vocab_size=len(tok), tokenizer=model_name), model_name, lm)
+    scheme_obj = build_scheme(config, key)
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = None
     if paraphrase_model and any(s.kind == "paraphrase" for s in specs):
