@@ -139,7 +139,7 @@ def test_transformers_watermarked_text_is_detected_by_wm(tiny_model, tokenizer):
     torch.manual_seed(0)
     out = tiny_model.generate(
         **enc,
-        watermarking_config=WatermarkingConfig(hashing_key=KEY),
+        watermarking_config=WatermarkingConfig(hashing_key=KEY, bias=4.0),  # strong: 30 tokens
         do_sample=True,
         max_new_tokens=30,
         min_new_tokens=30,
@@ -153,7 +153,7 @@ def test_transformers_watermarked_text_is_detected_by_wm(tiny_model, tokenizer):
 
 
 def test_wm_watermarked_text_is_flagged_by_transformers_detector(tiny_model, tokenizer):
-    s = scheme(v=tiny_model.config.vocab_size, vocab_size=len(tokenizer))
+    s = scheme(v=tiny_model.config.vocab_size, vocab_size=len(tokenizer), delta=4.0)
     gens = generate(tiny_model, tokenizer, PROMPTS, scheme=s, max_new_tokens=30, min_new_tokens=30, seed=0)
     det = WatermarkDetector(tiny_model.config, "cpu", WatermarkingConfig(hashing_key=KEY))
     for g in gens:
