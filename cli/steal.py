@@ -59,7 +59,7 @@ def _truth(key_path, scheme, config_path, flags, tok, tok_name):
             f"the config is for {config.vocab_size} tokens, tokenizer {tok_name!r} has {len(tok)}"
         )
     config = config.replace(vocab_size=len(tok), tokenizer=config.tokenizer or tok_name)
-    if not hasattr(config, "gamma") or not hasattr(config, "context_width"):
+    if config.scheme not in ("kgw", "unigram"):  # hf-kgw has a gamma too, but not wm's green lists
         raise ConfigError(f"scheme {config.scheme!r} has no green list to steal")
     return build_scheme(config, load_key(key_path))
 
