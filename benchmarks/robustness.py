@@ -43,7 +43,7 @@ from watermark.schemes.distortion_free import permutation_floor
 ATTACKS = (
     "none,substitute:0.1,substitute:0.3,insert:0.1,insert:0.3,delete:0.1,delete:0.3,"
     "word-substitute:0.2,word-substitute:0.4,word-delete:0.2,word-delete:0.4,"
-    "neighbour:0.2,neighbour:0.4,dilute:0.5,dilute:0.25"
+    "neighbour:0.2,neighbour:0.4,dilute:0.5,dilute:0.25,unicode:zwsp,unicode:homoglyph"
 )
 COLUMNS = (
     "tpr_at_fpr_1pct",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from watermark.config import SchemeConfig, config_class, config_from_dict, default_config, load_config_file
-from watermark.errors import ConfigError, KeyFileError
+from watermark.atomic import check_output
+from watermark.config import SchemeConfig
+from watermark.config_resolve import ConfigSource
+from watermark.config_resolve import resolve_config as resolve_sources
+from watermark.errors import ConfigError, KeyFileError, OutputError
 from watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
 from watermark.interop import read_transformers_config
 from watermark.keys import default_key_path, write_key_file
 from watermark.models import model_vocab_size
+from watermark.report import format_p
 from watermark.schemes import available_schemes
 
 console = Console()
@@ -41,6 +45,7 @@ SCHEME_FLAGS: dict[str, str] = {
     "block_length": "block_length",
     "edit_gamma": "edit_gamma",
     "resamples": "resamples",
+    "max_resamples": "max_resamples",
     "count_repeats": "count_repeats",
     "seeding": "seeding",
     # synthid / hf-synthid / hf-kgw (transformers' names where transformers has one)
@@ -81,7 +86,7 @@ def scheme_options(func: Callable) -> Callable:
             "--context-width",
             type=int,
             default=None,
-            help="Context width h (kgw default 1, unigram 0, gumbel 4).",
+            help="Context width h (kgw default 1, selfhash 4 counting the token itself, unigram 0, gumbel 4).",
         ),
         click.option(
             "--key-length", type=int, default=None, help="Key sequence length n (exp/its, default 256)."
@@ -99,13 +104,22 @@ def scheme_options(func: Callable) -> Callable:
             help="Levenshtein gap cost (exp-edit 0.0, its-edit 0.4).",
         ),
         click.option(
-            "--resamples", type=int, default=None, help="Permutation-test resamples T (default 999)."
+            "--resamples",
+            type=int,
+            default=None,
+            help="Permutation-test resamples T (exp/its, default 999; at an --alpha, the least drawn).",
+        ),
+        click.option(
+            "--max-resamples",
+            type=int,
+            default=None,
+            help="Most null keys a permutation test at --alpha may draw (exp/its, default 200000).",
         ),
         click.option(
             "--seeding",
             type=click.Choice(["lefthash", "selfhash"]),
             default=None,
-            help="Green-list seeding (kgw; selfhash uses --context-width 3 in the paper).",
+            help="Green-list seeding (kgw; selfhash defaults to the paper's --context-width 4: 3 previous ids + the token).",
         ),
         click.option(
             "--count-repeats",
@@ -161,45 +175,55 @@ def pop_scheme_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flags.items() if v is not None}
 
 
+class ConfigResolver:
+    """One command's config sources, resolved per record by `watermark.config_resolve` (the same
+    rule for every command): the record's config, then --config, then the scheme flags. Each
+    distinct conflict is printed once as a warning on stderr; callers put them in their JSON."""
+
+    def __init__(
+        self, scheme: str | None, config_path: str | None, flags: dict[str, Any], default_scheme="kgw"
+    ):
+        self.file = ConfigSource.from_file(config_path) if config_path else None
+        if self.file and scheme and scheme != self.file.fields["scheme"]:
+            raise ConfigError(
+                f"{config_path} is a config for scheme {self.file.fields['scheme']!r}, not {scheme!r}"
+            )
+        names = {SCHEME_FLAGS[f]: "--" + f.replace("_", "-") for f in flags}
+        fields = {SCHEME_FLAGS[f]: v for f, v in flags.items()}
+        if scheme:
+            fields["scheme"], names["scheme"] = scheme, "--scheme"
+        self.flags = ConfigSource("flags", fields, names) if fields else None
+        self.default_scheme = default_scheme
+        self._warned: set[str] = set()
+
+    def __call__(self, record_config: dict[str, Any] | None = None, where: str | None = None):
+        """`where`: the record's place (file:line), named in errors about its config."""
+        record = (
+            ConfigSource.complete(record_config, "the record's config", f"{where} config" if where else None)
+            if record_config
+            else None
+        )
+        resolved = resolve_sources(record, self.file, self.flags, default_scheme=self.default_scheme)
+        for conflict in resolved.conflicts:
+            message = conflict.message()
+            if message not in self._warned:
+                self._warned.add(message)
+                err_console.print(f"warning: {message}", markup=False, highlight=False)
+        return resolved
+
+
 def resolve_config(
     scheme: str | None,
     config_path: str | None,
     flags: dict[str, Any],
     record_config: dict[str, Any] | None = None,
 ) -> SchemeConfig:
-    """The config to use: --config, else the record's config, else the scheme's defaults; then flags.
-
-    A --config file for another scheme than --scheme is an error; a record's stored config is
-    replaced when --scheme names another scheme.
-    """
-    if config_path:
-        base = load_config_file(config_path)
-        if scheme and scheme != base.scheme:
-            raise ConfigError(f"{config_path} is a config for scheme {base.scheme!r}, not {scheme!r}")
-    elif record_config and (scheme is None or record_config.get("scheme") == scheme):
-        base = config_from_dict(dict(record_config))
-    elif record_config:
-        base = carry_over(config_from_dict(dict(record_config)), scheme)
-    else:
-        base = default_config(scheme or "kgw")
-    fields = set(config_class(base.scheme).__dataclass_fields__)
-    changes = {}
-    for flag, value in flags.items():
-        field = SCHEME_FLAGS[flag]
-        if field not in fields:
-            raise ConfigError(f"--{flag.replace('_', '-')} does not apply to scheme {base.scheme!r}")
-        changes[field] = value
-    return base.replace(**changes) if changes else base
+    """The config of one record (see `ConfigResolver`); conflicts are warned about on stderr."""
+    return ConfigResolver(scheme, config_path, flags)(record_config).config
 
 
-def carry_over(source: SchemeConfig, scheme: str) -> SchemeConfig:
-    """The default config of `scheme`, keeping every field the source set away from its own
-    scheme's default (e.g. exp -> exp-edit keeps a non-default key_length)."""
-    source_default = default_config(source.scheme).to_dict()
-    target = default_config(scheme)
-    shared = set(target.to_dict()) - {"scheme"}
-    kept = {k: v for k, v in source.to_dict().items() if k in shared and v != source_default.get(k)}
-    return target.replace(**kept) if kept else target
+def conflicts_json(resolved) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in resolved.conflicts]
 
 
 def hf_key_options(func: Callable) -> Callable:
@@ -368,14 +392,48 @@ class _NullContext:
 
 
 def fmt_p(p: float | None, log10_p: float | None = None) -> str:
-    """A p-value for people; below the float range it is shown from its log10 (never as 0)."""
-    if p is None:
-        return "-"
-    if p < 1e-300 and log10_p is not None and math.isfinite(log10_p):
-        exponent = math.floor(log10_p)
-        return f"{10 ** (log10_p - exponent):.2f}e{exponent}"
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+    """A p-value for people (never shown as 0): `watermark.report.format_p`."""
+    return format_p(p, log10_p)
 
 
 def cached(func: Callable) -> Callable:
     return functools.lru_cache(maxsize=8)(func)
+
+
+def force_option(func: Callable) -> Callable:
+    """--force: let this command replace existing output files (read back by `check_outputs`)."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        ctx.meta["wm_force"] = bool(value)
+        return value
+
+    return click.option(
+        "--force",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="Replace output files that already exist.",
+    )(func)
+
+
+def check_outputs(
+    outputs: Iterable[str | None], inputs: Iterable[str | None], key_path: str | None = ""
+) -> None:
+    """Before any work: every output can be written, is not an input (nor the key), and replaces an
+    existing file only with --force. `key_path=None` means the default key is read."""
+    ctx = click.get_current_context(silent=True)
+    force = bool(ctx and ctx.meta.get("wm_force"))
+    guarded = [*inputs]
+    if key_path is not None:
+        guarded.append(key_path or None)
+    else:
+        guarded.append(str(default_key_path()))
+    seen: list[str] = []
+    for out in outputs:
+        if not out:
+            continue
+        for other in seen:
+            if os.path.realpath(other) == os.path.realpath(out):
+                raise OutputError(f"{out} is given as two outputs; write them to different files")
+        check_output(out, guarded, force)
+        seen.append(out)

@@ -2,7 +2,7 @@
 
 Generates watermarked and unwatermarked texts for the same prompts (cached in -o DIR), applies
 every attack of --attacks to both, detects, and reports per attack: TPR at empirical FPR 1% and
-0.1%, TPR at nominal p < 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
+0.1%, TPR at nominal p <= 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
 mean length and fraction of tokens changed. Writes DIR/results.json and PNG plots.
 """
 
@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from attacks.registry import parse_attacks
+from watermark.atomic import check_output_folder
+from watermark.config_resolve import bind_tokenizer
 from watermark.errors import InputError
 from watermark.evaluation import (
     GenerationSettings,
@@ -32,6 +34,8 @@ from watermark.schemes import build_scheme
 from watermark.textio import read_prompts
 
 from .common import (
+    ConfigResolver,
+    conflicts_json,
     console,
     err_console,
     fmt_p,
@@ -41,7 +45,6 @@ from .common import (
     pop_scheme_flags,
     print_json,
     progress,
-    resolve_config,
     scheme_options,
     with_model_vocab_size,
     with_status,
@@ -130,6 +133,7 @@ def eval_command(
 ):
     """Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."""
     flags = pop_scheme_flags(kwargs)
+    check_output_folder(output_dir)
     specs = parse_attacks(attacks)
     if paraphrase_prompt is not None:
         from attacks.paraphrase import check_prompt
@@ -141,7 +145,8 @@ def eval_command(
     pool = read_prompts(path)
     prompts = (pool * math.ceil(n / len(pool)))[:n]
     model_name = canonical_name(model)
-    config = resolve_config(scheme, config_path, flags)
+    resolved = ConfigResolver(scheme, config_path, flags)()  # no records: --config, then flags
+    config = resolved.config
     key = load_key(key_path, create_default=True)
     with with_status(f"Loading {model_name}"):
         lm, tok = load_model(model_name, device=device)
@@ -149,8 +154,9 @@ def eval_command(
     if oracle and canonical_name(oracle) != model_name:
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
-    config = with_model_vocab_size(config.replace(vocab_size=len(tok), tokenizer=model_name), model_name, lm)
-    scheme_obj = build_scheme(config, key)
+    scheme_obj = build_scheme(
+        with_model_vocab_size(bind_tokenizer(config, len(tok), model_name), model_name, lm), key
+    )
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = None
     if paraphrase_model and any(s.kind == "paraphrase" for s in specs):
@@ -180,6 +186,7 @@ def eval_command(
         attack_options=options,
         paraphraser=paraphraser,
         compute_perplexity=not no_perplexity,
+        row_extra={"config_conflicts": conflicts_json(resolved)},
     )
     rows: list[dict] = []
     try:

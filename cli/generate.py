@@ -9,11 +9,13 @@ from watermark.errors import InputError
 from watermark.generation import generate as generate_texts
 from watermark.models import canonical_name, load_model
 from watermark.schemes import build_scheme
-from watermark.textio import read_prompts, write_jsonl
+from watermark.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
+    check_outputs,
     console,
     err_console,
+    force_option,
     hf_key_options,
     key_option,
     model_option,
@@ -26,6 +28,7 @@ from .common import (
     with_model_vocab_size,
     with_status,
 )
+from .terminal import visible
 
 
 @click.command()
@@ -64,6 +67,7 @@ from .common import (
     default=None,
     help="Write the scheme config (no key) here.",
 )
+@force_option
 def generate(
     prompt,
     prompt_file,
@@ -93,9 +97,12 @@ def generate(
         raise click.UsageError("give a PROMPT or --prompt-file")
     if prompt is not None and prompt_file is not None:
         raise click.UsageError("give either a PROMPT or --prompt-file, not both")
+    check_outputs([output, config_out], [prompt_file, config_path], key_path or None)
     prompts = [prompt] if prompt is not None else read_prompts(prompt_file)[:limit]
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
+    if prompt is not None:
+        check_text(prompt, "the prompt")
     model_name = canonical_name(model)
     config = resolve_config(scheme, config_path, flags)
     key = None if no_watermark else resolve_key(key_path, secret, create_default=True)
@@ -148,4 +155,4 @@ def generate(
     for i, g in enumerate(results):
         if len(results) > 1:
             console.rule(f"[bold]{i + 1}/{len(results)}")
-        click.echo(g.text)
+        click.echo(visible(g.text))

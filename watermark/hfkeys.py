@@ -20,17 +20,16 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import KeyFileError
-from .keys import Key, load_key_file
+from .keys import Key, load_key_file, read_private_file, write_private_file
 
 INT64_MAX = (1 << 63) - 1
+MAX_SYNTHID_LAYERS = 64  # a position's g-values are held as the bits of one 64-bit word
 _FINGERPRINT_ROUNDS = 20_000
-_MAX_FILE_BYTES = 1 << 16
 KGW_TYPE = "hf-kgw-hashing-key"
 SYNTHID_TYPE = "hf-synthid-keys"
 
@@ -72,8 +71,10 @@ class SynthIDKeys:
 
     def __post_init__(self) -> None:
         vals = tuple(self.values)
-        if not vals:
-            raise KeyFileError("SynthID needs at least one key")
+        if not 1 <= len(vals) <= MAX_SYNTHID_LAYERS:
+            raise KeyFileError(
+                f"SynthID needs 1 to {MAX_SYNTHID_LAYERS} keys (one per layer), got {len(vals)}"
+            )
         for v in vals:
             if isinstance(v, bool) or not isinstance(v, int) or not -INT64_MAX - 1 <= v <= INT64_MAX:
                 raise KeyFileError("SynthID keys must be 64-bit integers")
@@ -117,43 +118,21 @@ def random_synthid_keys(layers: int = 30) -> SynthIDKeys:
 def write_hf_key_file(
     path: str | os.PathLike[str], key: HashingKey | SynthIDKeys, overwrite: bool = False
 ) -> None:
-    """Write an integer key as JSON, created with mode 0600 (never chmod'ed after writing)."""
-    p = Path(path).expanduser()
-    if p.exists() and not overwrite:
-        raise KeyFileError(f"{p} already exists; refusing to overwrite a key (use --force)")
+    """Write an integer key as JSON, created with mode 0600 like wm's keys (`write_private_file`)."""
     if isinstance(key, HashingKey):
         obj: dict = {"type": KGW_TYPE, "hashing_key": key.value}
     else:
         obj = {"type": SYNTHID_TYPE, "keys": list(key.values)}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (json.dumps(obj) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def _read_private(p: Path) -> bytes:
-    if not p.exists():
-        raise KeyFileError(f"key file {p} does not exist (create one with `wm keygen -o {p}`)")
-    if not p.is_file():
-        raise KeyFileError(f"key file {p} is not a regular file")
-    mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(f"key file {p} is readable by others (mode {mode:o}); run `chmod 600 {p}`")
-    with p.open("rb") as fh:
-        return fh.read(_MAX_FILE_BYTES + 1)
+    write_private_file(path, (json.dumps(obj) + "\n").encode(), overwrite)
 
 
 def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
-    """A wm hex key file, or an integer key file written by `wm keygen --hf-hashing-key/--synthid-keys`."""
+    """A wm hex key file, or an integer key file written by `wm keygen --hf-hashing-key/--synthid-keys`
+    (both read with the same checks: a private regular file of bounded size)."""
     p = Path(path).expanduser()
-    raw = _read_private(p)
+    raw = read_private_file(p)
     if not raw.lstrip().startswith(b"{"):
         return load_key_file(p)
-    if len(raw) > _MAX_FILE_BYTES:
-        raise KeyFileError(f"key file {p} is too large to be a key")
     try:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.configuration_utils import BaseWatermarkingConfig
 
 from ..config import SchemeConfig
 from ..errors import ConfigError, InputError
@@ -116,6 +117,20 @@ class WatermarkScheme(ABC):
     def processor(self) -> LogitsProcessor:
         """A fresh `transformers` logits processor embedding this watermark."""
 
+    def watermarking_config(self) -> SchemeWatermarkingConfig:
+        """For `model.generate(..., watermarking_config=...)`: transformers then builds a fresh
+        processor per generate() call and runs it after all of its own processors and warpers,
+        so the decoder sees the final distribution whatever the sampling settings."""
+        return SchemeWatermarkingConfig(self)
+
+    def detect_text(self, text: str, tokenizer: Any, alpha: float | None = None) -> Detection:
+        """Tokenise `text` exactly as `wm detect` does (no special tokens) and test it."""
+        from ..generation import encode_texts
+
+        if not isinstance(text, str):
+            raise InputError(f"detect_text needs a str, got {type(text).__name__}")
+        return self.detect(encode_texts(tokenizer, [text])[0], alpha=alpha)
+
     @abstractmethod
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> Detection:
         """Test one text (its token ids, without the prompt). `alpha`, when given, is the level
@@ -124,6 +139,41 @@ class WatermarkScheme(ABC):
 
     def detect_many(self, texts: Sequence[Sequence[int]], alpha: float | None = None) -> list[Detection]:
         return [self.detect(ids, alpha=alpha) for ids in texts]
+
+
+class SchemeWatermarkingConfig(BaseWatermarkingConfig):
+    """transformers' hook for watermarks: `generate()` calls `construct_processor` each time and
+    appends the result after every warper. Serialises to the scheme's public config (no key)."""
+
+    def __init__(self, scheme: WatermarkScheme):
+        self.scheme = scheme
+
+    def validate(self) -> None:
+        """Nothing to check: the scheme validated its config when it was built."""
+
+    def construct_processor(self, vocab_size: int | None = None, device: Any = None) -> LogitsProcessor:
+        return self.scheme.processor()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.scheme.config.to_dict()
+
+    def __deepcopy__(self, memo: dict) -> SchemeWatermarkingConfig:
+        return self  # generate() deep-copies its config; the scheme (and its key) stay shared
+
+    def __repr__(self) -> str:
+        return f"SchemeWatermarkingConfig({self.scheme.name}, key {self.scheme.key.fingerprint})"
+
+
+def sampling_warpers(temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> list[Any]:
+    """The temperature/top-k/top-p warpers `generate()` would add, in the same order."""
+    out: list[Any] = []
+    if temperature != 1.0:
+        out.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        out.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p))
+    return out
 
 
 def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None) -> np.ndarray:

@@ -32,11 +32,19 @@ import torch
 from scipy import stats as sps
 from transformers import LogitsProcessor
 
-from ..config import SchemeConfig, register_config
+from ..config import MAX_VOCAB_SIZE, SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..hfkeys import HashingKey
 from ..stats import lattice_tail, log10_lattice_tail, z_score
-from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
+from .base import (
+    Detection,
+    TextTooShortError,
+    WatermarkScheme,
+    as_token_array,
+    first_occurrences,
+    sampling_warpers,
+)
+from .greenlist import MAX_CONTEXT_WIDTH, MAX_DELTA
 
 SEEDINGS = ("lefthash", "selfhash")
 TABLE_SIZE = 1_000_003
@@ -62,14 +70,14 @@ class HfKgwConfig(SchemeConfig):
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
-        if not self.delta >= 0.0:
-            raise ConfigError(f"delta must be >= 0, got {self.delta}")
+        check_range("delta", self.delta, 0.0, MAX_DELTA)
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
-        if self.context_width < 1:
-            raise ConfigError(f"transformers' context width must be >= 1, got {self.context_width}")
-        if self.model_vocab_size is not None and int(self.model_vocab_size * self.gamma) < 1:
-            raise ConfigError("model_vocab_size * gamma must be at least 1 (an empty green list)")
+        check_range("context width", self.context_width, 1, MAX_CONTEXT_WIDTH)
+        if self.model_vocab_size is not None:
+            check_range("model_vocab_size", self.model_vocab_size, 2, MAX_VOCAB_SIZE)
+            if int(self.model_vocab_size * self.gamma) < 1:
+                raise ConfigError("model_vocab_size * gamma must be at least 1 (an empty green list)")
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,10 @@ class HfKgwScheme(WatermarkScheme):
         return h - 1, self.selfhash_seeds(windows), windows[:, -1].copy()
 
     # ---- embedding -----------------------------------------------------------------------------
-    def processor(self) -> HfKgwLogitsProcessor:
-        return HfKgwLogitsProcessor(self)
+    def processor(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> HfKgwLogitsProcessor:
+        """The biasing processor. transformers adds the bias after its warpers; given the sampling
+        settings, this processor applies them first itself (then sample with neutral settings)."""
+        return HfKgwLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     # ---- detection -----------------------------------------------------------------------------
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> HfKgwDetection:
@@ -205,17 +215,21 @@ class HfKgwScheme(WatermarkScheme):
 class HfKgwLogitsProcessor(LogitsProcessor):
     """transformers' `WatermarkLogitsProcessor`, on wm's shared green lists (same output).
 
-    Like transformers (which appends it after its warpers), it belongs after temperature / top-k /
-    top-p: `watermark.generation.generate` puts it there. Calling `model.generate` yourself, put
-    `sampling_warpers(...)` ahead of it and sample with temperature 1.
+    transformers adds the bias after its temperature / top-k / top-p warpers. Given the sampling
+    settings (as `watermark.generation.generate` does), this processor applies them first itself,
+    and generate() then samples with neutral settings; with `model.generate`, pass
+    `watermarking_config=scheme.watermarking_config()` (or transformers' own `WatermarkingConfig`).
     """
 
-    def __init__(self, scheme: HfKgwScheme):
+    def __init__(self, scheme: HfKgwScheme, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
         self.scheme = scheme
         self.h = scheme.config.context_width
         self.delta = float(scheme.config.delta)
+        self.warpers = sampling_warpers(temperature, top_p, top_k)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
         if input_ids.shape[-1] < self.h:  # transformers skips the step too (with a warning)
             return scores
         s = self.scheme

@@ -26,26 +26,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats as sps
-from transformers import GenerationConfig
 
-from ..config import SchemeConfig, register_config
+from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..hfkeys import SynthIDKeys
 from .base import TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
 from .synthid import (
+    MAX_NGRAM_LEN,
     SCORES,
     GScoreNull,
     SynthIDDetection,
     first_contexts,
     g_score_detection,
     layer_weights,
-    sample_or_argmax,
+    sample,
     tournament,
 )
 
 MULTIPLIER = 6364136223846793005  # transformers' accumulate_hash LCG multiplier (fits in int64)
 MAX_TABLE = 1 << 24  # transformers' limit on sampling_table_size
+MAX_HISTORY = 1 << 20  # context FIFO entries per row (8 bytes each)
 _ENUMERATE_CHUNK = 1 << 20
 
 
@@ -73,14 +74,11 @@ class HfSynthIDConfig(SchemeConfig):
     score: str = "weighted"
 
     def validate(self) -> None:
-        if self.ngram_len < 2:
-            raise ConfigError(f"ngram_len must be >= 2, got {self.ngram_len}")
-        if self.context_history_size < 1:
-            raise ConfigError(f"context_history_size must be >= 1, got {self.context_history_size}")
+        check_range("ngram_len", self.ngram_len, 2, MAX_NGRAM_LEN)
+        check_range("context_history_size", self.context_history_size, 1, MAX_HISTORY)
         if not 2 <= self.sampling_table_size <= MAX_TABLE:
             raise ConfigError(f"sampling_table_size must be in 2..2^24, got {self.sampling_table_size}")
-        if not 0 <= self.sampling_table_seed < 2**64:
-            raise ConfigError("sampling_table_seed must be in [0, 2^64)")
+        check_range("sampling_table_seed", self.sampling_table_seed, 0, 2**63 - 1)
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
 
@@ -173,8 +171,12 @@ class HfSynthIDScheme(WatermarkScheme):
             counts, weighted, f"independent Bernoulli(q = {q:.4f}) g-values (table of size {s})"
         )
 
-    def processor(self) -> HfSynthIDLogitsProcessor:
-        return HfSynthIDLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> HfSynthIDLogitsProcessor:
+        """The tournament sampler; give it the sampling settings unless it runs after
+        transformers' warpers (see `FinalDistributionProcessor`)."""
+        return HfSynthIDLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> SynthIDDetection:
         cfg = self.config
@@ -200,18 +202,19 @@ class HfSynthIDLogitsProcessor(FinalDistributionProcessor):
 
     scheme: HfSynthIDScheme
 
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+    def start(self, batch: int) -> None:
         self.history = torch.zeros(batch, self.scheme.config.context_history_size, dtype=torch.int64)
 
-    def contexts(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """The last ngram_len - 1 generated ids of each row, zero-padded (transformers' state)."""
+    def contexts(self, input_ids: torch.LongTensor, step: int) -> torch.Tensor:
+        """The last ngram_len - 1 ids generated so far (`step` of them) in each row, zero-padded
+        (transformers' state: the prompt is not used)."""
         c = self.scheme.config.ngram_len - 1
-        generated = input_ids[:, self._start_len :].detach().to("cpu", torch.int64)
-        padded = torch.cat([torch.zeros(input_ids.shape[0], c, dtype=torch.int64), generated], dim=1)
-        return padded[:, -c:]
+        generated = input_ids[:, input_ids.shape[1] - step :] if step else input_ids[:, :0]
+        zeros = torch.zeros(input_ids.shape[0], c, dtype=torch.int64)
+        return torch.cat([zeros, generated.detach().to("cpu", torch.int64)], dim=1)[:, -c:]
 
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
-        return sample_or_argmax(self.distribution(input_ids, step, log_probs), self._gen_config)
+        return sample(self.distribution(input_ids, step, log_probs))
 
     def distribution(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
         """The next-token distribution transformers' processor gives (updates the context FIFO)."""
@@ -220,7 +223,7 @@ class HfSynthIDLogitsProcessor(FinalDistributionProcessor):
         if s.config.skip_first_ngram_calls and step + 1 < s.config.ngram_len:
             return probs
         ctx_hash = accumulate_hash(
-            torch.ones(input_ids.shape[0], dtype=torch.int64), self.contexts(input_ids)
+            torch.ones(input_ids.shape[0], dtype=torch.int64), self.contexts(input_ids, step)
         )
         repeated = (self.history == ctx_hash[:, None]).any(dim=1)
         self.history = torch.cat([ctx_hash[:, None], self.history[:, :-1]], dim=1)

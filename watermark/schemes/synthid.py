@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import GenerationConfig
 
 from .. import prf
-from ..config import SchemeConfig, register_config
+from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..stats import binomial_tail, lattice_tail, log10_binomial_tail, log10_lattice_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
@@ -39,6 +38,7 @@ from .distortion_free import FinalDistributionProcessor
 
 SCORES = ("weighted", "mean")
 MAX_LAYERS = 64  # one 64-bit PRF output per (context, token) gives every layer's bit
+MAX_NGRAM_LEN = 1024  # keeps contexts (and their hashing) bounded
 
 
 def layer_weights(m: int) -> np.ndarray:
@@ -178,6 +178,7 @@ class SynthIDConfig(SchemeConfig):
     def validate(self) -> None:
         if self.ngram_len < 2:
             raise ConfigError(f"ngram_len must be >= 2 (at least one context token), got {self.ngram_len}")
+        check_range("ngram_len", self.ngram_len, 2, MAX_NGRAM_LEN)
         if not 1 <= self.num_layers <= MAX_LAYERS:
             raise ConfigError(f"num_layers must be in 1..{MAX_LAYERS}, got {self.num_layers}")
         if self.score not in SCORES:
@@ -209,8 +210,12 @@ class SynthIDScheme(WatermarkScheme):
         m = self.config.num_layers
         return tournament(probs, layer_patterns(prf.vocab_mix(seeds, probs.shape[-1]), m), m)
 
-    def processor(self) -> SynthIDLogitsProcessor:
-        return SynthIDLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> SynthIDLogitsProcessor:
+        """The tournament sampler; give it the sampling settings unless it runs after
+        transformers' warpers (see `FinalDistributionProcessor`)."""
+        return SynthIDLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> SynthIDDetection:
         cfg = self.config
@@ -226,10 +231,9 @@ class SynthIDScheme(WatermarkScheme):
         return g_score_detection(cfg.scheme, g, self._null, cfg.score, mask, exact_count=True)
 
 
-def sample_or_argmax(probs: torch.Tensor, gen_config: GenerationConfig | None) -> torch.Tensor:
-    """Draw one token per row from probs (the generator's RNG), or take the argmax when greedy."""
-    if gen_config is not None and gen_config.do_sample is False:
-        return probs.argmax(dim=-1)
+def sample(probs: torch.Tensor) -> torch.Tensor:
+    """One token per row drawn from probs with torch's global RNG (seeded like generate()'s own
+    sampling). The tournament samples by construction, so greedy decoding does not apply."""
     return torch.multinomial(probs, 1).squeeze(1)
 
 
@@ -246,11 +250,11 @@ class SynthIDLogitsProcessor(FinalDistributionProcessor):
 
     scheme: SynthIDScheme
 
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+    def start(self, batch: int) -> None:
         self.seen: list[set[tuple[int, ...]]] = [set() for _ in range(batch)]
 
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
-        return sample_or_argmax(self.distribution(input_ids, log_probs), self._gen_config)
+        return sample(self.distribution(input_ids, log_probs))
 
     def distribution(self, input_ids: torch.LongTensor, log_probs: torch.Tensor) -> torch.Tensor:
         """The tournament's distribution per row (unmodified where the row's context repeats)."""
