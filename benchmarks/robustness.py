@@ -125,7 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--schemes", default="kgw,unigram,exp,exp-edit,its,its-edit,gumbel")
+    ap.add_argument("--schemes", default="kgw,unigram,exp,exp-edit,its,its-edit,gumbel,synthid")
     ap.add_argument("--attacks", default=ATTACKS)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--perplexity-texts", type=int, default=None, help="PPL on the first k texts only.")

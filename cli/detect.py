@@ -24,13 +24,16 @@ from .common import (
     err_console,
     fmt_p,
     force_option,
+    hf_key_options,
     json_option,
     key_option,
-    load_key,
     model_option,
+    pop_hf_key_options,
     pop_scheme_flags,
     print_json,
+    resolve_key,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 from .report import TokenViews
@@ -40,6 +43,7 @@ from .terminal import visible
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @scheme_options
+@hf_key_options
 @key_option
 @model_option(
     "Tokenizer to use (default: the one named in the config, else smollm2-135m). The model is never loaded."
@@ -91,10 +95,11 @@ def detect(
     if with_tokens and not as_json:
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
+    scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
     resolver = ConfigResolver(scheme, config_path, flags)
     views = TokenViews(console, show_tokens and not as_json, html_path)
     check_outputs([html_path], files, key_path)
-    key = load_key(key_path)
+    key = resolve_key(key_path, secret)
     calib = Calibration.load(calibration_path) if calibration_path else None
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
@@ -110,7 +115,7 @@ def detect(
                 with with_status(f"Loading tokenizer {tok_name}"):
                     tokenizers[tok_name] = load_tokenizer(tok_name)
             tok = tokenizers[tok_name]
-            config = bind_tokenizer(config, len(tok), tok_name)
+            config = with_model_vocab_size(bind_tokenizer(config, len(tok), tok_name), tok_name)
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)

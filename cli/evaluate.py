@@ -47,6 +47,7 @@ from .common import (
     print_json,
     progress,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 
@@ -154,7 +155,9 @@ def eval_command(
     if oracle and canonical_name(oracle) != model_name:
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
-    scheme_obj = build_scheme(bind_tokenizer(config, len(tok), model_name), key)
+    scheme_obj = build_scheme(
+        with_model_vocab_size(bind_tokenizer(config, len(tok), model_name), model_name, lm), key
+    )
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = None
     if paraphrase_model and any(s.kind == "paraphrase" for s in specs):

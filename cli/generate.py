@@ -17,13 +17,16 @@ from .common import (
     console,
     err_console,
     force_option,
+    hf_key_options,
     key_option,
-    load_key,
     model_option,
+    pop_hf_key_options,
     pop_scheme_flags,
     progress,
     resolve_config,
+    resolve_key,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 from .terminal import visible
@@ -41,6 +44,7 @@ from .terminal import visible
     "--limit", type=click.IntRange(1), default=None, help="Use only the first N prompts of --prompt-file."
 )
 @scheme_options
+@hf_key_options
 @key_option
 @model_option()
 @click.option("--max-new-tokens", type=click.IntRange(1, 100_000), default=200, show_default=True)
@@ -89,6 +93,7 @@ def generate(
 ):
     """Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."""
     flags = pop_scheme_flags(kwargs)
+    scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
     if prompt is None and prompt_file is None:
         raise click.UsageError("give a PROMPT or --prompt-file")
     if prompt is not None and prompt_file is not None:
@@ -101,12 +106,13 @@ def generate(
         check_text(prompt, "the prompt")
     model_name = canonical_name(model)
     config = resolve_config(scheme, config_path, flags)
-    key = None if no_watermark else load_key(key_path, create_default=True)
+    key = None if no_watermark else resolve_key(key_path, secret, create_default=True)
     with with_status(f"Loading {model_name}"):
         lm, tok = load_model(model_name, device=device)
     scheme_obj = None
     if key is not None:
         config = config.replace(vocab_size=len(tok), tokenizer=model_name)
+        config = with_model_vocab_size(config, model_name, lm)
         scheme_obj = build_scheme(config, key)
         config = scheme_obj.config
     with progress() as bar:

@@ -83,7 +83,7 @@ def _records_config(resolver: ConfigResolver, records: list[TextRecord]) -> Reso
 
 def _truth(config: SchemeConfig, key_path, tok, tok_name):
     """The true scheme (the evaluator's key and the resolved config)."""
-    if not hasattr(config, "gamma") or not hasattr(config, "context_width"):
+    if config.scheme not in ("kgw", "unigram"):  # hf-kgw has a gamma too, but not wm's green lists
         raise ConfigError(f"scheme {config.scheme!r} has no green list to steal")
     return build_scheme(bind_tokenizer(config, len(tok), tok_name), load_key(key_path))
 

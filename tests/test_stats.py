@@ -75,3 +75,46 @@ def test_a_kgw_text_whose_p_value_underflows_reports_a_finite_log10_below_minus_
     assert det.p_value == 0.0
     assert np.isfinite(det.log10_p_value) and det.log10_p_value < -300
     assert det.verdict(1e-3) == "watermarked"
+
+
+# ---- sums of independent integer variables (SynthID scores, hypergeometric groups) ------------------
+def _direct_tail(components, observed):
+    """Brute-force convolution in exact rational-free float64: the reference for small sums."""
+    dist = np.ones(1)
+    for pmf, copies in components:
+        for _ in range(copies):
+            dist = np.convolve(dist, pmf)
+    return float(dist[observed:].sum())
+
+
+@pytest.mark.parametrize("observed", [0, 1, 7, 20, 31, 39, 40])
+def test_lattice_tail_equals_direct_convolution(observed):
+    from scipy import stats as st
+
+    hyper = st.hypergeom.pmf(np.arange(4), 100, 25, 3)
+    skewed = np.array([0.5, 0.0, 0.2, 0.0, 0.0, 0.3])  # gaps in the support are allowed
+    comps = [(hyper, 3), (skewed, 4), (np.array([0.75, 0.25]), 11)]
+    want = _direct_tail(comps, observed)
+    assert stats.lattice_tail(comps, observed) == pytest.approx(want, rel=1e-9, abs=1e-300)
+
+
+def test_lattice_tail_of_fair_coins_is_the_binomial_tail_far_below_the_float_range():
+    """1,000 copies of Bernoulli(1/2): tilting keeps every digit where the tail is 1e-200."""
+    coin = [(np.array([0.5, 0.5]), 1000)]
+    for k in (500, 700, 900, 999):
+        assert stats.log10_lattice_tail(coin, k) == pytest.approx(
+            stats.log10_binomial_tail(k, 1000, 0.5), abs=1e-8
+        )
+    assert stats.log10_lattice_tail(coin, 1000) == pytest.approx(-1000 * np.log10(2))
+    assert stats.log10_lattice_tail(coin, 1001) == -np.inf and stats.log10_lattice_tail(coin, 0) == 0.0
+
+
+def test_weighted_synthid_score_tail_matches_direct_convolution():
+    """Sum of c_l * Bernoulli(1/2) over 30 layers (c_l = 290 - 9 l) and 3 positions."""
+    from watermark.schemes.synthid import fair_coin_null
+
+    pmf = fair_coin_null(30).weighted_pmf
+    total = 3 * (len(pmf) - 1)
+    for frac in (0.5, 0.7, 0.9):
+        k = int(frac * total)
+        assert stats.lattice_tail([(pmf, 3)], k) == pytest.approx(_direct_tail([(pmf, 3)], k), rel=1e-8)

@@ -88,12 +88,18 @@ def make_private_dirs(folder: Path) -> None:
 
 
 def write_key_file(path: str | os.PathLike[str], key: Key | None = None, overwrite: bool = False) -> Key:
-    """Write a key as hex into a new file with mode 0600 (created that way, never chmod'ed after).
+    """Write a key as hex into a new file with mode 0600 (see `write_private_file`)."""
+    key = key or Key.generate()
+    write_private_file(path, (key.secret.hex() + "\n").encode(), overwrite)
+    return key
+
+
+def write_private_file(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> None:
+    """Write a secret into a new file with mode 0600 (created that way, never chmod'ed after).
 
     The file is created with O_EXCL|O_NOFOLLOW: a symlink (or anything else) at the path is never
     written through. With `overwrite`, a regular file is replaced by renaming a new 0600 file
     over it; a symlink is still refused."""
-    key = key or Key.generate()
     p = Path(path).expanduser()
     if os.path.islink(p):
         raise KeyFileError(f"{p} is a symbolic link; refusing to write a key through it")
@@ -106,7 +112,6 @@ def write_key_file(path: str | os.PathLike[str], key: Key | None = None, overwri
         if os.path.lexists(p.parent):
             raise KeyFileError(f"cannot write {p}: {p.parent} is not a folder")
         make_private_dirs(p.parent)
-    data = (key.secret.hex() + "\n").encode()
     target = p if not overwrite else p.with_name(f".{p.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -128,14 +133,23 @@ def write_key_file(path: str | os.PathLike[str], key: Key | None = None, overwri
         with contextlib.suppress(OSError):
             os.unlink(target)
         raise KeyFileError(f"cannot write key file {p} ({exc.strerror})") from None
-    return key
 
 
 def load_key_file(path: str | os.PathLike[str]) -> Key:
-    """Read a hex key file; refuse files that others can read, or that are not exactly a key.
-
-    The size is checked before anything is read (a huge file or a device is refused unread), and
+    """Read a hex key file; refuse files that others can read, or that are not exactly a key:
     the content must be 64 hex digits with at most surrounding whitespace."""
+    p = Path(path).expanduser()
+    raw = read_private_file(p)
+    if not _HEX_KEY.fullmatch(raw.strip()):
+        raise KeyFileError(
+            f"key file {p} is not a key: expected exactly {2 * KEY_BYTES} hex digits (and a newline)"
+        )
+    return Key(bytes.fromhex(raw.strip().decode("ascii")))
+
+
+def read_private_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a secret file (at most MAX_KEY_FILE_BYTES): a regular file that others cannot
+    read. The size is checked before anything is read (a huge file or a device is refused unread)."""
     p = Path(path).expanduser()
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -161,8 +175,4 @@ def load_key_file(path: str | os.PathLike[str]) -> Key:
         os.close(fd)
     if len(raw) > MAX_KEY_FILE_BYTES:
         raise KeyFileError(f"key file {p} is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
-    if not _HEX_KEY.fullmatch(raw.strip()):
-        raise KeyFileError(
-            f"key file {p} is not a key: expected exactly {2 * KEY_BYTES} hex digits (and a newline)"
-        )
-    return Key(bytes.fromhex(raw.strip().decode("ascii")))
+    return raw

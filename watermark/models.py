@@ -268,6 +268,36 @@ def _cached_tokenizer(name: str) -> Any:
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
+def model_vocab_size(name: str | None = None) -> int:
+    """The model config's `vocab_size` (the logits' width; transformers' KGW permutes this many
+    ids), read from the config alone: no weights are loaded, nothing is downloaded."""
+    name = canonical_name(name)
+    path = None if name == DEFAULT_MODEL else resolve_name(name)
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    try:
+        if path is None:
+            gguf = embedded_path(name)
+            cached = _gguf_cache_path(name, gguf)
+            if (cached / "config.json").is_file():
+                config = AutoConfig.from_pretrained(cached)
+            else:
+                with _quiet_gguf():
+                    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        else:
+            with hub_access():
+                config = AutoConfig.from_pretrained(path, local_files_only=not _DOWNLOADS)
+        return int(config.get_text_config().vocab_size)
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"cannot read the config of model {name!r} for its vocab_size ({type(exc).__name__}): "
+            "pass --model-vocab-size"
+        ) from None
+
+
 def load_model(
     name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
