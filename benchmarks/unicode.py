@@ -81,7 +81,8 @@ def main() -> None:
 
     # 1. the model's own outputs: does canonicalisation change them?
     own = [r.text for r in records] + ([r.text for r in read_records(args.natural)] if args.natural else [])
-    changed_texts = changed_chars = 0
+    changed_texts = changed_chars = flagged_own = 0
+    own_kinds: collections.Counter = collections.Counter()
     moved = []
     nfkc_changes: collections.Counter = collections.Counter()
     nfkc_texts = 0
@@ -90,6 +91,13 @@ def main() -> None:
         if c != t:
             changed_texts += 1
             changed_chars += rep.normalized_chars
+            flagged_own += rep.tampered
+            own_kinds.update(
+                {
+                    k: getattr(rep, k)
+                    for k in ("invisible", "compatibility", "confusable", "whitespace", "doubled_spaces")
+                }
+            )
             if i < len(records):
                 moved.append((p_of(t, False), p_of(t, True)))
         nf = unicodedata.normalize("NFKC", t)
@@ -132,6 +140,8 @@ def main() -> None:
         "own_outputs": len(own),
         "own_outputs_changed_by_canonicalize": changed_texts,
         "own_chars_changed": changed_chars,
+        "own_chars_changed_by_kind": {k: v for k, v in own_kinds.items() if v},
+        "own_outputs_flagged_as_tampering": flagged_own,
         "own_p_values_moved": sum(not np.isclose(a, b, rtol=1e-9, atol=0) for a, b in moved),
         "own_p_raw_vs_canonical": [[float(f"{a:.3g}"), float(f"{b:.3g}")] for a, b in moved],
         "own_outputs_changed_by_full_nfkc": nfkc_texts,
@@ -159,7 +169,9 @@ def main() -> None:
             "p-values.",
             "",
             f"The model's own outputs: canonicalisation changed {changed_texts} of {len(own)} texts "
-            f"({changed_chars} characters: doubled spaces the model wrote itself, not flagged as tampering), "
+            f"({changed_chars} characters: "
+            + (", ".join(f"{v} {k.replace('_', ' ')}" for k, v in own_kinds.items() if v) or "none")
+            + f"; {flagged_own} flagged as tampering), "
             f"moving {result['own_p_values_moved']} watermarked p-values (raw -> canonical: "
             f"{', '.join(f'{a:.3g} -> {b:.3g}' for a, b in moved) or 'none'}). Full NFKC "
             f"would have changed {nfkc_texts} texts, through: "
