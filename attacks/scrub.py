@@ -1,11 +1,21 @@
-"""Scrub a watermark with a stolen green list: replace believed-green tokens by red ones.
+"""Scrub a watermark with a stolen list: replace believed-green tokens by believed-red ones.
 
-Left to right with the model's KV cache, every token the stolen list calls green (given its
-own, already edited prefix) is replaced by a red candidate: the model's top-k next tokens at
-that position, or the k nearest input-embedding neighbours of the original token, ranked by the
-model's log-probability. `beam=1` is greedy; a small beam keeps the `beam` most likely
-rewritten texts, so the perplexity stays low. At most `max_edit_rate` of the tokens are edited.
-(Zhang et al. 2024 use word2vec synonyms and a beam of 3 x 3; papers.md §4.4.)
+Left to right with the model's KV cache, a token the stolen list calls green (given its own,
+already edited prefix) is replaced by a red candidate: the model's top-k next tokens at that
+position, or the k nearest input-embedding neighbours of the original token, ranked by the
+model's log-probability minus `penalty` x the candidate's boost (the stolen score, so a
+candidate the list is unsure about is avoided too). `beam=1` is greedy; a small beam keeps the
+`beam` most likely rewritten texts, so the perplexity stays low. At most `max_edit_rate` of the
+tokens are edited. (Zhang et al. 2024 use word2vec synonyms and a beam of 3 x 3; papers.md §4.4.)
+
+Without `target_z` every believed-green token is edited (up to the budget). With it the edits
+are planned first, guided by the scores (what Jovanovic et al.'s scrubber does with a negative
+boost inside a paraphraser): one forward pass gives each position's cheapest believed-red
+replacement and its cost in log-probability; the attacker estimates each distinct scored item's
+chance of being green as gamma + (1 - gamma) x boost (their z-estimate) and edits the units with
+the best estimated-green-removed per nat of log-likelihood lost (for h = 0 a unit is every
+occurrence of one token, since the detector counts each distinct token once) until the estimated
+z falls to `target_z`. Fewer, cheaper edits keep the perplexity down.
 Success is judged by the real detector on the re-tokenised output (`ScrubResult.token_ids`).
 """
 
@@ -74,6 +84,99 @@ def perplexity(model: Any, ids: Sequence[int], prefix: Sequence[int]) -> float:
     return float(perplexities(model, [list(ids)], [list(prefix)])[0])
 
 
+def estimated_z(probs: Sequence[float], gamma: float) -> float:
+    """The attacker's z-estimate from per-item green probabilities (Jovanovic et al.)."""
+    t = len(probs)
+    if t == 0:
+        return 0.0
+    return (float(sum(probs)) - gamma * t) / math.sqrt(gamma * (1 - gamma) * t)
+
+
+def _units(ids: list[int], prefix: list[int], h: int) -> dict[tuple[int, ...], list[int]]:
+    """Distinct scored items (context..., token) -> the text positions where they occur."""
+    full = prefix + ids
+    off = len(prefix)
+    units: dict[tuple[int, ...], list[int]] = {}
+    for i in range(h, len(ids)) if h else range(len(ids)):
+        key = tuple(full[off + i - h : off + i + 1])
+        units.setdefault(key, []).append(i)
+    return units
+
+
+@torch.inference_mode()
+def plan_edits(
+    model: Any,
+    ids: Sequence[int],
+    stolen: StolenList,
+    prefix_ids: Sequence[int],
+    target_z: float,
+    top_k: int = 10,
+    penalty: float = 0.0,
+    max_edit_rate: float = 0.5,
+    banned_ids: Sequence[int] = (),
+    gamma: float | None = None,
+) -> set[int]:
+    """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
+    cost (see the module docstring); empty when the text already estimates below it."""
+    ids = [int(t) for t in ids]
+    prefix = [int(t) for t in prefix_ids]
+    if not ids:
+        return set()
+    gam = float(gamma or stolen.gamma or 0.25)
+    h = stolen.context_width
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([prefix + ids], device=device)).logits[0]
+    logp = torch.log_softmax(logits[len(prefix) - 1 : len(prefix) - 1 + len(ids)].float(), dim=-1)
+    banned = {int(t) for t in banned_ids}
+    full = prefix + ids
+    units = _units(ids, prefix, h)
+    prob: dict[tuple[int, ...], float] = {}
+    gains: list[tuple[float, float, tuple[int, ...]]] = []
+    for key, pos in units.items():
+        ctx = full[: len(prefix) + pos[0]]
+        b = stolen.boosts(ctx).get(key[-1], 0.0)
+        prob[key] = gam + (1 - gam) * b
+        if b <= 0:
+            continue
+        cost, gain_new = 0.0, 0.0
+        for i in pos:
+            c_ctx = full[: len(prefix) + i]
+            boosts = stolen.boosts(c_ctx)
+            lp = logp[i]
+            best, best_val = None, -math.inf
+            for c in torch.topk(lp, top_k).indices.tolist():
+                bc = boosts.get(c, 0.0)
+                if c == ids[i] or c in banned or stolen.is_green(c, c_ctx):
+                    continue
+                val = float(lp[c]) - penalty * bc
+                if val > best_val:
+                    best, best_val = c, val
+            if best is None:
+                cost = math.inf
+                break
+            cost += max(float(lp[ids[i]]) - float(lp[best]), 0.0)
+            gain_new = max(gain_new, gam + (1 - gam) * boosts.get(best, 0.0))
+        if math.isfinite(cost):
+            gain = prob[key] - gain_new
+            if gain > 0:
+                gains.append((gain / max(cost, 0.05), gain, key))
+    z = estimated_z(list(prob.values()), gam)
+    budget = int(math.floor(max_edit_rate * len(ids)))
+    chosen: set[int] = set()
+    total = sum(prob.values())
+    t = len(prob)
+    for _, gain, key in sorted(gains, key=lambda g: -g[0]):
+        if z <= target_z:
+            break
+        pos = units[key]
+        if len(chosen) + len(pos) > budget:
+            continue
+        chosen.update(pos)
+        total -= gain
+        z = (total - gam * t) / math.sqrt(gam * (1 - gam) * t)
+    return chosen
+
+
 def _candidates(logp: torch.Tensor, token: int, k: int, neighbours: NeighbourIndex | None) -> list[int]:
     """Replacement candidates for `token`: the model's top-k here, or its k embedding neighbours
     (none for a token the index does not count as a word, e.g. punctuation)."""
@@ -96,11 +199,14 @@ def scrub_ids(
     max_edit_rate: float = 0.5,
     banned_ids: Sequence[int] = (),
     neighbours: NeighbourIndex | None = None,
+    target_z: float | None = None,
+    penalty: float = 0.0,
 ) -> ScrubResult:
     """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
 
     `candidates="embedding"` draws replacements from `neighbours` (default: an index over the
-    model's input embeddings without word masks; `scrub_texts` passes a word-aware one)."""
+    model's input embeddings without word masks; `scrub_texts` passes a word-aware one).
+    `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -117,6 +223,11 @@ def scrub_ids(
         neighbours = NeighbourIndex.from_model(model, None)
     banned = {int(t) for t in banned_ids}
     budget = int(math.floor(max_edit_rate * len(ids)))
+    planned = None
+    if target_z is not None:
+        planned = plan_edits(
+            model, ids, stolen, prefix, target_z, top_k, penalty, max_edit_rate, sorted(banned)
+        )
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
@@ -128,10 +239,15 @@ def scrub_ids(
         expanded: list[tuple[int, int, float, int]] = []  # (parent, token, score, edits)
         for b, (toks, score, edits) in enumerate(hyps):
             ctx = _last(prefix[-h:] + toks[-h:], h) if h else ()  # the last h tokens, not a copy of all
-            if edits < budget and stolen.is_green(y, ctx):
+            wanted = stolen.is_green(y, ctx) if planned is None else i in planned
+            if edits < budget and wanted:
                 pool = _candidates(logp[b], y, top_k, neighbours)
                 red = [c for c in pool if c != y and c not in banned and not stolen.is_green(c, ctx)]
-                red.sort(key=lambda c: -float(logp[b, c]))
+                if penalty:
+                    boosts = stolen.boosts(ctx)
+                    red.sort(key=lambda c: -(float(logp[b, c]) - penalty * boosts.get(c, 0.0)))
+                else:
+                    red.sort(key=lambda c: -float(logp[b, c]))
                 for c in red[:beam]:
                     expanded.append((b, c, score + float(logp[b, c]), edits + 1))
                 if red:

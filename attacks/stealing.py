@@ -1,8 +1,12 @@
-"""Green-list stealing (Zhang et al. 2024): recover a green list from labelled texts.
+"""Green-list stealing: recover a green list from watermarked and natural texts.
 
-`steal()` builds the corpus, solves the mixed integer program (`stealing_mip`) for a threat
-model and returns a `StolenList`; `frequency_baseline()` is the paper's cheap comparison;
-`score_list()` gives precision/recall/F1 against the true list when the evaluator knows it.
+Two methods. `steal()` (method "mip", Zhang et al. 2024) builds the corpus, solves the mixed
+integer program (`stealing_mip`) for a threat model and returns a `StolenList`;
+`steal_ratio()` (method "ratio", Jovanovic et al. 2024, `stealing_ratio`) scores (context, token)
+pairs by their watermarked/base frequency ratio and keeps the fitted scores for spoofing and
+scrubbing. `frequency_baseline()` is Zhang et al.'s cheap comparison; `score_list()` gives
+precision/recall/F1 against the true list when the evaluator knows it. Every list carries a score
+per observed item (`scores`), so any list size can be cut from it.
 
 For h = 0 (Unigram) the items are tokens. For h >= 1 the same program runs over
 (context, token) pairs: each pair is its own unknown, seen only a few times, so the program can
@@ -20,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from watermark.atomic import write_text
 from watermark.errors import InputError
+from watermark.textio import decode_text, read_bytes
 
 from .stealing_data import (
     StealingConfigError,
@@ -29,12 +35,20 @@ from .stealing_data import (
     build_corpus,
     check_gamma,
 )
-from .stealing_mip import THREATS, WEIGHTS, ProgramOptions, SolverStats, solve_program
+from .stealing_mip import THREATS, WEIGHTS, ProgramOptions, SolverStats, item_weights, solve_program
+from .stealing_ratio import RatioModel, RatioParams, default_params
+
+METHODS = ("mip", "ratio")
+GREEN_AT = 0.75  # ratio method: an item is listed green when its boost is at least this
 
 __all__ = [
     "STOP_WORDS",
+    "GREEN_AT",
+    "METHODS",
     "THREATS",
     "WEIGHTS",
+    "RatioModel",
+    "RatioParams",
     "ListScore",
     "ProgramOptions",
     "StealingConfigError",
@@ -43,17 +57,25 @@ __all__ = [
     "build_corpus",
     "frequency_baseline",
     "lexical_token_weights",
+    "ranked_items",
+    "relabel",
     "score_list",
     "steal",
+    "steal_ratio",
 ]
 
 
 @dataclass
 class StolenList:
-    """A stolen green list: token ids (h = 0) or (context..., token) pairs (h >= 1)."""
+    """A stolen green list: token ids (h = 0) or (context..., token) pairs (h >= 1).
+
+    `scores` rows are (context..., token, score) for every item observed in the attacker's texts,
+    best first: MIP lists score the LP value of c_v (ties broken by the frequency ratio, scaled
+    into [0, 0.001)), ratio lists the aggregated boost in [0, 1]. A ratio list also keeps its
+    fitted `ratio_model`, which scores any context (spoofing and scrubbing use it)."""
 
     green_token_ids: list[int]
-    threat: str  # vanilla / oracle / pro / blind / frequency
+    threat: str  # vanilla / oracle / pro / blind / frequency / ratio
     context_width: int = 0
     green_pairs: list[tuple[int, ...]] = field(default_factory=list)  # h >= 1 only
     tokenizer: str | None = None
@@ -63,6 +85,10 @@ class StolenList:
     num_natural: int = 0
     num_candidates: int = 0  # items that occurred (the program's columns)
     solver: dict[str, Any] = field(default_factory=dict)
+    method: str = "mip"
+    scores: list[tuple[float, ...]] = field(default_factory=list)
+    ratio_model: RatioModel | None = None
+    green_at: float | None = None  # ratio: the boost at which an item counts as green
 
     def __post_init__(self) -> None:
         self._ids = frozenset(int(i) for i in self.green_token_ids)
@@ -73,10 +99,23 @@ class StolenList:
     def __len__(self) -> int:
         return len(self.green_pairs) if self.context_width else len(self.green_token_ids)
 
+    @property
+    def generalises(self) -> bool:
+        """True when the list scores unseen contexts too (a ratio model with h >= 1)."""
+        return self.ratio_model is not None and self.context_width > 0
+
+    def boosts(self, context: Sequence[int] = ()) -> dict[int, float]:
+        """token -> believed-green strength in [0, 1] after `context` (1 on a MIP list's ids)."""
+        if self.ratio_model is not None:
+            return self.ratio_model.boosts(context)
+        return dict.fromkeys(self.green_after(context), 1.0)
+
     def is_green(self, token: int, context: Sequence[int] = ()) -> bool:
         """Believed green: `context` is the previous h token ids (ignored for h = 0)."""
         if self.context_width == 0:
             return int(token) in self._ids
+        if self.generalises:
+            return self.ratio_model.boost(context, token) >= self.green_at
         ctx = tuple(int(x) for x in context[-self.context_width :])
         return int(token) in self._by_context.get(ctx, ())
 
@@ -84,14 +123,17 @@ class StolenList:
         """Token ids believed green after `context` (the whole list for h = 0)."""
         if self.context_width == 0:
             return sorted(self._ids)
+        if self.generalises:
+            return sorted(t for t, v in self.ratio_model.boosts(context).items() if v >= self.green_at)
         ctx = tuple(int(x) for x in context[-self.context_width :])
         return sorted(self._by_context.get(ctx, ()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "green_token_ids": sorted(int(i) for i in self.green_token_ids),
             "green_pairs": [list(map(int, p)) for p in self.green_pairs],
             "threat": self.threat,
+            "method": self.method,
             "context_width": self.context_width,
             "tokenizer": self.tokenizer,
             "vocab_size": self.vocab_size,
@@ -100,7 +142,13 @@ class StolenList:
             "num_natural": self.num_natural,
             "num_candidates": self.num_candidates,
             "solver": self.solver,
+            "scores": [[*map(int, r[:-1]), float(f"{r[-1]:.9g}")] for r in self.scores],
         }
+        if self.green_at is not None:
+            out["green_at"] = self.green_at
+        if self.ratio_model is not None:
+            out["ratio_model"] = self.ratio_model.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -122,38 +170,62 @@ class StolenList:
                 num_natural=int(data.get("num_natural", 0)),
                 num_candidates=int(data.get("num_candidates", 0)),
                 solver=dict(data.get("solver", {})),
+                method=str(data.get("method", "mip")),
+                scores=[tuple(r) for r in data.get("scores", [])],
+                ratio_model=RatioModel.from_dict(data["ratio_model"]) if data.get("ratio_model") else None,
+                green_at=float(data["green_at"]) if data.get("green_at") is not None else None,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"malformed stolen list: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> StolenList:
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"stolen list is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 100k deep
+            raise InputError(f"stolen list is not usable JSON ({type(exc).__name__})") from None
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> StolenList:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"stolen list {p} does not exist") from None
-        except (UnicodeDecodeError, IsADirectoryError) as exc:
-            raise InputError(f"stolen list {p} is not a UTF-8 JSON file ({type(exc).__name__})") from None
+            text = decode_text(str(p), read_bytes(str(p)))  # capped: a FIFO or /dev/zero is refused
+        except InputError as exc:
+            raise InputError(f"stolen list {exc}") from None
         return cls.from_json(text)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        write_text(path, self.to_json() + "\n")  # atomic: a failed write keeps any old file
+
+
+def _score_rows(items: np.ndarray, score: np.ndarray) -> list[tuple[float, ...]]:
+    """(context..., token, score) rows, best first (ties: smaller ids first)."""
+    order = np.lexsort((*items.T[::-1], -score))
+    return [(*(int(x) for x in items[i]), float(score[i])) for i in order]
+
+
+def _ratio_tiebreak(corpus: StealingCorpus) -> np.ndarray:
+    """A value in [0, 1e-3) that orders items by freq_W/freq_H (add-half smoothed)."""
+    r = 1.0 / item_weights(corpus, "ratio")
+    ranks = np.argsort(np.argsort(r, kind="stable"), kind="stable")
+    return 1e-3 * ranks / max(len(r), 1)
 
 
 def _make_list(
-    corpus: StealingCorpus, mask: np.ndarray, threat: str, gamma: float | None, stats: dict[str, Any]
+    corpus: StealingCorpus,
+    mask: np.ndarray,
+    threat: str,
+    gamma: float | None,
+    stats: dict[str, Any],
+    score: np.ndarray | None = None,
 ) -> StolenList:
     chosen = corpus.items[mask]
     h = corpus.context_width
     return StolenList(
+        scores=_score_rows(corpus.items, score) if score is not None else [],
         green_token_ids=sorted(int(t) for t in chosen[:, 0]) if h == 0 else [],
         green_pairs=[tuple(int(x) for x in row) for row in chosen] if h else [],
         threat=threat,
@@ -205,8 +277,9 @@ def steal(
     opts = ProgramOptions(
         threat=threat, gamma=gamma, z=z, vocab_size=vocab_size, exact_counts=counts, **program
     )
-    mask, _, stats = solve_program(corpus, opts)
-    out = _make_list(corpus, mask, threat, gamma, stats.to_dict())
+    mask, values, stats = solve_program(corpus, opts)
+    score = np.clip(values, 0.0, 1.0) + _ratio_tiebreak(corpus)
+    out = _make_list(corpus, mask, threat, gamma, stats.to_dict(), score)
     out.vocab_size = vocab_size
     return out
 
@@ -218,6 +291,53 @@ def _n_items(ids: Sequence[int], h: int, count_repeats: bool) -> int:
     if count_repeats:
         return a.size - h
     return len(np.unique(np.lib.stride_tricks.sliding_window_view(a, h + 1), axis=0))
+
+
+def relabel(texts: Sequence[Sequence[int]], flagged: Any) -> tuple[list[Sequence[int]], list[Sequence[int]]]:
+    """Split texts by a detector verdict (`flagged(ids) -> bool`), as the detector-access threat
+    models do before solving (Zhang et al.'s `set_dataset` with `query_flag`)."""
+    w, h = [], []
+    for ids in texts:
+        (w if flagged(ids) else h).append(ids)
+    return w, h
+
+
+def steal_ratio(
+    watermarked: Sequence[Sequence[int]],
+    natural: Sequence[Sequence[int]],
+    context_width: int = 0,
+    params: RatioParams | None = None,
+    seeding: str = "lefthash",
+    green_at: float = GREEN_AT,
+    vocab_size: int | None = None,
+    gamma: float | None = None,
+) -> StolenList:
+    """Jovanovic et al.'s frequency-ratio attacker: fit the (context, token) scores, score every
+    observed item with the aggregated boost, and list the items whose boost is >= `green_at`.
+
+    `natural` is the base model's unwatermarked text; labels are taken as given (the attacker
+    needs no detector). `params` default to the authors' weights for `seeding` (papers.md)."""
+    check_gamma(gamma)
+    if not 0.0 < green_at <= 1.0:
+        raise StealingConfigError(f"green_at must be in (0, 1], got {green_at}")
+    params = params or default_params(context_width, seeding)
+    model = RatioModel.fit(watermarked, natural, context_width, params)
+    corpus = build_corpus(watermarked, natural, context_width)
+    score = model.score_items(corpus.items)
+    mask = score >= green_at
+    stats = {"method": "ratio", "params": dict(params.__dict__), "green_at": green_at}
+    stats.update(items=corpus.num_items, texts=corpus.num_texts)
+    out = _make_list(corpus, mask, "ratio", gamma, stats, score)
+    out.method, out.ratio_model, out.green_at, out.vocab_size = "ratio", model, green_at, vocab_size
+    return out
+
+
+def ranked_items(stolen: StolenList, size: int | None = None) -> list[Any]:
+    """The `size` best-scored items (token ids for h = 0, (context..., token) tuples otherwise)."""
+    rows = stolen.scores[: size if size is not None else len(stolen.scores)]
+    if stolen.context_width == 0:
+        return [int(r[0]) for r in rows]
+    return [tuple(int(x) for x in r[:-1]) for r in rows]
 
 
 # Function words for the lexical weights and the baseline filter (the authors use a short English
@@ -296,7 +416,7 @@ def frequency_baseline(
         mask[order] = eligible[order]
     stats = SolverStats(solver="none", threat="frequency", relaxed=False, status="closed form").to_dict()
     stats.update(items=corpus.num_items, texts=corpus.num_texts, threshold=threshold)
-    out = _make_list(corpus, mask, "frequency", gamma, stats)
+    out = _make_list(corpus, mask, "frequency", gamma, stats, np.where(eligible, score, 0.0))
     out.vocab_size = vocab_size
     return out
 

@@ -37,7 +37,7 @@ import pulp
 from .stealing_data import StealingConfigError, StealingCorpus, check_gamma
 
 THREATS = ("vanilla", "oracle", "pro", "blind")
-WEIGHTS = ("ratio", "uniform", "lexical")
+WEIGHTS = ("ratio", "mixed", "uniform", "lexical")
 SOLVER_ALIASES = {
     "cbc": ("PULP_CBC_CMD", "COIN_CMD"),
     "highs": ("HiGHS", "HiGHS_CMD"),
@@ -60,9 +60,20 @@ class ProgramOptions:
     relax: bool = True  # c in [0, 1] and rounded (authors' runs); False: binary c
     solver: str = "cbc"
     time_limit: float = 60.0  # seconds per solver call
-    # stage-2 omega_v: "ratio" freq_H/freq_W (single key, no noise), "uniform", or "lexical" (the
-    # paper's word-based weights, read from `token_weights`, one per vocabulary id)
+    # stage-2 omega_v: "ratio" freq_H/freq_W for every item, "mixed" (the authors' code: the word
+    # class weight where it is above 1, else freq_H/freq_W for items seen in both classes, else 1),
+    # "uniform", or "lexical" (word classes only); word classes come from `token_weights`
     weights: str = "ratio"
+    threshold_floor: bool = True  # G*(L) floored, as the authors' count_z_score_bound
+    # the detector's green probability in G*(L) when it is not gamma: `wm`'s Unigram detector
+    # uses K/N, the size of its list (a binomial draw around gamma N), not gamma itself
+    null_fraction: float | None = None
+    # ours, not the authors': fix c_v = 0 where freq_W/freq_H (add-half smoothed) <= red_below.
+    # Without it the minimum-weight list buys coverage with the most frequent tokens, which occur
+    # in almost every text of both classes (ratio ~ 1) and are mostly red (stealing.md). Only
+    # vanilla and pro use it: oracle's exact counts already pin the list, and on blind's noisy
+    # source labels it made the lists longer and less precise (measured, stealing.md).
+    red_below: float | None = 1.0
     token_weights: np.ndarray | None = field(default=None, repr=False)
     beta_w: float = 0.95  # stage-1 lock on sum_W b (authors' default wm_bound)
     beta_h: float = 1.05  # stage-1 lock on sum_H b (authors' default nl_bound)
@@ -75,6 +86,7 @@ class ProgramOptions:
         if self.threat not in THREATS:
             raise StealingConfigError(f"unknown threat model {self.threat!r}; known: {', '.join(THREATS)}")
         check_gamma(self.gamma, required=self.threat in ("vanilla", "pro"))
+        check_gamma(self.null_fraction)
         if self.threat in ("vanilla", "pro") and not self.z > 0:
             raise StealingConfigError(f"z must be > 0, got {self.z}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -83,9 +95,9 @@ class ProgramOptions:
             raise StealingConfigError(f"unknown trust mode {self.trust!r}; known: relax-and-fix, binary")
         if self.weights not in WEIGHTS:
             raise StealingConfigError(f"unknown weights {self.weights!r}; known: {', '.join(WEIGHTS)}")
-        if self.weights == "lexical":
-            if self.token_weights is None:
-                raise StealingConfigError("lexical weights need one weight per vocabulary id (token_weights)")
+        if self.weights == "lexical" and self.token_weights is None:
+            raise StealingConfigError("lexical weights need one weight per vocabulary id (token_weights)")
+        if self.token_weights is not None and self.weights in ("lexical", "mixed"):
             top = int(corpus.items[:, -1].max()) if corpus.num_items else -1
             if top >= len(self.token_weights):
                 raise StealingConfigError(
@@ -164,15 +176,25 @@ def get_solver(
     raise StealingConfigError(f"solver {name!r} {why}; available here: {avail}")
 
 
-def thresholds(lengths: np.ndarray, gamma: float, z: float) -> np.ndarray:
-    """G*(L) = gamma L + z sqrt(L gamma (1 - gamma)): the detector's green count at z."""
+def thresholds(lengths: np.ndarray, gamma: float, z: float, floor: bool = False) -> np.ndarray:
+    """G*(L) = gamma L + z sqrt(L gamma (1 - gamma)): the detector's green count at z.
+
+    `floor=True` rounds down as the authors' `count_z_score_bound` does: a text with
+    g >= floor(G*) counts as watermarked and one with g <= floor(G*) as natural."""
     L = lengths.astype(np.float64)
-    return gamma * L + z * np.sqrt(L * gamma * (1.0 - gamma))
+    g = gamma * L + z * np.sqrt(L * gamma * (1.0 - gamma))
+    return np.floor(g) if floor else g
 
 
 def item_weights(corpus: StealingCorpus, kind: str, token_weights: np.ndarray | None = None) -> np.ndarray:
-    """omega_v for the minimum-weight stage: freq_H/freq_W (add-half smoothed), 1, or the lexical
-    weight of the item's token (for h >= 1 the last token of the (context, token) pair)."""
+    """omega_v for the minimum-weight stage.
+
+    - "ratio": freq_H/freq_W (add-half smoothed) for every item;
+    - "mixed": the authors' `greenlist_inversion_plus.py`: the word-class weight where it is above
+      1 (stop words, one- and two-character tokens), else freq_H/freq_W (unsmoothed) for items
+      seen in both classes, else 1 (without `token_weights` every item is in class 1);
+    - "uniform": 1; "lexical": the word-class weight of the item's token (for h >= 1 the last
+      token of the (context, token) pair)."""
     if kind == "uniform":
         return np.ones(corpus.num_items)
     if kind == "lexical":
@@ -180,6 +202,14 @@ def item_weights(corpus: StealingCorpus, kind: str, token_weights: np.ndarray | 
             raise StealingConfigError("lexical weights need one weight per vocabulary id")
         return np.asarray(token_weights, dtype=np.float64)[corpus.items[:, -1]]
     w, h = corpus.class_totals()
+    if kind == "mixed":
+        out = np.ones(corpus.num_items)
+        both = (w > 0) & (h > 0)
+        out[both] = (h[both] / h.sum()) / (w[both] / w.sum())
+        if token_weights is not None:
+            lex = np.asarray(token_weights, dtype=np.float64)[corpus.items[:, -1]]
+            out = np.where(lex > 1, lex, out)
+        return out
     fw = (w + 0.5) / (w.sum() + 0.5 * len(w))
     fh = (h + 0.5) / (h.sum() + 0.5 * len(h))
     return fh / fw
@@ -194,6 +224,10 @@ class _Program:
         cat = pulp.LpContinuous if opts.relax else pulp.LpBinary
         n_items = corpus.num_items
         self.c = [pulp.LpVariable(f"c{j}", 0, 1, cat) for j in range(n_items)]
+        if opts.red_below is not None and opts.threat in ("vanilla", "pro"):
+            # items not more frequent in watermarked than in natural text are fixed to red
+            for j in np.flatnonzero(1.0 / item_weights(corpus, "ratio") <= opts.red_below):
+                self.c[j].upBound = 0
         self.lengths = corpus.lengths.astype(np.float64)
         self.is_w = corpus.watermarked
         self.slacks: list[pulp.LpVariable] = []
@@ -220,8 +254,13 @@ class _Program:
         self.slacks.append(e)
         return e
 
+    def gstar(self) -> np.ndarray:
+        o = self.opts
+        frac = o.null_fraction if o.null_fraction is not None else o.gamma
+        return thresholds(self.lengths, frac, o.z, floor=o.threshold_floor)
+
     def _build_vanilla(self) -> None:
-        g = thresholds(self.lengths, self.opts.gamma, self.opts.z)
+        g = self.gstar()
         for s, expr in enumerate(self.green_expr):
             if self.is_w[s]:
                 self.prob += expr + self._slack(s, "w") >= float(g[s]), f"W{s}"
@@ -237,8 +276,8 @@ class _Program:
                 self.prob += expr == float(counts[s]), f"G{s}"
 
     def _build_pro(self) -> None:
-        gamma = self.opts.gamma
-        g = thresholds(self.lengths, gamma, self.opts.z)
+        gamma = self.opts.null_fraction if self.opts.null_fraction is not None else self.opts.gamma
+        g = self.gstar()
         for s, expr in enumerate(self.green_expr):
             L = float(self.lengths[s])
             b = self.b[s] = pulp.LpVariable(f"b{s}", 0, L)

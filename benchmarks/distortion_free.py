@@ -9,19 +9,25 @@ On the default model and data/prompts.jsonl, with key length n = 256:
 3. exp-edit and its-edit at m = 35 after random substitution, insertion and deletion at rates
    0.1-0.5 (uniform positions, uniform replacement tokens; the edit acts on the whole buffer and the
    first m tokens are scored, as in the reference code). Headline: share detected at p <= 0.01.
-4. Time of exp-edit detection of 200-token texts with T = 999 and n = 256: clean watermarked text
-   (the Gamma bound decides), the same after 30 % insertions (the full permutation test runs: this
-   is `edit_detect_s_per_text`), and unwatermarked text (Besag-Clifford stops early).
+4. Decision time at `--alpha` (default 1e-3: `detect(ids, alpha)` draws the ~10,000 null keys
+   p <= alpha needs, or stops early) on 200-token texts, wall and CPU seconds: exp-edit and its-edit
+   on watermarked texts after 20 % insertions (`edit_detect_s_per_text` is exp-edit's median) and on
+   unwatermarked texts, exp-edit on clean watermarked text (the Gamma bound decides).
+5. Verdicts at `--alpha` (the done-when of issue 12): 16 exp and 16 its texts of `--decide-tokens`
+   (120) after 20 % random insertions, called "watermarked" by exp-edit / its-edit (target >= 14 of
+   16 each), and the same for 16 unwatermarked texts (target 0 of 16).
 
-    python benchmarks/distortion_free.py --quick            # 16 prompts, T = 199 in the sweeps
+    python benchmarks/distortion_free.py --quick            # 16 prompts of 120 tokens, T = 199 in the sweeps
     python benchmarks/distortion_free.py --n 32 --resamples 499   # the run in results/distortion_free.md
 
-The last line printed is one JSON object.
+Timings report the load average of the machine next to them (it is shared). The last line printed is
+one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -66,13 +72,16 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=999)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--timing-texts", type=int, default=4)
+    ap.add_argument("--alpha", type=float, default=1e-3, help="level of the decisions (sections 4-5)")
+    ap.add_argument("--decide-tokens", type=int, default=120, help="tokens per text before insertions (5)")
+    ap.add_argument("--decide-texts", type=int, default=16)
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 avoids contention on a shared box)"
     )
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    if args.quick:
-        args.n, args.resamples, args.timing_texts = 16, 199, 2
+    if args.quick:  # 120-token generations serve the sweeps and the verdicts alike
+        args.n, args.resamples, args.timing_texts, args.max_new_tokens = 16, 199, 4, 120
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     lengths = [int(x) for x in args.lengths.split(",")]
@@ -156,30 +165,89 @@ def main() -> None:
                 f"{time.perf_counter() - t0:.0f}s",
             )
 
-    # 4. exp-edit detection time on 200-token texts (T = 999, n = 256)
+    # 4. decision time at alpha on 200-token texts
     timing_prompts = prompts[: args.timing_texts]
-    long_wm = generate(
-        model, tok, timing_prompts, scheme=gen_schemes["exp"], max_new_tokens=200, min_new_tokens=200
-    )
-    long_plain = generate(model, tok, timing_prompts, max_new_tokens=200, min_new_tokens=200)
-    full = build_scheme({"scheme": "exp-edit", "vocab_size": vocab, "resamples": 999}, key)
+    long = {
+        fam: generate(
+            model, tok, timing_prompts, scheme=gen_schemes[fam], max_new_tokens=200, min_new_tokens=200
+        )
+        for fam in ("exp", "its", "plain")
+    }
+    deciders = {
+        name: build_scheme({"scheme": name, "vocab_size": vocab}, key) for name in ("exp-edit", "its-edit")
+    }
     rng = np.random.default_rng(7)
-    timing: dict[str, list[float]] = {"clean": [], "inserted_30": [], "unwatermarked": []}
-    timing_p: dict[str, list[float]] = {k: [] for k in timing}
-    for wm_gen, plain_gen in zip(long_wm, long_plain, strict=True):
-        cases = {
-            "clean": list(wm_gen.token_ids),
-            # insertions break the diagonal, so the Gamma bound cannot decide: all 999 nulls run
-            "inserted_30": insert_tokens(list(wm_gen.token_ids), 0.3, vocab, rng),
-            "unwatermarked": list(plain_gen.token_ids),
-        }
-        for case, ids in cases.items():
-            t0 = time.perf_counter()
-            d = full.detect(ids[:200])
+    cases = {
+        "exp-edit/watermarked_inserted_20": ("exp-edit", "exp", 0.2),
+        "exp-edit/watermarked_clean": ("exp-edit", "exp", 0.0),
+        "exp-edit/unwatermarked": ("exp-edit", "plain", 0.0),
+        "its-edit/watermarked_inserted_20": ("its-edit", "its", 0.2),
+        "its-edit/unwatermarked": ("its-edit", "plain", 0.0),
+    }
+    timing: dict[str, list[float]] = {c: [] for c in cases}
+    timing_cpu: dict[str, list[float]] = {c: [] for c in cases}
+    timing_p: dict[str, list[str]] = {c: [] for c in cases}
+    load_before = os.getloadavg()[0]
+    for case, (det, fam, rate) in cases.items():
+        for g in long[fam]:
+            ids = list(g.token_ids)
+            ids = (insert_tokens(ids, rate, vocab, rng) if rate else ids)[:200]
+            t0, c0 = time.perf_counter(), time.process_time()
+            d = deciders[det].detect(ids, alpha=args.alpha)
             timing[case].append(time.perf_counter() - t0)
-            timing_p[case].append(d.p_value)
-    print("exp-edit 200 tokens, T=999:", {k: [round(x, 2) for x in v] for k, v in timing.items()})
-    print("  p-values:", {k: [fmt(x) for x in v] for k, v in timing_p.items()})
+            timing_cpu[case].append(time.process_time() - c0)
+            timing_p[case].append(f"{fmt(d.p_value)}:{d.verdict(args.alpha)}:{d.resamples}")
+    load_after = os.getloadavg()[0]
+    print(
+        f"decisions at alpha {args.alpha:g}, 200 tokens (load average {load_before:.1f} -> {load_after:.1f}):"
+    )
+    for case in cases:
+        print(
+            f"  {case:34s} wall {[round(x, 2) for x in timing[case]]}  cpu {[round(x, 2) for x in timing_cpu[case]]}"
+            f"  p:verdict:keys {timing_p[case]}"
+        )
+
+    # 5. verdicts at alpha: 20% insertions into texts of --decide-tokens tokens
+    m_dec = args.decide_tokens
+    decide_texts = {f: texts[f] for f in ("exp", "its", "plain")}
+    if args.max_new_tokens < m_dec:
+        decide_prompts = prompts[: args.decide_texts]
+        decide_texts = {
+            f: encode_texts(
+                tok,
+                [
+                    g.text
+                    for g in generate(
+                        model,
+                        tok,
+                        decide_prompts,
+                        scheme=gen_schemes[f],
+                        max_new_tokens=m_dec,
+                        min_new_tokens=m_dec,
+                        batch_size=args.batch_size,
+                    )
+                ],
+            )
+            for f in ("exp", "its", "plain")
+        }
+    rng = np.random.default_rng(12)
+    verdicts: dict[str, dict[str, int]] = {}
+    decide_time: list[float] = []
+    for det, fam in (("exp-edit", "exp"), ("its-edit", "its")):
+        verdicts[det] = {}
+        for side, src in (("watermarked", fam), ("unwatermarked", "plain")):
+            called, total, ps = 0, 0, []
+            for ids in decide_texts[src][: args.decide_texts]:
+                edited = insert_tokens(list(ids[:m_dec]), 0.2, vocab, rng)
+                t0 = time.perf_counter()
+                d = deciders[det].detect(edited, alpha=args.alpha)
+                decide_time.append(time.perf_counter() - t0)
+                called += d.verdict(args.alpha) == "watermarked"
+                total += 1
+                ps.append(fmt(d.p_value))
+            verdicts[det][side] = called
+            verdicts[det][f"{side}_texts"] = total
+            print(f"{det} {side}: {called}/{total} called watermarked at alpha {args.alpha:g}; p {ps}")
 
     # tables
     print(f"\n## Median p-value against length m (n = 256, T = {args.resamples})\n")
@@ -212,9 +280,23 @@ def main() -> None:
             "benchmark": "distortion_free",
             "prompts": args.n,
             "resamples": args.resamples,
-            "edit_detect_s_per_text": median(timing["inserted_30"]),
-            "edit_detect_s_per_text_clean": median(timing["clean"]),
-            "edit_detect_s_per_text_unwatermarked": median(timing["unwatermarked"]),
+            "alpha": args.alpha,
+            "edit_detect_s_per_text": median(timing["exp-edit/watermarked_inserted_20"]),
+            "edit_detect_s_per_text_clean": median(timing["exp-edit/watermarked_clean"]),
+            "edit_detect_s_per_text_unwatermarked": median(timing["exp-edit/unwatermarked"]),
+            "decide_s_per_200_token_text": {c: median(v) for c, v in timing.items()},
+            "decide_cpu_s_per_200_token_text": {c: median(v) for c, v in timing_cpu.items()},
+            "decide_load_average": [load_before, load_after],
+            "verdicts_120_tokens_20pct_insertions": verdicts,
+            "decide_s_per_verdict_text_median": median(decide_time),
+            "done_when": {
+                "exp-edit_watermarked_ge_14_of_16": verdicts["exp-edit"]["watermarked"] >= 14,
+                "its-edit_watermarked_ge_14_of_16": verdicts["its-edit"]["watermarked"] >= 14,
+                "unwatermarked_0": verdicts["exp-edit"]["unwatermarked"]
+                + verdicts["its-edit"]["unwatermarked"]
+                == 0,
+                "median_decision_le_2s": all(median(v) <= 2.0 for v in timing.values()),
+            },
             "exp_generate_overhead_vs_plain": overhead["exp"],
             "its_generate_overhead_vs_plain": overhead["its"],
             "kgw_generate_overhead_vs_plain": overhead["kgw"],

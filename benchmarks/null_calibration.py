@@ -25,6 +25,7 @@ import numpy as np
 from _common import emit
 
 from watermark.config import default_config
+from watermark.generation import encode_texts
 from watermark.keys import Key
 from watermark.models import DEFAULT_MODEL, load_tokenizer
 from watermark.schemes import build_scheme
@@ -44,7 +45,7 @@ def main() -> None:
     t0 = time.perf_counter()
     tok = load_tokenizer(args.tokenizer)
     texts = [r.text for r in read_records(args.texts, one_per_line=True)]
-    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids = encode_texts(tok, texts)  # canonical text, as wm detect reads it
     seeds = [args.first_key] + [f"null-{k}" for k in range(1, args.keys)]
     out = {}
     for name in args.schemes.split(","):

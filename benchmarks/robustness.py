@@ -43,7 +43,7 @@ from watermark.schemes.distortion_free import permutation_floor
 ATTACKS = (
     "none,substitute:0.1,substitute:0.3,insert:0.1,insert:0.3,delete:0.1,delete:0.3,"
     "word-substitute:0.2,word-substitute:0.4,word-delete:0.2,word-delete:0.4,"
-    "neighbour:0.2,neighbour:0.4,dilute:0.5,dilute:0.25"
+    "neighbour:0.2,neighbour:0.4,dilute:0.5,dilute:0.25,unicode:zwsp:1,unicode:homoglyph:1"
 )
 COLUMNS = (
     "tpr_at_fpr_1pct",
@@ -125,7 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--schemes", default="kgw,unigram,exp,exp-edit,its,its-edit,gumbel")
+    ap.add_argument("--schemes", default="kgw,unigram,exp,exp-edit,its,its-edit,gumbel,synthid")
     ap.add_argument("--attacks", default=ATTACKS)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--perplexity-texts", type=int, default=None, help="PPL on the first k texts only.")

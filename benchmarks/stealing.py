@@ -30,12 +30,16 @@ from attacks.stealing import (  # noqa: E402
     build_corpus,
     frequency_baseline,
     lexical_token_weights,
+    ranked_items,
+    relabel,
     score_list,
     steal,
+    steal_ratio,
 )
 from attacks.synthetic import SyntheticLM  # noqa: E402
 
 THREATS = ("vanilla", "oracle", "pro", "blind")
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_threats(
@@ -325,9 +329,114 @@ def context_part(n, vocab, time_limit):
     return {"h": 1, "vocab": vocab, "n": n, "rows": rows}
 
 
+# ---- precision against list size (issue 13) -------------------------------------------------------
+def ranking_curves(wm, nat, truth, gamma, vocab, h, flagged, counts_fn, time_limit, null_fraction=None):
+    """Precision of the k best-scored items for every method, k = 1..(list or ranking length).
+
+    The ratio and frequency rankings run over every scored item; each MIP list is ranked by its
+    own scores (LP value, ties by the frequency ratio) and drawn up to the list it returns.
+    vanilla/pro/oracle see the detector's labels (`flagged`), blind and ratio the source labels."""
+    truth_set = {x if not isinstance(x, (list, tuple)) else tuple(x) for x in truth}
+    det_w, det_h = relabel(wm + nat, flagged)
+    texts = wm + nat
+
+    def curve(items):
+        hits = np.cumsum([(tuple(x) if isinstance(x, tuple) else x) in truth_set for x in items])
+        return (hits / np.arange(1, len(hits) + 1)).round(4).tolist()
+
+    out = {}
+    t0 = time.perf_counter()
+    ratio = steal_ratio(wm, nat, h, vocab_size=vocab)
+    out["ratio (Jovanovic et al.)"] = {"precision": curve(ranked_items(ratio)), "list": len(ratio),
+                                       "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+    t0 = time.perf_counter()
+    freq = frequency_baseline(wm, nat, context_width=h)
+    out["frequency ratio (Zhang et al. baseline)"] = {
+        "precision": curve(ranked_items(freq)), "list": None, "seconds": round(time.perf_counter() - t0, 2)
+    }  # fmt: skip
+    extra = {"null_fraction": null_fraction} if null_fraction else {}
+    runs = [
+        ("vanilla", det_w, det_h, {}),
+        ("vanilla, no pruning", det_w, det_h, {"red_below": None}),
+        ("pro", det_w, det_h, {}),
+        ("oracle", wm, nat, {"exact_counts": [counts_fn(t) for t in texts]}),
+        ("blind", wm, nat, {}),
+    ]
+    for name, w, n, kw in runs:
+        threat = name.split(",")[0]
+        t0 = time.perf_counter()
+        g = None if threat == "blind" else gamma
+        s = steal(w, n, threat, gamma=g, vocab_size=vocab, context_width=h, time_limit=time_limit,
+                  **({} if threat == "blind" else extra), **kw)  # fmt: skip
+        items = ranked_items(s, len(s))
+        out[name] = {"precision": curve(items), "list": len(s), "seconds": round(time.perf_counter() - t0, 2)}
+    return out
+
+
+def plot_curves(curves, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, c in curves.items():
+        y = c["precision"]
+        if not y:
+            continue
+        x = np.arange(1, len(y) + 1)
+        style = "-" if c["list"] is None or name.startswith("ratio") else "--"
+        (line,) = ax.plot(x, y, style, label=f"{name} ({c['list'] or len(y)})", lw=1.6)
+        if c["list"] and name.startswith("ratio") and c["list"] <= len(y):
+            ax.plot([c["list"]], [y[c["list"] - 1]], "o", color=line.get_color())
+        elif c["list"]:
+            ax.plot([len(y)], [y[-1]], "o", color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlim(left=10)
+    ax.set_xlabel("list size (best-scored items kept)")
+    ax.set_ylabel("precision (fraction truly green)")
+    ax.set_ylim(0.2, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curve_table(curves, sizes=(50, 100, 200, 300, 400, 500, 1000, 2000, 5000)):
+    """Markdown: precision at fixed list sizes (blank beyond a method's list)."""
+    lines = [
+        "| method | list | " + " | ".join(f"@{k}" for k in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
+    for name, c in curves.items():
+        y = c["precision"]
+        cells = [f"{y[k - 1]:.3f}" if k <= len(y) else "" for k in sizes]
+        lines.append(f"| {name} | {c['list'] or '-'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def planted_curves(time_limit, out_png):
+    """Issue 13's planted corpus: 2,000 tokens, 500 green, bias e^2, 300 + 300 texts of 150."""
+    lm = SyntheticLM(vocab_size=2000, gamma=0.25, delta=2.0, seed=0)
+    wm, nat = lm.sample(300, 150, True, 1), lm.sample(300, 150, False, 2)
+    curves = ranking_curves(
+        wm, nat, lm.green.tolist(), 0.25, 2000, 0, lambda t: lm.z(t) > 4, lm.green_count, time_limit
+    )
+    plot_curves(curves, out_png, "Planted list: 2,000 tokens, 500 green (e^2), 300 + 300 texts of 150")
+    print("\n### Precision against list size, planted corpus\n")
+    print(curve_table(curves), flush=True)
+    return {k: {"list": v["list"], "seconds": v["seconds"]} for k, v in curves.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (minutes)")
+    ap.add_argument(
+        "--curves-only", action="store_true", help="only the precision-vs-size figure of the planted corpus"
+    )
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
     ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
@@ -348,6 +457,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
+    if args.curves_only:
+        res = planted_curves(args.time_limit, RESULTS / "stealing_precision_vs_size.png")
+        print(json.dumps({"benchmark": "stealing", "part": "curves", "planted": res}))
+        return
     n_scrub = args.scrub if args.scrub is not None else (3 if args.quick else 20)
     n_spoof = args.spoof if args.spoof is not None else (3 if args.quick else 10)
     threats = tuple(args.scrub_threats.split(","))

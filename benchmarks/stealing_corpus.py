@@ -3,7 +3,9 @@
 Each corpus is a JSONL file of `wm generate`-style records ({"prompt", "text", "token_ids"}) under
 `cache_dir()/bench-stealing/`. Natural texts are unwatermarked outputs of the same model on the
 same prompts, as in Zhang et al. (2024). Generation is the slow part on CPU, so it runs in rounds
-and every round is appended at once: an interrupted run resumes where it stopped.
+and every round is appended at once: an interrupted run resumes where it stopped. The last
+`HOLDOUT` prompts of data/prompts.jsonl are never used here: spoofing and scrubbing are measured on
+them (earlier caches cycled all 230 prompts; delete them to regenerate).
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ CORPORA: dict[str, dict | None] = {
     "unigram-g0.25-d2": {"scheme": "unigram", "gamma": 0.25, "delta": 2.0, "context_width": 0},
     "unigram-g0.5-d4": {"scheme": "unigram", "gamma": 0.5, "delta": 4.0, "context_width": 0},
     "kgw-h1-g0.25-d2": {"scheme": "kgw", "gamma": 0.25, "delta": 2.0, "context_width": 1},
+    "selfhash-h4-g0.25-d2": {
+        "scheme": "kgw",
+        "gamma": 0.25,
+        "delta": 2.0,
+        "context_width": 4,
+        "seeding": "selfhash",
+    },
 }
+HOLDOUT = 50  # the last prompts of data/prompts.jsonl: never in a corpus, kept for spoofing/scrubbing
 MAX_NEW_TOKENS = 200
 TEMPERATURE = 0.7  # the paper's sampling temperature (top_k = 0)
 
@@ -48,7 +58,13 @@ def load_corpus(name: str, limit: int | None = None) -> list[dict]:
 
 
 def prompts() -> list[str]:
-    return read_prompts(str(ROOT / "data" / "prompts.jsonl"))
+    """The prompts corpora are generated from (all but the held-out ones)."""
+    return read_prompts(str(ROOT / "data" / "prompts.jsonl"))[:-HOLDOUT]
+
+
+def heldout_prompts() -> list[str]:
+    """Prompts no corpus text answers: the attacker spoofs and scrubs on these."""
+    return read_prompts(str(ROOT / "data" / "prompts.jsonl"))[-HOLDOUT:]
 
 
 def scheme_for(name: str, vocab_size: int):

@@ -12,23 +12,33 @@ Other commands join the group with `attack.add_command(cmd)` (cli/steal.py adds 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
+from attacks.unicode import MODES as UNICODE_MODES
+from watermark.atomic import write_text
 from watermark.config_resolve import ConfigSource, resolve_config
 from watermark.errors import ConfigError
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
-from .common import SEED_RANGE, err_console, json_option, print_json, progress, with_status
+from .common import (
+    SEED_RANGE,
+    check_outputs,
+    err_console,
+    force_option,
+    json_option,
+    print_json,
+    progress,
+    with_status,
+)
 
 
 @click.group("attack")
 def attack() -> None:
-    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution.
+    """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode.
 
     Strengths: token/word kinds take --rate (fraction of tokens/words edited), dilute takes the
     watermarked fraction, paraphrase a temperature. The output says what changed.
@@ -61,6 +71,7 @@ def attack_options(rate_help: str | None = "Fraction of tokens to edit.", rate_d
                 help="Model/tokenizer to use (default: the one in the input's config, else smollm2-135m).",
             ),
             json_option,
+            force_option,
         ]
         if rate_help is not None:
             opts.insert(
@@ -113,10 +124,12 @@ def run_attack_command(
     options: dict[str, Any] | None = None,
     donor_path: str | None = None,
     detector_tokenizer: bool = True,
+    other_inputs: tuple[str | None, ...] = (),
 ) -> None:
     """Read, attack, write. `detector_tokenizer`: measure changes with the input's tokenizer
     (not the attack model's), as for paraphrasing with another model."""
     kind = get_attack(kind_name)
+    check_outputs([output], [input_path, donor_path, *other_inputs])
     strength = kind.default_strength if strength is None else strength
     if strength is not None:
         check_strength(kind, strength)
@@ -179,9 +192,7 @@ def run_attack_command(
         )
     else:
         text = results[0].text + ("\n" if trailing and not results[0].text.endswith("\n") else "")
-        out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text(output, text)
     mean_changed = sum(r.fraction_changed for r in results) / len(results)
     summary = {
         "output": output,
@@ -307,4 +318,25 @@ def paraphrase_command(
         strength=temperature,
         mode=mode,
         options=options,
+        other_inputs=(prompt_file,),
     )
+
+
+@attack.command("unicode")
+@attack_options("Fraction of the mode's sites to edit (default 1.0: all).")
+@click.option(
+    "--mode",
+    type=click.Choice(list(UNICODE_MODES)),
+    default="zwsp",
+    show_default=True,
+    help="zwsp: zero-width space after each space; zwsp-chars, zwj, zwnj, wordjoiner, softhyphen, bidi: "
+    "between characters; bom: after each word; homoglyph(-greek): Cyrillic (Greek) look-alikes; "
+    "fullwidth, mathfont: other code points for ASCII; nbsp, thinspace, ideographic, doublespace, tab: "
+    "for the spaces between words.",
+)
+def unicode_command(input_path, output, rate, seed, model, as_json, mode):
+    """Invisible characters, look-alikes or odd spaces: the text looks the same, its tokens do not.
+
+    `wm detect` undoes all of these (see watermark/normalize.py) and reports them as tampering.
+    """
+    run_attack_command("unicode", input_path, output, seed, model, as_json, strength=rate, mode=mode)

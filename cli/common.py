@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from watermark.atomic import check_output
 from watermark.config import SchemeConfig
 from watermark.config_resolve import ConfigSource
 from watermark.config_resolve import resolve_config as resolve_sources
-from watermark.errors import ConfigError, KeyFileError
-from watermark.keys import Key, default_key_path, load_key_file, write_key_file
+from watermark.errors import ConfigError, KeyFileError, OutputError
+from watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
+from watermark.interop import read_transformers_config
+from watermark.keys import default_key_path, write_key_file
+from watermark.models import model_vocab_size
+from watermark.report import format_p
 from watermark.schemes import available_schemes
 
 console = Console()
@@ -45,8 +50,18 @@ SCHEME_FLAGS: dict[str, str] = {
     "block_length": "block_length",
     "edit_gamma": "edit_gamma",
     "resamples": "resamples",
+    "max_resamples": "max_resamples",
     "count_repeats": "count_repeats",
     "seeding": "seeding",
+    # synthid / hf-synthid / hf-kgw (transformers' names where transformers has one)
+    "ngram_len": "ngram_len",
+    "num_layers": "num_layers",
+    "synthid_score": "score",
+    "context_history_size": "context_history_size",
+    "sampling_table_seed": "sampling_table_seed",
+    "sampling_table_size": "sampling_table_size",
+    "skip_first_ngram_calls": "skip_first_ngram_calls",
+    "model_vocab_size": "model_vocab_size",
 }
 
 
@@ -76,7 +91,7 @@ def scheme_options(func: Callable) -> Callable:
             "--context-width",
             type=int,
             default=None,
-            help="Context width h (kgw default 1, unigram 0, gumbel 4).",
+            help="Context width h (kgw default 1, selfhash 4 counting the token itself, unigram 0, gumbel 4).",
         ),
         click.option(
             "--key-length", type=int, default=None, help="Key sequence length n (exp/its, default 256)."
@@ -94,19 +109,64 @@ def scheme_options(func: Callable) -> Callable:
             help="Levenshtein gap cost (exp-edit 0.0, its-edit 0.4).",
         ),
         click.option(
-            "--resamples", type=int, default=None, help="Permutation-test resamples T (default 999)."
+            "--resamples",
+            type=int,
+            default=None,
+            help="Permutation-test resamples T (exp/its, default 999; at an --alpha, the least drawn).",
+        ),
+        click.option(
+            "--max-resamples",
+            type=int,
+            default=None,
+            help="Most null keys a permutation test at --alpha may draw (exp/its, default 200000).",
         ),
         click.option(
             "--seeding",
             type=click.Choice(["lefthash", "selfhash"]),
             default=None,
-            help="Green-list seeding (kgw; selfhash uses --context-width 3 in the paper).",
+            help="Green-list seeding (kgw; selfhash defaults to the paper's --context-width 4: 3 previous ids + the token).",
         ),
         click.option(
             "--count-repeats",
             is_flag=True,
             default=None,
             help="Score repeated (context, token) pairs too (not exact).",
+        ),
+        click.option(
+            "--ngram-len", type=int, default=None, help="SynthID n-gram length (context + token, default 5)."
+        ),
+        click.option(
+            "--num-layers", type=int, default=None, help="SynthID tournament layers (synthid, default 30)."
+        ),
+        click.option(
+            "--synthid-score",
+            type=click.Choice(["weighted", "mean"]),
+            default=None,
+            help="SynthID score deciding the verdict (default weighted; both are reported).",
+        ),
+        click.option(
+            "--context-history-size",
+            type=int,
+            default=None,
+            help="hf-synthid context FIFO size (default 1024).",
+        ),
+        click.option(
+            "--sampling-table-seed", type=int, default=None, help="hf-synthid table seed (default 0)."
+        ),
+        click.option(
+            "--sampling-table-size", type=int, default=None, help="hf-synthid table size (default 65536)."
+        ),
+        click.option(
+            "--skip-first-ngram-calls",
+            is_flag=True,
+            default=None,
+            help="hf-synthid: leave the first ngram_len - 1 generated tokens unwatermarked.",
+        ),
+        click.option(
+            "--model-vocab-size",
+            type=int,
+            default=None,
+            help="hf-kgw: the model config's vocab_size transformers permutes (default: read from --model).",
         ),
     ]
     for opt in reversed(opts):
@@ -171,6 +231,96 @@ def conflicts_json(resolved) -> list[dict[str, Any]]:
     return [c.to_dict() for c in resolved.conflicts]
 
 
+def hf_key_options(func: Callable) -> Callable:
+    """Secrets and configs of transformers' watermarks (the key is never printed or stored)."""
+    opts = [
+        click.option(
+            "--hashing-key",
+            default=None,
+            metavar="INT",
+            help="transformers' KGW hashing_key (implies --scheme hf-kgw). Prefer a key file: "
+            "`wm keygen --hf-hashing-key N -o F`, then --key F.",
+        ),
+        click.option(
+            "--synthid-keys",
+            default=None,
+            metavar="K1,K2,...",
+            help="transformers' SynthID-Text keys, comma-separated (implies --scheme hf-synthid).",
+        ),
+        click.option(
+            "--hf-config",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="transformers' watermarking config as JSON (WatermarkingConfig or "
+            "SynthIDTextWatermarkingConfig .to_dict()); its key is used, never stored.",
+        ),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def pop_hf_key_options(
+    kwargs: dict[str, Any], scheme: str | None, flags: dict[str, Any]
+) -> tuple[str | None, dict[str, Any], Any]:
+    """Remove the hf_key_options from kwargs; return (scheme, flags, secret key or None).
+
+    --hf-config gives the scheme, its parameters (explicit flags win) and the key; --hashing-key
+    and --synthid-keys give the key and imply their scheme.
+    """
+    hashing_key = kwargs.pop("hashing_key", None)
+    synthid_keys = kwargs.pop("synthid_keys", None)
+    hf_config = kwargs.pop("hf_config", None)
+    secret = None
+    if hf_config:
+        cfg, secret = read_transformers_config(hf_config)
+        if scheme and scheme != cfg.scheme:
+            raise ConfigError(f"{hf_config} is a transformers config for {cfg.scheme!r}, not {scheme!r}")
+        scheme = cfg.scheme
+        fields = cfg.to_dict()
+        derived = {f: fields[c] for f, c in SCHEME_FLAGS.items() if fields.get(c) is not None}
+        flags = {**derived, **flags}
+    if hashing_key is not None and synthid_keys is not None:
+        raise ConfigError("give --hashing-key (hf-kgw) or --synthid-keys (hf-synthid), not both")
+    given = None
+    if hashing_key is not None:
+        given, implied = HashingKey(parse_int(hashing_key, "--hashing-key")), "hf-kgw"
+    elif synthid_keys is not None:
+        given, implied = parse_synthid_keys(synthid_keys), "hf-synthid"
+    if given is not None:
+        if secret is not None and secret != given:
+            raise ConfigError("the key flag and the --hf-config file hold different keys; give the key once")
+        scheme, secret = scheme or implied, given
+        if scheme != implied:
+            raise ConfigError(
+                f"--{'hashing-key' if implied == 'hf-kgw' else 'synthid-keys'} is for scheme {implied!r}"
+            )
+    return scheme, flags, secret
+
+
+_cached_model_vocab_size = functools.lru_cache(maxsize=8)(model_vocab_size)
+
+
+def resolve_key(key_path: str | None, secret: Any, create_default: bool = False) -> AnyKey:
+    """The key from a key flag (--hashing-key, --synthid-keys, --hf-config), else --key / the default."""
+    if secret is None:
+        return load_key(key_path, create_default=create_default)
+    if key_path:
+        raise ConfigError("give the key once: --key FILE, or --hashing-key / --synthid-keys / --hf-config")
+    return secret
+
+
+def with_model_vocab_size(config: SchemeConfig, model_name: str | None, model: Any = None) -> SchemeConfig:
+    """Fill hf-kgw's model_vocab_size (the model config's vocab_size) when the config lacks it."""
+    if "model_vocab_size" not in config.to_dict() or config.model_vocab_size is not None:
+        return config
+    if model is not None:
+        size = model.config.get_text_config().vocab_size
+    else:
+        size = _cached_model_vocab_size(model_name)
+    return config.replace(model_vocab_size=int(size))
+
+
 def key_option(func: Callable) -> Callable:
     return click.option(
         "--key",
@@ -181,10 +331,10 @@ def key_option(func: Callable) -> Callable:
     )(func)
 
 
-def load_key(key_path: str | None, create_default: bool = False) -> Key:
+def load_key(key_path: str | None, create_default: bool = False) -> AnyKey:
     """Load --key or the default key; optionally create the default key when it is missing."""
     if key_path:
-        return load_key_file(key_path)
+        return load_any_key_file(key_path)
     path = default_key_path()
     if not path.exists():
         if create_default:
@@ -192,7 +342,7 @@ def load_key(key_path: str | None, create_default: bool = False) -> Key:
             err_console.print(f"created a new key at {path} (fingerprint {key.fingerprint})")
             return key
         raise KeyFileError(f"no key: pass --key FILE or set WM_KEY_FILE (default {path} does not exist)")
-    return load_key_file(path)
+    return load_any_key_file(path)
 
 
 def model_option(
@@ -298,11 +448,49 @@ class _NullContext:
         return False
 
 
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+def fmt_p(p: float | None, log10_p: float | None = None) -> str:
+    """A p-value for people (never shown as 0): `watermark.report.format_p`."""
+    return format_p(p, log10_p)
 
 
 def cached(func: Callable) -> Callable:
     return functools.lru_cache(maxsize=8)(func)
+
+
+def force_option(func: Callable) -> Callable:
+    """--force: let this command replace existing output files (read back by `check_outputs`)."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        ctx.meta["wm_force"] = bool(value)
+        return value
+
+    return click.option(
+        "--force",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="Replace output files that already exist.",
+    )(func)
+
+
+def check_outputs(
+    outputs: Iterable[str | None], inputs: Iterable[str | None], key_path: str | None = ""
+) -> None:
+    """Before any work: every output can be written, is not an input (nor the key), and replaces an
+    existing file only with --force. `key_path=None` means the default key is read."""
+    ctx = click.get_current_context(silent=True)
+    force = bool(ctx and ctx.meta.get("wm_force"))
+    guarded = [*inputs]
+    if key_path is not None:
+        guarded.append(key_path or None)
+    else:
+        guarded.append(str(default_key_path()))
+    seen: list[str] = []
+    for out in outputs:
+        if not out:
+            continue
+        for other in seen:
+            if os.path.realpath(other) == os.path.realpath(out):
+                raise OutputError(f"{out} is given as two outputs; write them to different files")
+        check_output(out, guarded, force)
+        seen.append(out)

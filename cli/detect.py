@@ -3,44 +3,47 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
+from watermark.calibration import Calibration
 from watermark.config_resolve import bind_tokenizer
+from watermark.encoding import encode_array
 from watermark.errors import InputError
-from watermark.generation import encode_texts
 from watermark.models import canonical_name, load_tokenizer
+from watermark.normalize import NormalizationReport, canonicalize
+from watermark.report import detection_row
 from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
     ConfigResolver,
+    check_outputs,
     conflicts_json,
     console,
+    err_console,
     fmt_p,
+    force_option,
+    hf_key_options,
     json_option,
     key_option,
-    load_key,
     model_option,
+    pop_hf_key_options,
     pop_scheme_flags,
     print_json,
+    resolve_key,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
-
-
-def _render_tokens(tok, ids, mask) -> Text:
-    text = Text()
-    for t, m in zip(ids, mask, strict=False):
-        piece = tok.decode([t])
-        style = {1: "bold green", 0: "red"}.get(m, "dim")
-        text.append(piece, style=style)
-    return text
+from .report import TokenViews
+from .terminal import visible
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @scheme_options
+@hf_key_options
 @key_option
 @model_option(
     "Tokenizer to use (default: the one named in the config, else smollm2-135m). The model is never loaded."
@@ -53,12 +56,51 @@ def _render_tokens(tok, ids, mask) -> Text:
     help="Significance level for the verdict.",
 )
 @json_option
-@click.option("--show-tokens", is_flag=True, help="Print each text with green/red tokens coloured.")
-def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_path, **kwargs):
+@force_option
+@click.option(
+    "--show-tokens",
+    is_flag=True,
+    help="Print each text with green/red tokens and a legend (colours on a terminal, [+tok]/[-tok] markers in pipes).",
+)
+@click.option(
+    "--tokens",
+    "with_tokens",
+    is_flag=True,
+    help="With --json: add token_mask and the tokens (text, offsets).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report with the tokens coloured (it shows green lists: share with care).",
+)
+@click.option(
+    "--no-normalize",
+    is_flag=True,
+    help="Score the raw text: no canonical form (invisible characters, look-alikes, odd spaces kept).",
+)
+@click.option(
+    "--calibration",
+    "calibration_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
+)
+def detect(
+    files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
+):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
+    no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
+    if with_tokens and not as_json:
+        raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
+    scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
     resolver = ConfigResolver(scheme, config_path, flags)
-    key = load_key(key_path)
+    views = TokenViews(console, show_tokens and not as_json, html_path)
+    check_outputs([html_path], files, key_path)
+    key = resolve_key(key_path, secret)
+    calib = Calibration.load(calibration_path) if calibration_path else None
     records = [r for f in files for r in read_records(f)]
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
@@ -73,23 +115,48 @@ def detect(files, key_path, model, alpha, as_json, show_tokens, scheme, config_p
                 with with_status(f"Loading tokenizer {tok_name}"):
                     tokenizers[tok_name] = load_tokenizer(tok_name)
             tok = tokenizers[tok_name]
-            config = bind_tokenizer(config, len(tok), tok_name)
+            config = with_model_vocab_size(bind_tokenizer(config, len(tok), tok_name), tok_name)
             ck = config.to_json()
             if ck not in schemes:
                 schemes[ck] = build_scheme(config, key)
-            ids = encode_texts(tok, [rec.text])[0]
-            det = schemes[ck].detect(ids)
+            # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
+            text, norm = (
+                canonicalize(rec.text, offsets=False)
+                if not no_normalize
+                else (rec.text, NormalizationReport())
+            )
+            ids = encode_array(tok, text)
+            if calib is not None:
+                calib.check(schemes[ck], normalize=not no_normalize)
+            # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
+            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
+            views.add(rows[-1], rec.text)
             continue
-        row = {"source": rec.source, **det.to_dict(), "alpha": alpha, "watermarked": det.watermarked(alpha)}
-        row["config"], row["config_conflicts"] = schemes[ck].config.to_dict(), conflicts_json(resolved)
+        pieces = views.pieces(tok, text, ids, det) if (with_tokens or views.show or html_path) else None
+        row = detection_row(
+            rec.source,
+            det,
+            alpha,
+            pieces if with_tokens else None,
+            config=schemes[ck].config.to_dict(),
+            config_conflicts=conflicts_json(resolved),
+        )
+        if calib is not None:
+            row.pop("inconclusive_reason", None)
+            row.update(calib.fields(det, alpha))
+        if not no_normalize:
+            row.update(norm.to_dict())
+            if norm.tampered and not as_json:
+                err_console.print(
+                    f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
+                )
         rows.append(row)
-        if show_tokens and not as_json:
-            mask = getattr(det, "token_mask", ()) or [-1] * len(ids)
-            console.rule(rec.source)
-            console.print(_render_tokens(tok, ids, mask))
+        views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint)
+    if html_path:
+        err_console.print(f"wrote {visible(str(views.write(alpha)), one_line=True)}")
     if as_json:
         for row in rows:
             print_json(row)
@@ -107,19 +174,43 @@ def _print_table(rows: list[dict]) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True, min_width=11)
     for r in rows:
+        source = escape(visible(r["source"], one_line=True))
         if "error" in r:
-            table.add_row(r["source"], "-", "-", "-", "-", "-", f"[yellow]error: {r['error']}")
+            table.add_row(
+                source,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                f"[yellow]error: {escape(visible(r['error'], one_line=True))}",
+            )
             continue
         gf = r.get("green_fraction")
         z = r.get("z_score")
-        verdict = "[bold green]watermarked" if r["watermarked"] else "not watermarked"
+        verdict = {
+            "watermarked": "[bold green]watermarked",
+            "inconclusive": f"[yellow]inconclusive: {r.get('inconclusive_reason', '')}",
+        }.get(r["verdict"], r["verdict"])
+        verdict += _notes(r)
         table.add_row(
-            r["source"],
+            source,
             r["scheme"],
             str(r["num_tokens_scored"]),
             "-" if gf is None else f"{gf:.3f}",
             "-" if z is None else f"{z:.2f}",
-            fmt_p(r["p_value"]),
+            fmt_p(r["p_value"], r.get("log10_p_value")),
             verdict,
         )
     console.print(table)
+
+
+def _notes(r: dict) -> str:
+    """Calibrated p-value and signs of tampering, as a note after the verdict."""
+    notes = []
+    if "calibrated_p_value" in r:
+        notes.append(f"calibrated p {fmt_p(r['calibrated_p_value'])}")
+    tampering = {k: n for k, n in (r.get("tampering") or {}).items() if n}
+    if tampering:
+        notes.append("tampering: " + ", ".join(f"{n} {k}" for k, n in tampering.items()))
+    return f" [dim]({'; '.join(notes)})[/dim]" if notes else ""

@@ -2,7 +2,7 @@
 
 Generates watermarked and unwatermarked texts for the same prompts (cached in -o DIR), applies
 every attack of --attacks to both, detects, and reports per attack: TPR at empirical FPR 1% and
-0.1%, TPR at nominal p < 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
+0.1%, TPR at nominal p <= 0.001, AUROC, median p-value, perplexity (generating model or --oracle),
 mean length and fraction of tokens changed. Writes DIR/results.json and PNG plots.
 """
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from attacks.registry import parse_attacks
+from watermark.atomic import check_output_folder
 from watermark.config_resolve import bind_tokenizer
 from watermark.errors import InputError
 from watermark.evaluation import (
@@ -46,6 +47,7 @@ from .common import (
     print_json,
     progress,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
 
@@ -132,6 +134,7 @@ def eval_command(
 ):
     """Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."""
     flags = pop_scheme_flags(kwargs)
+    check_output_folder(output_dir)
     specs = parse_attacks(attacks)
     if paraphrase_prompt is not None:
         from attacks.paraphrase import check_prompt
@@ -152,7 +155,9 @@ def eval_command(
     if oracle and canonical_name(oracle) != model_name:
         with with_status(f"Loading oracle {oracle}"):
             oracle_pair = load_model(canonical_name(oracle), device=device)
-    scheme_obj = build_scheme(bind_tokenizer(config, len(tok), model_name), key)
+    scheme_obj = build_scheme(
+        with_model_vocab_size(bind_tokenizer(config, len(tok), model_name), model_name, lm), key
+    )
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = None
     if paraphrase_model and any(s.kind == "paraphrase" for s in specs):

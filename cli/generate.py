@@ -9,21 +9,27 @@ from watermark.errors import InputError
 from watermark.generation import generate as generate_texts
 from watermark.models import canonical_name, load_model
 from watermark.schemes import build_scheme
-from watermark.textio import read_prompts, write_jsonl
+from watermark.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
     SEED_RANGE,
+    check_outputs,
     console,
     err_console,
+    force_option,
+    hf_key_options,
     key_option,
-    load_key,
     model_option,
+    pop_hf_key_options,
     pop_scheme_flags,
     progress,
     resolve_config,
+    resolve_key,
     scheme_options,
+    with_model_vocab_size,
     with_status,
 )
+from .terminal import visible
 
 
 @click.command()
@@ -38,6 +44,7 @@ from .common import (
     "--limit", type=click.IntRange(1), default=None, help="Use only the first N prompts of --prompt-file."
 )
 @scheme_options
+@hf_key_options
 @key_option
 @model_option()
 @click.option("--max-new-tokens", type=click.IntRange(1, 100_000), default=200, show_default=True)
@@ -61,6 +68,7 @@ from .common import (
     default=None,
     help="Write the scheme config (no key) here.",
 )
+@force_option
 def generate(
     prompt,
     prompt_file,
@@ -85,21 +93,26 @@ def generate(
 ):
     """Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."""
     flags = pop_scheme_flags(kwargs)
+    scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
     if prompt is None and prompt_file is None:
         raise click.UsageError("give a PROMPT or --prompt-file")
     if prompt is not None and prompt_file is not None:
         raise click.UsageError("give either a PROMPT or --prompt-file, not both")
+    check_outputs([output, config_out], [prompt_file, config_path], key_path or None)
     prompts = [prompt] if prompt is not None else read_prompts(prompt_file)[:limit]
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
+    if prompt is not None:
+        check_text(prompt, "the prompt")
     model_name = canonical_name(model)
     config = resolve_config(scheme, config_path, flags)
-    key = None if no_watermark else load_key(key_path, create_default=True)
+    key = None if no_watermark else resolve_key(key_path, secret, create_default=True)
     with with_status(f"Loading {model_name}"):
         lm, tok = load_model(model_name, device=device)
     scheme_obj = None
     if key is not None:
         config = config.replace(vocab_size=len(tok), tokenizer=model_name)
+        config = with_model_vocab_size(config, model_name, lm)
         scheme_obj = build_scheme(config, key)
         config = scheme_obj.config
     with progress() as bar:
@@ -143,4 +156,4 @@ def generate(
     for i, g in enumerate(results):
         if len(results) > 1:
             console.rule(f"[bold]{i + 1}/{len(results)}")
-        click.echo(g.text)
+        click.echo(visible(g.text))

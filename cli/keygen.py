@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from watermark.keys import default_key_path, load_key_file, write_key_file
+from watermark.errors import ConfigError
+from watermark.hfkeys import (
+    HashingKey,
+    load_any_key_file,
+    parse_int,
+    parse_synthid_keys,
+    random_hashing_key,
+    random_synthid_keys,
+    write_hf_key_file,
+)
+from watermark.keys import default_key_path, write_key_file
 
 from .common import err_console
 
@@ -18,15 +28,41 @@ from .common import err_console
     help="Key file to write (default: the default key path).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keygen(output: str | None, force: bool) -> None:
-    """Write 32 random bytes (hex) to a new key file with mode 0600."""
+@click.option(
+    "--hf-hashing-key",
+    default=None,
+    metavar="INT|random",
+    help="Write transformers' KGW hashing_key (for --scheme hf-kgw) instead of a wm key.",
+)
+@click.option(
+    "--synthid-keys",
+    default=None,
+    metavar="K1,K2,...|random",
+    help="Write transformers' SynthID-Text keys (for --scheme hf-synthid); random = 30 random keys.",
+)
+def keygen(output: str | None, force: bool, hf_hashing_key: str | None, synthid_keys: str | None) -> None:
+    """Write 32 random bytes (hex) to a new key file with mode 0600 (or a transformers key)."""
     path = output or str(default_key_path())
-    key = write_key_file(path, overwrite=force)
-    err_console.print(f"wrote a new key to {path} (fingerprint {key.fingerprint})")
+    if hf_hashing_key is not None and synthid_keys is not None:
+        raise ConfigError("give --hf-hashing-key or --synthid-keys, not both")
+    if hf_hashing_key is not None:
+        key = (
+            random_hashing_key()
+            if hf_hashing_key == "random"
+            else HashingKey(parse_int(hf_hashing_key, "--hf-hashing-key"))
+        )
+    elif synthid_keys is not None:
+        key = random_synthid_keys() if synthid_keys == "random" else parse_synthid_keys(synthid_keys)
+    else:
+        key = write_key_file(path, overwrite=force)
+        err_console.print(f"wrote a new key to {path} (fingerprint {key.fingerprint})")
+        return
+    write_hf_key_file(path, key, overwrite=force)
+    err_console.print(f"wrote a transformers key to {path} (fingerprint {key.fingerprint})")
 
 
 @click.command()
 @click.option("--key", "key_path", type=click.Path(dir_okay=False), default=None)
 def fingerprint(key_path: str | None) -> None:
     """Print the public fingerprint of a key."""
-    click.echo(load_key_file(key_path or default_key_path()).fingerprint)
+    click.echo(load_any_key_file(key_path or default_key_path()).fingerprint)

@@ -1,7 +1,10 @@
-"""`wm steal` (green-list stealing as a MIP) and the `wm attack scrub` / `wm attack spoof` commands.
+"""`wm steal` (green-list stealing: the MIP of Zhang et al. or the frequency-ratio attacker of
+Jovanovic et al.) and the `wm attack scrub` / `wm attack spoof` commands.
 
 The evaluator who holds the key can pass it (with --config or scheme flags) to score the stolen
-list against the truth; the Oracle threat model needs it for the exact green counts.
+list against the truth; the Oracle threat model needs it for the exact green counts. With the key
+the detector-access threat models (vanilla, oracle, pro) relabel every text by the detector
+first, as Zhang et al. do; without it the labels are taken as given.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import click
 from rich.table import Table
 
 from attacks.stealing import (
+    GREEN_AT,
+    METHODS,
     THREATS,
     WEIGHTS,
+    RatioParams,
     StolenList,
     frequency_baseline,
     lexical_token_weights,
+    relabel,
     score_list,
+    steal_ratio,
 )
 from attacks.stealing import steal as steal_list
 from attacks.stealing_data import StealingConfigError, build_corpus
+from attacks.stealing_ratio import default_params
 from watermark.config import SchemeConfig
 from watermark.config_resolve import ResolvedConfig, bind_tokenizer
 from watermark.errors import ConfigError, InputError
@@ -32,9 +41,11 @@ from watermark.textio import TextRecord, read_records, write_jsonl
 from .common import (
     SEED_RANGE,
     ConfigResolver,
+    check_outputs,
     conflicts_json,
     console,
     err_console,
+    force_option,
     json_option,
     key_option,
     load_key,
@@ -72,7 +83,7 @@ def _records_config(resolver: ConfigResolver, records: list[TextRecord]) -> Reso
 
 def _truth(config: SchemeConfig, key_path, tok, tok_name):
     """The true scheme (the evaluator's key and the resolved config)."""
-    if not hasattr(config, "gamma") or not hasattr(config, "context_width"):
+    if config.scheme not in ("kgw", "unigram"):  # hf-kgw has a gamma too, but not wm's green lists
         raise ConfigError(f"scheme {config.scheme!r} has no green list to steal")
     return build_scheme(bind_tokenizer(config, len(tok), tok_name), load_key(key_path))
 
@@ -87,7 +98,7 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     import numpy as np
     import torch
 
-    seeds = torch.from_numpy(truth.seeds_for(corpus.items[:, :h]))
+    seeds = torch.from_numpy(truth.token_seeds(np.ascontiguousarray(corpus.items)))
     green = truth.is_green(seeds, torch.from_numpy(np.ascontiguousarray(corpus.items[:, h]))).numpy()
     true_obs = [o for o, g in zip(observed, green, strict=True) if g]
     out = score_list(stolen.green_pairs, true_obs).to_dict()
@@ -100,6 +111,13 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     "--watermarked", "-w", "wm_paths", multiple=True, required=True, help="Texts labelled watermarked."
 )
 @click.option("--natural", "-n", "nat_paths", multiple=True, required=True, help="Texts labelled natural.")
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="mip",
+    show_default=True,
+    help="mip = Zhang et al.'s program (--threat), ratio = Jovanovic et al.'s frequency-ratio scores.",
+)
 @click.option("--threat", type=click.Choice(THREATS), default="vanilla", show_default=True)
 @click.option("--z", "z_threshold", type=float, default=4.0, show_default=True, help="Detector z threshold.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True)
@@ -116,6 +134,20 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     "--binary", is_flag=True, help="Binary token variables instead of the LP relaxation + rounding."
 )
 @click.option(
+    "--green-at",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=GREEN_AT,
+    show_default=True,
+    help="ratio: list an item as green when its boost (0..1) is at least this.",
+)
+@click.option(
+    "--context-weights",
+    default=None,
+    metavar="FULL,PARTIAL,EMPTY",
+    help="ratio: weights of the whole context, the strongest single context token and the empty "
+    "context (default: the authors', 0,0,1 for h = 0, 2,0,0 LeftHash, 2,1,0.5 SelfHash).",
+)
+@click.option(
     "--one-per-file", is_flag=True, help="Plain-text inputs hold one text per file (default: per line)."
 )
 @model_option(
@@ -130,12 +162,15 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
 def steal_command(
     wm_paths,
     nat_paths,
+    method,
     threat,
     z_threshold,
     time_limit,
     solver,
     weights,
     binary,
+    green_at,
+    context_weights,
     one_per_file,
     model,
     key_path,
@@ -145,13 +180,18 @@ def steal_command(
     config_path,
     **kwargs,
 ):
-    """Steal a green list from texts labelled watermarked and natural (Zhang et al. 2024).
+    """Steal a green list from texts labelled watermarked and natural.
 
-    --gamma is the green fraction the attacker knows (vanilla/oracle/pro; ignored by blind). Give
-    --key with --config or scheme flags to score the result against the true list.
+    --method mip (default) solves Zhang et al.'s program for --threat; --gamma is the green
+    fraction the attacker knows (vanilla/oracle/pro; ignored by blind). --method ratio fits
+    Jovanovic et al.'s frequency-ratio scores (no detector, no parameters; --context-width and
+    --seeding name the scheme's context). Either way every observed token (or (context, token)
+    pair) gets a score in the output. Give --key with --config or scheme flags to score the
+    result against the true list.
     """
     flags = pop_scheme_flags(kwargs)
     resolver = ConfigResolver(scheme, config_path, flags, default_scheme=_default_scheme(flags))
+    check_outputs([output], [*wm_paths, *nat_paths, config_path], key_path)
     tok_name = canonical_name(model)
     with with_status(f"Loading tokenizer {tok_name}"):
         tok = load_tokenizer(tok_name)
@@ -165,48 +205,71 @@ def steal_command(
     if public and not hasattr(public.config, "gamma"):
         raise ConfigError(f"scheme {public.config.scheme!r} has no green list to steal")
     truth = _truth(public.config, key_path, tok, tok_name) if public and (key_path or config_path) else None
-    h = public.config.context_width if public else 0
+    h = public.config.prefix_length if public else 0  # previous ids that decide a token's list
     repeats = public.config.count_repeats if public else False
     gamma = public.config.gamma if public and (from_data or "gamma" in flags) else None
-    counts = None
-    if threat == "oracle":
-        if truth is None:
-            raise StealingConfigError(
-                "--threat oracle needs the exact green counts: pass --key and the scheme config"
+    seeding = getattr(public.config, "seeding", "lefthash") if public else "lefthash"
+    relabelled = None
+    if method == "ratio":
+        params = _ratio_params(context_weights, h, seeding)
+        with with_status("Counting (context, token) frequencies"):
+            stolen = steal_ratio(
+                wm_ids, nat_ids, h, params, green_at=green_at, vocab_size=len(tok), gamma=gamma
             )
-        counts = [truth.detect(ids).green_count if len(ids) > h else 0 for ids in wm_ids + nat_ids]
-    with with_status(f"Solving the {threat} program ({solver})"):
-        stolen = steal_list(
-            wm_ids,
-            nat_ids,
-            threat,
-            gamma=gamma,
-            z=z_threshold,
-            vocab_size=len(tok),
-            exact_counts=counts,
-            context_width=h,
-            count_repeats=repeats,
-            relax=not binary,
-            solver=solver,
-            time_limit=time_limit,
-            weights=weights,
-            token_weights=lexical_token_weights(tok) if weights == "lexical" else None,
-        )
+    else:
+        if truth is not None and threat in ("vanilla", "oracle", "pro"):
+            # the detector-access attacker relabels every text by the detector (Zhang et al.)
+            relabelled = (len(wm_ids), len(nat_ids))
+            wm_ids, nat_ids = relabel(
+                wm_ids + nat_ids, lambda ids: len(ids) > h and truth.detect(ids).z_score > z_threshold
+            )
+        counts = None
+        if threat == "oracle":
+            if truth is None:
+                raise StealingConfigError(
+                    "--threat oracle needs the exact green counts: pass --key and the scheme config"
+                )
+            counts = [truth.detect(ids).green_count if len(ids) > h else 0 for ids in wm_ids + nat_ids]
+        with with_status(f"Solving the {threat} program ({solver})"):
+            stolen = steal_list(
+                wm_ids,
+                nat_ids,
+                threat,
+                gamma=gamma,
+                z=z_threshold,
+                vocab_size=len(tok),
+                exact_counts=counts,
+                context_width=h,
+                count_repeats=repeats,
+                relax=not binary,
+                solver=solver,
+                time_limit=time_limit,
+                weights=weights,
+                token_weights=lexical_token_weights(tok) if weights in ("lexical", "mixed") else None,
+                null_fraction=_null_fraction(truth, len(tok)),
+            )
     stolen.tokenizer = tok_name
     stolen.save(output)
     summary: dict[str, Any] = {
         "output": output,
-        "threat": threat,
+        "method": method,
+        "threat": stolen.threat,
         "tokenizer": tok_name,
         "stolen": len(stolen),
         "watermarked_texts": stolen.num_watermarked,
         "natural_texts": stolen.num_natural,
         "candidates": stolen.num_candidates,
         "solver": {k: v for k, v in stolen.solver.items() if k != "stages"},
+        "scored_items": len(stolen.scores),
     }
     if public is not None:
         summary["config"] = public.config.to_dict()
         summary["config_conflicts"] = conflicts_json(public)
+    if relabelled is not None:
+        summary["relabelled"] = {
+            "given": {"watermarked": relabelled[0], "natural": relabelled[1]},
+            "by_detector": {"watermarked": len(wm_ids), "natural": len(nat_ids)},
+        }
     if truth is not None:
         summary["evaluation"] = _evaluate(stolen, truth, wm_ids, nat_ids, h, repeats)
         base = frequency_baseline(wm_ids, nat_ids, gamma=gamma, vocab_size=len(tok), context_width=h)
@@ -218,20 +281,54 @@ def steal_command(
     _print_summary(summary)
 
 
+def _null_fraction(truth, vocab: int) -> float | None:
+    """The detector's green probability when the evaluator holds the key: K/N for one fixed list
+    (h = 0, K drawn around gamma N by the PRF), else None (gamma)."""
+    if truth is None or truth.config.context_width != 0:
+        return None
+    return int(truth.fixed_green_mask(vocab).sum()) / vocab
+
+
+def _ratio_params(spec: str | None, h: int, seeding: str) -> RatioParams:
+    base = default_params(h, seeding)
+    if spec is None:
+        return base
+    try:
+        full, partial, empty = (float(x) for x in spec.split(","))
+    except ValueError:
+        raise StealingConfigError(
+            f"--context-weights takes three numbers FULL,PARTIAL,EMPTY, got {spec!r}"
+        ) from None
+    params = RatioParams(
+        min_count_nonempty=base.min_count_nonempty,
+        min_mass_empty=base.min_mass_empty,
+        clip_at=base.clip_at,
+        w_full=full,
+        w_partials=partial,
+        w_empty=empty,
+    )
+    params.validate()
+    return params
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     st = s["solver"]
-    table = Table(title=f"Green-list stealing ({s['threat']})")
+    title = "frequency ratio" if s["method"] == "ratio" else s["threat"]
+    table = Table(title=f"Green-list stealing ({title})")
     table.add_column("field")
     table.add_column("value", justify="right")
     rows = [
         ("texts (watermarked / natural)", f"{s['watermarked_texts']} / {s['natural_texts']}"),
-        ("candidate items", str(s["candidates"])),
+        ("candidate items (scored)", str(s["candidates"])),
         ("stolen (green)", str(s["stolen"])),
-        ("status", str(st.get("status"))),
-        ("objective", f"{st['objective']:.4g}" if st.get("objective") is not None else "-"),
-        ("variables / constraints", f"{st.get('variables')} / {st.get('constraints')}"),
-        ("build / solve (s)", f"{st.get('build_s')} / {st.get('solve_s')}"),
     ]
+    if s["method"] == "mip":
+        rows += [
+            ("status", str(st.get("status"))),
+            ("objective", f"{st['objective']:.4g}" if st.get("objective") is not None else "-"),
+            ("variables / constraints", f"{st.get('variables')} / {st.get('constraints')}"),
+            ("build / solve (s)", f"{st.get('build_s')} / {st.get('solve_s')}"),
+        ]
     if st.get("elastic"):
         rows.append(("elastic (labels inconsistent)", f"slack {st.get('slack'):.3g}"))
     for name in ("evaluation", "baseline"):
@@ -291,6 +388,20 @@ class _Judge:
     "--top-k", type=click.IntRange(1), default=10, show_default=True, help="Candidates per position."
 )
 @click.option("--beam", type=click.IntRange(1), default=1, show_default=True, help="1 = greedy.")
+@click.option(
+    "--target-z",
+    type=float,
+    default=None,
+    help="Plan the edits from the stolen scores: edit the cheapest believed-green units until the "
+    "attacker's estimated z falls to this (default: edit every believed-green token).",
+)
+@click.option(
+    "--penalty",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Rank replacements by log-probability minus this x their stolen boost.",
+)
 @click.option("--candidates", type=click.Choice(["model", "embedding"]), default="model", show_default=True)
 @click.option("--max-edit-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
@@ -299,11 +410,14 @@ class _Judge:
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def scrub_command(
     input_path,
     stolen_path,
     top_k,
     beam,
+    target_z,
+    penalty,
     candidates,
     max_edit_rate,
     alpha,
@@ -319,6 +433,7 @@ def scrub_command(
     from attacks.scrub import scrub_texts, success_rate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [input_path, stolen_path, config_path], key_path)
     records = read_records(input_path)
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
     with with_status(f"Loading {name}"):
@@ -340,6 +455,8 @@ def scrub_command(
                 beam=beam,
                 candidates=candidates,
                 max_edit_rate=max_edit_rate,
+                target_z=target_z,
+                penalty=penalty,
             )
             row = (
                 {**rec.record, "text": text, "scrub": res.to_dict()}
@@ -378,9 +495,16 @@ def scrub_command(
     "--bias",
     "delta_bias",
     type=click.FloatRange(0),
-    default=2.0,
+    default=None,
+    help="Spoofer strength: logit bias x boost on believed-green tokens (default 2.0 for a MIP "
+    "list; for a ratio list the authors' 3 for h = 0, 6.5 LeftHash, 7.5 SelfHash).",
+)
+@click.option(
+    "--repetition-penalty",
+    type=click.FloatRange(1.0),
+    default=1.0,
     show_default=True,
-    help="Logit bias on stolen ids.",
+    help="Divide the logit of a token that repeats an (h+1)-gram of the response (authors: 1.6 for h >= 1).",
 )
 @click.option("--max-new-tokens", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
@@ -392,11 +516,13 @@ def scrub_command(
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
+@force_option
 def spoof_command(
     stolen_path,
     prompt_file,
     limit,
     delta_bias,
+    repetition_penalty,
     max_new_tokens,
     batch_size,
     temperature,
@@ -411,9 +537,10 @@ def spoof_command(
     **kwargs,
 ):
     """Generate text biased toward the stolen list; with --key, measure how often it is flagged."""
-    from attacks.spoof import flagged_rate, spoof_generate
+    from attacks.spoof import default_strength, flagged_rate, spoof_generate
 
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [prompt_file, stolen_path, config_path], key_path)
     prompt_records = read_records(prompt_file, one_per_line=True, field_name="prompt")[:limit]
     prompts = [r.text for r in prompt_records]
     name = canonical_name(model or StolenList.load(stolen_path).tokenizer)
@@ -422,6 +549,8 @@ def spoof_command(
     stolen = _load_stolen(stolen_path, tok)
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(r.config, r.source) for r in prompt_records]  # config errors before any work
+    if delta_bias is None:
+        delta_bias = default_strength(stolen)
     with progress() as bar:
         task = bar.add_task("Generating", total=len(prompts))
         gens = spoof_generate(
@@ -430,6 +559,7 @@ def spoof_command(
             prompts,
             stolen,
             delta=delta_bias,
+            repetition_penalty=repetition_penalty,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             temperature=temperature,

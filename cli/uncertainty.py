@@ -7,16 +7,17 @@ that is not a subcommand is taken as the question (`wm uncertainty ask "QUESTION
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from watermark.errors import ConfigError, InputError
+from watermark.atomic import check_output_folder, write_json
+from watermark.errors import InputError
 from watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer
+from watermark.textio import check_text
 from watermark.uncertainty import Estimator, SamplingConfig, load_nli, load_similarity, parse_methods
 from watermark.uncertainty.estimate import DEFAULT_CLUSTER_THRESHOLD, METHOD_LABELS, METHODS
 from watermark.uncertainty.evaluate import (
@@ -39,6 +40,7 @@ from .common import (
     progress,
     with_status,
 )
+from .terminal import visible
 
 
 class _QuestionGroup(click.Group):
@@ -174,6 +176,7 @@ def ask(question: str, model: str | None, as_json: bool, methods: str, **opts: A
     """Answer QUESTION and print every uncertainty score (higher = less sure)."""
     if not question.strip():
         raise InputError("the question is empty")
+    check_text(question, "the question")
     method_list = parse_methods(methods)
     model_name = canonical_name(model)
     config = _sampling_config(opts)
@@ -199,7 +202,7 @@ def ask(question: str, model: str | None, as_json: bool, methods: str, **opts: A
     if as_json:
         print_json(result)
         return
-    console.print(f"[bold]Answer:[/bold] {qs.most_likely.text}")
+    console.print(f"[bold]Answer:[/bold] {escape(visible(qs.most_likely.text))}")
     samples = Table(title=f"{config.k} sampled answers (T={config.temperature})")
     samples.add_column("#", justify="right")
     samples.add_column("answer")
@@ -209,7 +212,7 @@ def ask(question: str, model: str | None, as_json: bool, methods: str, **opts: A
     if scored.clusters:
         samples.add_column("cluster", justify="right")
     for i, a in enumerate(qs.samples):
-        row = [str(i + 1), a.text, _fmt(a.nll, 2)]
+        row = [str(i + 1), escape(visible(a.text)), _fmt(a.nll, 2)]
         if scored.token_sar:
             row.append(_fmt(scored.token_sar[i], 2))
         if scored.clusters:
@@ -272,9 +275,7 @@ def eval_qa(
     """Accuracy on QA_FILE (JSONL: question, answer, aliases) and each method's AUROC for wrong answers."""
     method_list = parse_methods(methods)
     items = load_qa(qa_file)[:limit]
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out_dir} exists and is not a folder")
+    out = check_output_folder(out_dir)
     model_name = canonical_name(model)
     config = _sampling_config(opts)
     lm_box: dict[str, Any] = {}
@@ -303,8 +304,7 @@ def eval_qa(
         seconds_per_question=(gen_seconds / generated if generated else 0.0)
         + results["scoring_seconds"] / len(items),
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_json(out / "results.json", results)
     plot = None if no_plot else plot_roc(results, out / "roc.png")
     summary = {k: results[k] for k in ("n", "accuracy", "auroc", "seconds_per_question", "generated")}
     summary.update(results_file=str(out / "results.json"), roc_plot=str(plot) if plot else None)

@@ -82,7 +82,7 @@ def test_long_texts_are_cut_at_anchors_and_still_measured_exactly(monkeypatch):
         a = (rng.zipf(1.3, 20_000) % 49152).astype(np.int64)  # repetitive, like text
         b = np.asarray(edited(rng, a, 49152))
         exact = Levenshtein.distance(a.tolist(), b.tolist())
-        seen: list[tuple[int, int]] = []
+        seen = []
         assert edit_distance(a, b, on_progress=lambda d, t, seen=seen: seen.append((d, t))) == exact
         assert len(seen) > 10 and seen[-1] == (a.size, a.size)  # progress on one long text
         assert all(d1 <= d2 for (d1, _), (d2, _) in zip(seen, seen[1:], strict=False))

@@ -10,7 +10,7 @@ import torch
 from scipy import stats as sps
 from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
-from attacks.edits import substitute_tokens
+from attacks.edits import insert_tokens, substitute_tokens
 from watermark import prf
 from watermark.config import config_from_dict, default_config
 from watermark.errors import ConfigError
@@ -38,7 +38,14 @@ def test_defaults_follow_the_paper():
 
 @pytest.mark.parametrize(
     "fields",
-    [{"key_length": 0}, {"block_length": 0}, {"edit_gamma": -1.0}, {"resamples": 0}, {"bound_weight": 1.0}],
+    [
+        {"key_length": 0},
+        {"block_length": 0},
+        {"edit_gamma": -1.0},
+        {"resamples": 0},
+        {"max_resamples": 0},
+        {"bound_weight": 1.0},
+    ],
 )
 def test_bad_parameters_are_config_errors(fields):
     with pytest.raises(ConfigError):
@@ -96,10 +103,11 @@ def test_processor_forces_the_decoded_token_per_row_with_left_padding():
         ids = torch.cat([ids, want.reshape(-1, 1)], dim=1)
 
 
-def test_processor_decodes_after_the_warpers_behind_it():
-    """transformers runs its temperature warper after user processors; the decoder must see it."""
+def test_processor_decodes_from_the_sampling_settings_it_is_given():
+    """Given to the processor, temperature reaches the decoder; transformers' warpers after it
+    leave its one-token output unchanged."""
     s = scheme("its", key_length=32)
-    proc = s.processor()
+    proc = s.processor(temperature=0.25)
     chain = LogitsProcessorList([proc, TemperatureLogitsWarper(0.25)])
     scores = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
     out = chain(torch.zeros(3, 2, dtype=torch.long), scores)
@@ -107,23 +115,59 @@ def test_processor_decodes_after_the_warpers_behind_it():
     assert torch.equal(out.argmax(-1), want)
 
 
+def test_watermarking_config_runs_the_decoder_after_transformers_warpers(tiny_model, tokenizer):
+    """model.generate(watermarking_config=...) puts the processor after temperature (transformers'
+    rule for watermarks): the text is exactly what the decoder picks from the tempered
+    distribution, step by step."""
+    s = scheme("exp", key_length=64, vocab_size=len(tokenizer))
+    enc = tokenizer(["Tell me about the sea."], return_tensors="pt")
+    out = tiny_model.generate(
+        **enc,
+        do_sample=True,
+        temperature=0.5,
+        top_k=0,  # transformers' default top_k is 50
+        max_new_tokens=12,
+        watermarking_config=s.watermarking_config(),
+        pad_token_id=tokenizer.eos_token_id,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    new = out.sequences[0, enc["input_ids"].shape[1] :]
+    # replay: the raw logits, tempered, decoded with some shift of the key, give the same tokens
+    log_probs = [torch.log_softmax(lg.double() / 0.5, -1) for lg in out.logits]
+    matches = [
+        all(
+            int(s.choose(torch.tensor([(tau + i) % 64]), lp)[0]) == int(t)
+            for i, (lp, t) in enumerate(zip(log_probs, new, strict=True))
+        )
+        for tau in range(64)
+    ]
+    assert any(matches)
+
+
+def test_the_processor_warns_itself_when_the_key_wraps_whatever_the_length_argument(tiny_model, tokenizer):
+    s = scheme("exp", key_length=4, vocab_size=len(tokenizer))
+    enc = tokenizer(["hi"], return_tensors="pt")
+    with pytest.warns(UserWarning, match="key_length"):  # max_length, not max_new_tokens
+        tiny_model.generate(
+            **enc,
+            max_length=enc["input_ids"].shape[1] + 6,
+            do_sample=True,
+            logits_processor=LogitsProcessorList([s.processor()]),
+            pad_token_id=tokenizer.eos_token_id,
+        )
+
+
 def test_generation_warns_when_the_key_would_wrap(tiny_model, tokenizer):
     s = scheme("exp", key_length=4, vocab_size=len(tokenizer))
     with pytest.warns(UserWarning, match="key_length"):
-        generate(tiny_model, tokenizer, ["hi"], scheme=s, max_new_tokens=6, seed=0)
+        generate(tiny_model, tokenizer, ["hi"], scheme=s, max_new_tokens=6, min_new_tokens=6, seed=0)
 
 
-def test_beam_search_is_refused(tiny_model, tokenizer):
+def test_beam_search_is_refused(tokenizer, tiny_model):
     s = scheme("exp", vocab_size=len(tokenizer))
-    enc = tokenizer(["hello"], return_tensors="pt")
     with pytest.raises(ConfigError, match="beam"):
-        tiny_model.generate(
-            **enc,
-            num_beams=2,
-            do_sample=False,
-            max_new_tokens=3,
-            logits_processor=LogitsProcessorList([s.processor()]),
-        )
+        generate(tiny_model, tokenizer, ["hello"], scheme=s, num_beams=2, temperature=0, max_new_tokens=3)
 
 
 # ---- detection -----------------------------------------------------------------------------------
@@ -217,6 +261,80 @@ def test_block_length_finds_a_watermarked_span_inside_human_text(watermarked, to
     )
     d = scheme("exp-edit", vocab_size=len(tokenizer), block_length=20, resamples=99).detect(ids)
     assert d.block_length == 20 and d.p_value <= 0.02
+
+
+@pytest.mark.parametrize("name", ["exp-edit", "its-edit"])
+def test_an_edited_watermarked_text_is_resolved_at_alpha_1e_3(watermarked, tokenizer, name):
+    """30 watermarked tokens with 20% insertions: the permutation test draws the ~10,000 null keys
+    p <= 1e-3 needs and says watermarked (exp-edit without its Gamma bound, which would decide
+    this high-entropy text on its own)."""
+    s = scheme(name, vocab_size=len(tokenizer), bound_weight=0.0)
+    rng = np.random.default_rng(2)
+    ids = insert_tokens(watermarked[name.split("-")[0]][0], 0.2, len(tokenizer), rng)
+    d = s.detect(ids, alpha=1e-3)
+    assert d.verdict(1e-3) == "watermarked" and d.p_value <= 1e-3 < 10 * d.p_value, d
+    assert d.method == "sequential permutation (curtailed at alpha)"
+    assert d.resamples_needed == d.resamples_cap and d.resamples > 9000 and d.p_value_floor <= 1e-3
+    assert d.log10_p_value == pytest.approx(np.log10(d.p_value))
+    without = s.detect(ids)  # no level: 999 null keys, as before
+    assert without.resamples == 999 and without.p_value_floor > 1e-3 - 1e-12
+
+
+def test_unwatermarked_texts_stop_early_at_a_level(tokenizer):
+    s = scheme("its-edit", vocab_size=len(tokenizer))
+    ids = np.random.default_rng(6).integers(0, len(tokenizer), 40)
+    d = s.detect(ids, alpha=1e-3)
+    assert d.verdict(1e-3) == "not watermarked" and d.method.endswith("(stopped early)")
+    assert d.resamples < 2000 and d.null_at_most == 10
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_p_values_at_a_level_are_valid(name):
+    """200 texts of 12 random tokens under their own keys, tested at alpha = 0.05 (the test is
+    then curtailed at 0.05): at most 19 may be called watermarked (expected <= 10;
+    P[Binomial(200, 0.05) > 19] = 0.002 is the false-failure probability)."""
+    rng = np.random.default_rng(8)
+    hits = 0
+    for i in range(200):
+        s = scheme(name, key=Key.from_seed(f"level-{i}"), key_length=16)
+        hits += s.detect(rng.integers(0, 500, 12), alpha=0.05).verdict(0.05) == "watermarked"
+    assert hits <= 19
+
+
+def test_a_small_resampling_cap_is_inconclusive_with_the_reason(watermarked, tokenizer):
+    s = scheme("its-edit", vocab_size=len(tokenizer), max_resamples=300)
+    d = s.detect(watermarked["its"][1], alpha=1e-3)
+    assert d.p_value_floor > 1e-3 and d.resamples_cap == 300
+    assert d.verdict(1e-3) == "inconclusive"
+    out = d.to_dict(1e-3)
+    assert (
+        "--max-resamples" in out["inconclusive_reason"]
+        and str(d.resamples_needed) in out["inconclusive_reason"]
+    )
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_two_and_three_token_texts_get_a_decision(name):
+    """The statistics are continuous, so even 2 tokens can reach any p-value: the floor is the
+    Monte Carlo one (below alpha), and a random short text is "not watermarked" rather than
+    inconclusive. One token is too short to align."""
+    s = scheme(name, vocab_size=1000)
+    for ids in ([5, 17], [5, 17, 5]):
+        d = s.detect(ids, alpha=1e-3)
+        assert d.p_value_floor <= 1e-3 and d.verdict(1e-3) == "not watermarked", d
+    with pytest.raises(TextTooShortError):
+        s.detect([5], alpha=1e-3)
+
+
+def test_the_gamma_bound_reports_tiny_p_values_in_log_space():
+    """exp: 300 tokens chosen to match the key exactly; the union bound's p underflows float64
+    but log10_p_value stays finite (about -500)."""
+    s = scheme("exp", key_length=512, vocab_size=256)
+    rows = s.cost_matrix(np.arange(256))  # (n, V): log(1 - xi_j[v]) for every row and token
+    ids = rows[:300].argmin(axis=1)  # the best token of rows 0..299: a perfectly watermarked text
+    d = s.detect(ids, alpha=1e-3)
+    assert d.method == "gamma union bound" and d.verdict(1e-3) == "watermarked"
+    assert np.isfinite(d.log10_p_value) and d.log10_p_value < -300
 
 
 def test_too_short_and_foreign_tokens_are_input_errors():

@@ -138,7 +138,9 @@ def test_grid_rows_caches_and_interruption(setup, key, tmp_path, monkeypatch):
     detected = []
     real_detect = type(scheme).detect
     monkeypatch.setattr(
-        type(scheme), "detect", lambda self, ids: detected.append(1) or real_detect(self, ids)
+        type(scheme),
+        "detect",
+        lambda self, ids, alpha=None: detected.append(1) or real_detect(self, ids, alpha),
     )
     rows2 = run_grid(setup, [scheme], parse_attacks("none,substitute:0.5,delete:0.2"))
     assert rows2[:2] == rows and rows2[2]["attack"] == "delete:0.2"

@@ -75,7 +75,7 @@ def test_processor_plugs_into_a_text_generation_pipeline(tiny_model, tokenizer, 
 
 
 def test_selfhash_generation_is_detected(tiny_model, tokenizer):
-    cfg = GreenListConfig(vocab_size=len(tokenizer), seeding="selfhash", context_width=3)
+    cfg = GreenListConfig(vocab_size=len(tokenizer), seeding="selfhash")
     s = build_scheme(cfg, Key.from_seed("self"))
     # SelfHash biases only the top `candidates` tokens; a random model spreads its mass far wider,
     # so sample from the same top 40 (a real model concentrates its mass there anyway)

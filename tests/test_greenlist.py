@@ -108,18 +108,67 @@ def test_invalid_parameters_are_rejected(bad):
 
 
 def test_selfhash_detector_agrees_with_the_processor_on_the_emitted_token():
-    s = scheme(seeding="selfhash", context_width=3)
+    s = scheme(seeding="selfhash")
     proc = s.processor()
     rng = np.random.default_rng(5)
     ids = rng.integers(0, V, size=50)
     mask = s.detect(ids).token_mask
-    for t in range(3, 50, 7):
+    for t in range(3, 50, 7):  # token t is scored with ids t-3..t-1 and itself
         scores = torch.full((1, V), -10.0)
         scores[0, ids[t]] = 0.0  # the emitted token is the top candidate
         bias = proc(torch.from_numpy(ids[None, :t]), scores.clone()) - scores
         assert bool(bias[0, ids[t]] > 0) == bool(mask[t])
 
 
+def test_selfhash_is_the_papers_self_salted_min_hash_with_h_4_by_default():
+    """Kirchenbauer et al. (Reliability) algorithm 3 / transformers' selfhash: the window is the
+    h - 1 previous ids plus the candidate, and the min runs over the whole window, (v, v) included."""
+    import watermark.prf as prf
+
+    s = scheme(seeding="selfhash")
+    assert s.config.context_width == 4 and s.config.prefix_length == 3
+    ids = np.array([11, 22, 33, 44])
+    pairs = np.array([[x, 44] for x in ids])  # (x_i, v) for the 3 previous ids and v itself
+    expected = prf.context_seeds(s._subkey, pairs).min()
+    assert s.token_seeds(ids[None]) == expected
+    # the (v, v) term matters: some token's seed is decided by it
+    rng = np.random.default_rng(0)
+    win = rng.integers(0, V, size=(200, 4))
+    without_self = np.array(
+        [prf.context_seeds(s._subkey, np.stack([w[:3], [w[3]] * 3], 1)).min() for w in win]
+    )
+    assert (s.token_seeds(win) != without_self).any()
+
+
+def test_changing_the_seeding_moves_a_default_context_width_to_the_new_default():
+    assert GreenListConfig().replace(seeding="selfhash").context_width == 4
+    assert GreenListConfig(context_width=2).replace(seeding="selfhash").context_width == 2
+    assert GreenListConfig(seeding="selfhash").replace(seeding="lefthash").context_width == 1
+
+
 def test_selfhash_repeated_seed_token_pairs_count_once():
-    s = scheme(seeding="selfhash", context_width=3)
+    s = scheme(seeding="selfhash")
     assert s.detect([1, 2, 3, 4] * 30).num_tokens_scored <= 4 * 3
+
+
+def test_a_config_made_by_the_old_selfhash_is_refused_with_a_clear_message():
+    from watermark.config import config_from_dict
+
+    old = {
+        "scheme": "kgw",
+        "seeding": "selfhash",
+        "context_width": 3,
+        "key_fingerprint": "ab12",
+        "vocab_size": V,
+    }
+    with pytest.raises(ConfigError, match="first selfhash"):
+        config_from_dict(old)
+    assert config_from_dict({**old, "seeding": "lefthash"}).version == 1  # lefthash did not change
+    assert config_from_dict({**old, "version": 2}).seeding == "selfhash"
+    with pytest.raises(ConfigError, match="newer wm"):
+        config_from_dict({**old, "version": 99})
+
+
+def test_unigram_builds_from_a_dict_without_a_context_width():
+    s = build_scheme({"scheme": "unigram", "vocab_size": V}, Key.from_seed("u"))
+    assert s.config.context_width == 0

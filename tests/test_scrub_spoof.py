@@ -94,3 +94,24 @@ def test_bad_scrub_and_spoof_parameters_are_clear_errors(tiny_model):
     with pytest.raises(WmError, match="prefix"):
         scrub_ids(tiny_model, [1, 2], sl, [])
     assert count_believed_green([1, 2, 1], sl) == 2
+
+
+def test_planned_scrub_edits_only_what_the_estimate_needs(tiny_model, tokenizer, unigram, true_list):
+    from attacks.scrub import estimated_z, plan_edits
+
+    gens = generate(tiny_model, tokenizer, PROMPTS[:2], scheme=unigram, max_new_tokens=30, seed=4)
+    prefix = [tokenizer.eos_token_id]
+    for g in gens:
+        full = scrub_ids(tiny_model, g.token_ids, true_list, prefix, top_k=20, max_edit_rate=1.0)
+        plan = plan_edits(
+            tiny_model, g.token_ids, true_list, prefix, target_z=0.0, top_k=20, max_edit_rate=1.0
+        )
+        planned = scrub_ids(
+            tiny_model, g.token_ids, true_list, prefix, top_k=20, max_edit_rate=1.0, target_z=0.0, penalty=1.0
+        )
+        assert planned.edits == len(plan) <= full.edits
+        # the attacker's own estimate of what is left: gamma + (1 - gamma) x boost per distinct token
+        left = {t: 0.25 + 0.75 * true_list.is_green(t) for t in planned.edited_ids}
+        assert estimated_z(list(left.values()), 0.25) <= 0.5
+        assert unigram.detect(planned.edited_ids).p_value > ALPHA
+    assert estimated_z([], 0.25) == 0.0

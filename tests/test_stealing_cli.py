@@ -144,3 +144,119 @@ def test_scrub_and_spoof_commands(world, tmp_path, tiny_model, tokenizer):
     rows = [json.loads(line) for line in (tmp_path / "scrub.jsonl").read_text().splitlines()]
     assert all(r["scrub"]["believed_green_after"] == 0 for r in rows)
     assert summary["success_rate"] >= 0.5  # re-tokenisation can merge pieces back into green tokens
+
+
+@pytest.fixture(scope="module")
+def planted_words(tmp_path_factory, tokenizer):
+    """Issue 13's planted corpus in real words: 2,000 single-token words, 500 of them in the
+    scheme's green list, green boosted by e^2, 300 + 300 texts of 150 words (Zipf 1.1, ranks
+    assigned to words at random)."""
+    d = tmp_path_factory.mktemp("planted")
+    key = Key.from_seed("planted-words")
+    write_key_file(d / "key", key)
+    cfg = GreenListConfig(scheme="unigram", gamma=0.25, delta=2.0, context_width=0, vocab_size=len(tokenizer))
+    save_config_file(cfg, d / "cfg.json")
+    green_all = set(build_scheme(cfg, key).green_token_ids().tolist())
+    green, red = [], []
+    for i in range(300, len(tokenizer)):
+        s = tokenizer.decode([i])
+        if (
+            s.startswith(" ")
+            and s[1:].isalpha()
+            and tokenizer(s, add_special_tokens=False)["input_ids"] == [i]
+        ):
+            (green if i in green_all else red).append(i)
+        if len(green) >= 500 and len(red) >= 1500:
+            break
+    words = np.array(green[:500] + red[:1500])
+    rng = np.random.default_rng(0)
+    base = rng.permutation(len(words)) + 1.0
+    base = base**-1.1
+    boost = np.exp(2.0 * (np.arange(len(words)) < 500))
+
+    def texts(n, watermarked):
+        p = base * boost if watermarked else base
+        draws = rng.choice(words, size=(n, 150), p=p / p.sum())
+        return ["".join(tokenizer.decode([int(t)]) for t in row).strip() for row in draws]
+
+    (d / "wm.txt").write_text("\n".join(texts(300, True)) + "\n")
+    (d / "nat.txt").write_text("\n".join(texts(300, False)) + "\n")
+    return d
+
+
+@pytest.mark.slow
+def test_done_when_on_the_planted_corpus_both_methods_recover_200_words_precisely(planted_words, tmp_path):
+    d = planted_words
+    common = [
+        "-w",
+        d / "wm.txt",
+        "-n",
+        d / "nat.txt",
+        "--key",
+        d / "key",
+        "--config",
+        d / "cfg.json",
+        "--json",
+    ]
+    res = run("steal", "--method", "ratio", *common, "-o", tmp_path / "ratio.json")
+    assert res.exit_code == 0, res.output
+    ev = json.loads(res.stdout)["evaluation"]
+    assert ev["precision"] >= 0.85 and ev["correct"] >= 200  # measured 0.93 and ~460
+    stolen = json.loads((tmp_path / "ratio.json").read_text())
+    assert stolen["method"] == "ratio" and stolen["ratio_model"]["context_width"] == 0
+    assert len(stolen["scores"]) >= 1900 and all(len(r) == 2 for r in stolen["scores"])
+    # vanilla, relabelled by the detector and with frequent-token pruning (measured 0.95, 339;
+    # without the pruning 0.89 and 158: issue 13's finding)
+    res = run("steal", "--threat", "vanilla", "--gamma", 0.25, *common, "-o", tmp_path / "mip.json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["evaluation"]["precision"] >= 0.85 and summary["evaluation"]["correct"] >= 200
+    relabelled = summary["relabelled"]["by_detector"]  # every text re-judged by the detector
+    assert relabelled["watermarked"] + relabelled["natural"] == 600 and relabelled["watermarked"] >= 280
+    scores = json.loads((tmp_path / "mip.json").read_text())["scores"]
+    assert {r[0] for r in scores[: summary["stolen"]]} == set(
+        json.loads((tmp_path / "mip.json").read_text())["green_token_ids"]
+    )
+
+
+def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokenizer):
+    tiny = tmp_path / "tiny"
+    tiny_model.save_pretrained(tiny)
+    tokenizer.save_pretrained(tiny)
+    out = tmp_path / "ratio.json"
+    res = run(
+        "steal", "--method", "ratio", "-w", world / "wm.txt", "-n", world / "nat.jsonl", "-o", out, "--json"
+    )
+    assert res.exit_code == 0, res.output
+    (tmp_path / "p.txt").write_text("Tell me about rivers.\nExplain tides.\n")
+    common = ["--key", world / "key", "--config", world / "cfg.json", "--model", tiny, "--json"]
+    res = invoke(
+        spoof_command,
+        ["--stolen", out, "--prompt-file", tmp_path / "p.txt", "--max-new-tokens", 20, "--seed", 1,
+         "--repetition-penalty", 1.6, "-o", tmp_path / "spoof.jsonl", *common],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["bias"] == 3.0  # the authors' Unigram strength
+    res = invoke(
+        scrub_command,
+        [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--target-z", 0, "--penalty", 1,
+         "-o", tmp_path / "scrub.jsonl", *common],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["texts"] == 2
+
+
+def test_bad_context_weights_are_one_line_errors(world, tmp_path):
+    base = [
+        "steal",
+        "--method",
+        "ratio",
+        "-w",
+        world / "wm.txt",
+        "-n",
+        world / "nat.jsonl",
+        "-o",
+        tmp_path / "s.json",
+    ]
+    assert_one_line_error(run(*base, "--context-weights", "1,2"), "three numbers")
+    assert_one_line_error(run(*base, "--context-weights", "0,0,0"), "positive sum")

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
+from .atomic import write_text
+from .errors import ConfigError, InputError
+from .textio import read_bytes
 
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
+
+# Version 2: selfhash is the paper's self-salted min-hash (the candidate's own term included).
+# A config without a version that carries a key fingerprint was written by wm before that.
+CONFIG_VERSION = 2
 
 # bounds shared by every scheme; each keeps the memory a config can ask for bounded
 MAX_VOCAB_SIZE = 2**24
@@ -54,6 +60,7 @@ class SchemeConfig:
     vocab_size: int | None = None
     tokenizer: str | None = None
     key_fingerprint: str | None = None
+    version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
         for name, (kind, nullable) in _field_kinds(type(self)).items():
@@ -62,6 +69,8 @@ class SchemeConfig:
                 object.__setattr__(self, name, value)  # e.g. numpy ints, JSON ints in float fields
         if self.names and self.scheme not in self.names:
             raise ConfigError(f"config class {type(self).__name__} does not serve scheme {self.scheme!r}")
+        if self.version != CONFIG_VERSION:
+            self.check_version()
         if self.vocab_size is not None:
             check_range("vocab_size", self.vocab_size, 2, MAX_VOCAB_SIZE)
         for name in ("tokenizer", "key_fingerprint"):
@@ -72,6 +81,15 @@ class SchemeConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on parameters outside their domain."""
+
+    def check_version(self) -> None:
+        """Refuse a config whose meaning changed since its version (override per scheme)."""
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise ConfigError(f"config version must be a positive integer, got {self.version!r}")
+        if self.version > CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version} was written by a newer wm (this one reads up to {CONFIG_VERSION})"
+            )
 
     @classmethod
     def for_scheme(cls, scheme: str, **fields: Any) -> SchemeConfig:
@@ -86,7 +104,7 @@ class SchemeConfig:
 
     def generation_dict(self) -> dict[str, Any]:
         """The fields that decide what the watermarked generator emits (caches key on these)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.detection_only}
+        return {k: v for k, v in self.to_dict().items() if k not in self.detection_only and k != "version"}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -203,6 +221,8 @@ def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
     if unknown:
         shown = ", ".join(repr(str(u))[:40] for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ConfigError(f"unknown field(s) for scheme {name!r}: {shown}")
+    if "version" not in data and data.get("key_fingerprint"):
+        data = {**data, "version": 1}  # written by wm before configs carried a version
     try:
         return cls(**data)
     except TypeError as exc:
@@ -213,22 +233,16 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def read_config_json(path: str | Path) -> Any:
-    """The JSON value in a config file, read with a size bound; every failure is a ConfigError."""
+    """The JSON value in a config file, read with a size cap whatever the file is (a FIFO or
+    /dev/zero is refused, not read without bound); every failure is a ConfigError."""
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {p} is a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {p} cannot be read ({exc.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {p} is larger than {MAX_CONFIG_BYTES} bytes")
+        raw = read_bytes(str(p), limit=MAX_CONFIG_BYTES)
+    except InputError as exc:
+        raise ConfigError(f"config file {exc}") from None
     try:
         return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"config file {p} is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -237,4 +251,5 @@ def load_config_file(path: str | Path) -> SchemeConfig:
 
 
 def save_config_file(config: SchemeConfig, path: str | Path) -> None:
-    Path(path).write_text(config.to_json() + "\n", encoding="utf-8")
+    """Write the config (no key) atomically: a failed write leaves any old file as it was."""
+    write_text(path, config.to_json() + "\n")

@@ -21,3 +21,7 @@ class InputError(WmError):
 
 class ConfigError(WmError):
     """A scheme configuration that is invalid or does not match the data it is used on."""
+
+
+class OutputError(WmError):
+    """An output that cannot or must not be written (exists, is an input, unwritable, disk full)."""

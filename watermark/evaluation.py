@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 # (its attack kinds load lazily), so there is no import cycle with attacks.scrub.
 from attacks.registry import AttackContext, apply_attack, get_attack
 
+from . import atomic
 from .errors import ConfigError, InputError
 from .metrics import auroc, roc_curve
 from .schemes.base import TextTooShortError, WatermarkScheme
@@ -47,6 +47,8 @@ from .textio import text_lines
 
 # ---------------------------------------------------------------------------------------------
 # detection metrics
+
+NOMINAL_ALPHA = 1e-3  # the level of `tpr_at_p_0_001`; detectors get it (permutation tests resample to it)
 
 
 def _p(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -85,9 +87,10 @@ def tpr_at_fpr(pos_p: Sequence[float], null_p: Sequence[float], fpr: float) -> R
 
 
 def tpr_at_p(pos_p: Sequence[float], alpha: float) -> float:
-    """Fraction of watermarked texts with p < alpha (the nominal threshold)."""
+    """Fraction of watermarked texts with p <= alpha (the nominal threshold; a detector's verdict
+    at alpha is "watermarked" exactly when p <= alpha)."""
     pos = _p(pos_p)
-    return float((pos < alpha).mean()) if pos.size else float("nan")
+    return float((pos <= alpha).mean()) if pos.size else float("nan")
 
 
 def _labels_scores(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +120,8 @@ def detection_summary(pos_p: Sequence[float], null_p: Sequence[float]) -> dict[s
         "fpr_1pct_achieved": at1.achieved_fpr,
         "tpr_at_fpr_0_1pct": at01.tpr,
         "fpr_0_1pct_achieved": at01.achieved_fpr,
-        "tpr_at_p_0_001": tpr_at_p(pos, 1e-3),
-        "fpr_at_p_0_001": float((null < 1e-3).mean()) if null.size else float("nan"),
+        "tpr_at_p_0_001": tpr_at_p(pos, NOMINAL_ALPHA),
+        "fpr_at_p_0_001": tpr_at_p(null, NOMINAL_ALPHA),
         "auroc": auroc_from_p_values(pos, null),
         "median_p_value": float(np.median(pos)) if pos.size else float("nan"),
         "median_p_value_unwatermarked": float(np.median(null)) if null.size else float("nan"),
@@ -253,11 +256,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _rewrite_jsonl(path: Path, records: Sequence[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic.write_jsonl(path, records)
 
 
 def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
@@ -268,11 +267,8 @@ def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temp file + rename), so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic JSON write (unique temp file, fsync, rename): an interruption never leaves half a file."""
+    atomic.write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -377,6 +373,7 @@ class GridSetup:
     compute_perplexity: bool = True
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
     row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
+    normalize: bool = True  # detect on canonical text (watermark.normalize), as `wm detect` does
 
 
 def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
@@ -455,13 +452,17 @@ def _attack_cache(
     return done[: len(texts)]
 
 
-def _detect_all(scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance) -> tuple[list, int]:
+def _detect_all(
+    scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance, normalize: bool = True
+) -> tuple[list, int]:
     """p-values (1.0 for texts too short to test) and how many were too short."""
+    from .generation import encode_texts
+
     p, short = [], 0
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        ids = encode_texts(tokenizer, [t], normalize=normalize)[0]
         try:
-            p.append(float(scheme.detect(ids).p_value))
+            p.append(float(scheme.detect(ids, alpha=NOMINAL_ALPHA).p_value))
         except TextTooShortError:
             p.append(1.0)
             short += 1
@@ -528,7 +529,13 @@ def run_grid(
                 progress(f"Attacking ({spec.label}, {scheme.name})", n),
             )
             wm_in, plain_in = [r["text"] for r in a_wm], [r["text"] for r in a_plain]
-            pv_key = {"config": scheme.config.to_dict(), "watermarked": wm_in, "unwatermarked": plain_in}
+            pv_key = {
+                "config": scheme.config.to_dict(),
+                "alpha": NOMINAL_ALPHA,
+                "watermarked": wm_in,
+                "unwatermarked": plain_in,
+                "normalize": setup.normalize,
+            }
             pv_file = Path("pvalues") / f"{_safe(scheme.name)}-{_safe(spec.label)}-{_digest(pv_key)}.json"
             if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
                 cached_p = json.loads((out / pv_file).read_text())
@@ -536,8 +543,10 @@ def run_grid(
                 wm_short, plain_short = cached_p["too_short"]
             else:
                 advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
-                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance)
-                plain_p, plain_short = _detect_all(scheme, setup.tokenizer, plain_in, advance)
+                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance, setup.normalize)
+                plain_p, plain_short = _detect_all(
+                    scheme, setup.tokenizer, plain_in, advance, setup.normalize
+                )
                 write_json(
                     out / pv_file,
                     {
@@ -641,7 +650,7 @@ def plot_roc(
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside, not on the curves
         fig.tight_layout()
         path = Path(out_dir) / f"roc-{_safe(scheme)}.png"
-        fig.savefig(path, dpi=120)
+        atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -674,7 +683,7 @@ def plot_strength(rows: Sequence[dict], out_dir: Path, metric: str = "tpr_at_fpr
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"strength-{_safe(scheme)}.png"
-        fig.savefig(path, dpi=120)
+        atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)
     return paths

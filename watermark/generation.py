@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import LogitsProcessorList
 
-from .schemes.base import WatermarkScheme
+from .encoding import encode_for_detection, encode_texts
+from .errors import ConfigError
+from .schemes.base import WatermarkScheme, sampling_warpers
+
+__all__ = [
+    "Generation",
+    "encode_for_detection",
+    "encode_texts",
+    "format_prompt",
+    "generate",
+    "sampling_warpers",
+]
 
 
 @dataclass(frozen=True)
@@ -32,28 +43,11 @@ def format_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> str:
     return prompt
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for detection: no special tokens added, exactly what the detector scores."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-
-
 def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:
     for i, t in enumerate(ids):
         if t in stop_ids:
             return ids[:i]
     return ids
-
-
-def sampling_warpers(temperature: float, top_p: float, top_k: int) -> list[Any]:
-    """The temperature/top-k/top-p warpers `generate()` would add, in the same order."""
-    out: list[Any] = []
-    if temperature != 1.0:
-        out.append(TemperatureLogitsWarper(temperature))
-    if top_k:
-        out.append(TopKLogitsWarper(top_k))
-    if top_p < 1.0:
-        out.append(TopPLogitsWarper(top_p))
-    return out
 
 
 @torch.inference_mode()
@@ -86,6 +80,9 @@ def generate(
     gen_eos = model.generation_config.eos_token_id
     stop_ids.update(gen_eos if isinstance(gen_eos, list) else ([gen_eos] if gen_eos is not None else []))
     device = next(model.parameters()).device
+    final = scheme is not None and getattr(scheme, "acts_on_final_distribution", False)
+    if final and num_beams > 1:
+        raise ConfigError(f"the {scheme.name} watermark does not support beam search (num_beams > 1)")
     out: list[Generation] = []
     for start in range(0, len(prompts), batch_size):
         batch = list(prompts[start : start + batch_size])
@@ -93,12 +90,11 @@ def generate(
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
         processors = LogitsProcessorList(list(extra_processors))
         do_sample = temperature > 0
-        final = scheme is not None and getattr(scheme, "acts_on_final_distribution", False)
         if final and do_sample:
-            # transformers applies user processors BEFORE its own warpers; a decoder that must
-            # see the final distribution gets the warpers placed ahead of it explicitly.
-            processors.extend(sampling_warpers(temperature, top_p, top_k))
-        if scheme is not None:
+            # transformers applies user processors BEFORE its own warpers: a decoder that must
+            # see the final distribution applies the sampling settings itself
+            processors.append(scheme.processor(temperature=temperature, top_p=top_p, top_k=top_k))
+        elif scheme is not None:
             processors.append(scheme.processor())
         if seed is not None:
             torch.manual_seed(seed + start)

@@ -6,8 +6,10 @@ fingerprint, so a key that ends up in a log or an exception message leaks nothin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import secrets
 import stat
 from dataclasses import dataclass, field
@@ -64,40 +66,113 @@ class Key:
     __str__ = __repr__
 
 
+MAX_KEY_FILE_BYTES = 4096  # a key file is 65 bytes; anything far larger is not one
+_HEX_KEY = re.compile(rb"[0-9a-fA-F]{%d}" % (2 * KEY_BYTES))
+
+
+def make_private_dirs(folder: Path) -> None:
+    """Create `folder` and any missing parents with mode 0700, whatever the umask."""
+    missing = []
+    f = folder
+    while not f.exists() and f != f.parent:
+        missing.append(f)
+        f = f.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise KeyFileError(f"cannot create folder {d} for the key ({exc.strerror})") from None
+        os.chmod(d, 0o700)  # mkdir's mode is masked by the umask; 0700 is never wider than asked
+
+
 def write_key_file(path: str | os.PathLike[str], key: Key | None = None, overwrite: bool = False) -> Key:
-    """Write a key as hex with mode 0600 (created that way, never chmod'ed after writing)."""
+    """Write a key as hex into a new file with mode 0600 (see `write_private_file`)."""
     key = key or Key.generate()
-    p = Path(path).expanduser()
-    if p.exists() and not overwrite:
-        raise KeyFileError(f"{p} already exists; refusing to overwrite a key (use --force)")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(p, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (key.secret.hex() + "\n").encode())
-    finally:
-        os.close(fd)
+    write_private_file(path, (key.secret.hex() + "\n").encode(), overwrite)
     return key
 
 
-def load_key_file(path: str | os.PathLike[str]) -> Key:
-    """Read a hex key file; refuse files that others can read, or that are not a 32-byte key."""
+def write_private_file(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> None:
+    """Write a secret into a new file with mode 0600 (created that way, never chmod'ed after).
+
+    The file is created with O_EXCL|O_NOFOLLOW: a symlink (or anything else) at the path is never
+    written through. With `overwrite`, a regular file is replaced by renaming a new 0600 file
+    over it; a symlink is still refused."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise KeyFileError(f"key file {p} does not exist (create one with `wm keygen -o {p}`)")
-    if not p.is_file():
-        raise KeyFileError(f"key file {p} is not a regular file")
-    mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(f"key file {p} is readable by others (mode {mode:o}); run `chmod 600 {p}`")
+    if os.path.islink(p):
+        raise KeyFileError(f"{p} is a symbolic link; refusing to write a key through it")
+    if os.path.lexists(p):
+        if not overwrite:
+            raise KeyFileError(f"{p} already exists; refusing to overwrite a key (use --force)")
+        if not p.is_file():
+            raise KeyFileError(f"{p} is not a regular file; refusing to replace it with a key")
+    if not p.parent.is_dir():
+        if os.path.lexists(p.parent):
+            raise KeyFileError(f"cannot write {p}: {p.parent} is not a folder")
+        make_private_dirs(p.parent)
+    target = p if not overwrite else p.with_name(f".{p.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        raw = p.read_bytes()[: 4 * KEY_BYTES + 16].decode("ascii").strip()
-        secret = bytes.fromhex(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise KeyFileError(f"key file {p} is not a hex-encoded key") from None
-    if len(secret) != KEY_BYTES:
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{p} already exists; refusing to overwrite a key (use --force)") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file {p} ({exc.strerror})") from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if target != p:
+            os.replace(target, p)  # rename replaces a file (or link) at p, never writes through it
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        raise KeyFileError(f"cannot write key file {p} ({exc.strerror})") from None
+
+
+def load_key_file(path: str | os.PathLike[str]) -> Key:
+    """Read a hex key file; refuse files that others can read, or that are not exactly a key:
+    the content must be 64 hex digits with at most surrounding whitespace."""
+    p = Path(path).expanduser()
+    raw = read_private_file(p)
+    if not _HEX_KEY.fullmatch(raw.strip()):
         raise KeyFileError(
-            f"key file {p} holds {len(secret)} bytes; a key is {KEY_BYTES} bytes (64 hex digits)"
+            f"key file {p} is not a key: expected exactly {2 * KEY_BYTES} hex digits (and a newline)"
         )
-    return Key(secret)
+    return Key(bytes.fromhex(raw.strip().decode("ascii")))
+
+
+def read_private_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a secret file (at most MAX_KEY_FILE_BYTES): a regular file that others cannot
+    read. The size is checked before anything is read (a huge file or a device is refused unread)."""
+    p = Path(path).expanduser()
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {p} does not exist (create one with `wm keygen -o {p}`)") from None
+    except OSError as exc:
+        raise KeyFileError(f"key file {p} cannot be read ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"key file {p} is not a regular file")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise KeyFileError(f"key file {p} is readable by others (mode {mode:o}); run `chmod 600 {p}`")
+        if st.st_size > MAX_KEY_FILE_BYTES:
+            raise KeyFileError(
+                f"key file {p} is {st.st_size} bytes; a key file is 64 hex digits (is this the right file?)"
+            )
+        raw = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise KeyFileError(f"key file {p} cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"key file {p} is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
+    return raw

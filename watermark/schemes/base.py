@@ -3,37 +3,72 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.configuration_utils import BaseWatermarkingConfig
 
 from ..config import SchemeConfig
 from ..errors import ConfigError, InputError
 from ..keys import Key
+from ..stats import log10_p
 
 
 class TextTooShortError(InputError):
     """Too few scorable tokens for a meaningful test."""
 
 
+VERDICTS = ("watermarked", "not watermarked", "inconclusive")
+
+
 @dataclass(frozen=True)
 class Detection:
-    """Result of a watermark test. `p_value` is valid under H0: the text is independent of the key."""
+    """Result of a watermark test. `p_value` is valid under H0: the text is independent of the key.
+
+    `log10_p_value` is computed in log space, so very strong evidence stays finite where the
+    float p-value underflows to 0. `p_value_floor` is the smallest p-value the test could give
+    this text (0.0 when unbounded): when it exceeds alpha the text cannot be called watermarked
+    at that level whatever it holds, and the verdict is "inconclusive" rather than "not watermarked".
+    """
 
     scheme: str
     p_value: float
     num_tokens_scored: int
     statistic: float
+    log10_p_value: float | None = field(default=None, kw_only=True)
+    p_value_floor: float = field(default=0.0, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.log10_p_value is None:
+            object.__setattr__(self, "log10_p_value", log10_p(self.p_value))
 
     def watermarked(self, alpha: float) -> bool:
-        return self.p_value < alpha
+        """Reject H0 at level alpha: p <= alpha (valid for any super-uniform p-value)."""
+        if self.p_value > 0.0:
+            return self.p_value <= alpha
+        return self.log10_p_value <= math.log10(alpha)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (per-token arrays are left out; see `token_mask`)."""
+    def verdict(self, alpha: float) -> str:
+        if self.watermarked(alpha):
+            return "watermarked"
+        return "inconclusive" if self.p_value_floor > alpha else "not watermarked"
+
+    def inconclusive_reason(self, alpha: float) -> str | None:
+        if self.verdict(alpha) != "inconclusive":
+            return None
+        return (
+            f"the smallest p-value this test can give this text is {self.p_value_floor:.3g}, above "
+            f"alpha = {alpha:g} ({self.num_tokens_scored} tokens scored): longer text is needed"
+        )
+
+    def to_dict(self, alpha: float | None = None) -> dict[str, Any]:
+        """JSON-ready fields (per-token arrays are left out; see `token_mask`); with alpha, the
+        verdict fields too."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name == "token_mask":
@@ -42,6 +77,13 @@ class Detection:
             if isinstance(v, np.generic):
                 v = v.item()
             out[f.name] = v
+        if alpha is not None:
+            out["alpha"] = alpha
+            out["watermarked"] = self.watermarked(alpha)
+            out["verdict"] = self.verdict(alpha)
+            reason = self.inconclusive_reason(alpha)
+            if reason:
+                out["inconclusive_reason"] = reason
         return out
 
 
@@ -75,12 +117,63 @@ class WatermarkScheme(ABC):
     def processor(self) -> LogitsProcessor:
         """A fresh `transformers` logits processor embedding this watermark."""
 
-    @abstractmethod
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> Detection:
-        """Test one text (its token ids, without the prompt)."""
+    def watermarking_config(self) -> SchemeWatermarkingConfig:
+        """For `model.generate(..., watermarking_config=...)`: transformers then builds a fresh
+        processor per generate() call and runs it after all of its own processors and warpers,
+        so the decoder sees the final distribution whatever the sampling settings."""
+        return SchemeWatermarkingConfig(self)
 
-    def detect_many(self, texts: Sequence[Sequence[int]]) -> list[Detection]:
-        return [self.detect(ids) for ids in texts]
+    def detect_text(self, text: str, tokenizer: Any, alpha: float | None = None) -> Detection:
+        """Tokenise `text` exactly as `wm detect` does (no special tokens) and test it."""
+        from ..generation import encode_texts
+
+        if not isinstance(text, str):
+            raise InputError(f"detect_text needs a str, got {type(text).__name__}")
+        return self.detect(encode_texts(tokenizer, [text])[0], alpha=alpha)
+
+    @abstractmethod
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> Detection:
+        """Test one text (its token ids, without the prompt). `alpha`, when given, is the level
+        the caller will decide at: Monte Carlo tests resample until their answer at that level is
+        resolved; analytic tests ignore it."""
+
+    def detect_many(self, texts: Sequence[Sequence[int]], alpha: float | None = None) -> list[Detection]:
+        return [self.detect(ids, alpha=alpha) for ids in texts]
+
+
+class SchemeWatermarkingConfig(BaseWatermarkingConfig):
+    """transformers' hook for watermarks: `generate()` calls `construct_processor` each time and
+    appends the result after every warper. Serialises to the scheme's public config (no key)."""
+
+    def __init__(self, scheme: WatermarkScheme):
+        self.scheme = scheme
+
+    def validate(self) -> None:
+        """Nothing to check: the scheme validated its config when it was built."""
+
+    def construct_processor(self, vocab_size: int | None = None, device: Any = None) -> LogitsProcessor:
+        return self.scheme.processor()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.scheme.config.to_dict()
+
+    def __deepcopy__(self, memo: dict) -> SchemeWatermarkingConfig:
+        return self  # generate() deep-copies its config; the scheme (and its key) stay shared
+
+    def __repr__(self) -> str:
+        return f"SchemeWatermarkingConfig({self.scheme.name}, key {self.scheme.key.fingerprint})"
+
+
+def sampling_warpers(temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> list[Any]:
+    """The temperature/top-k/top-p warpers `generate()` would add, in the same order."""
+    out: list[Any] = []
+    if temperature != 1.0:
+        out.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        out.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p))
+    return out
 
 
 def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None) -> np.ndarray:

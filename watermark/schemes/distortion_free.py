@@ -15,11 +15,15 @@ Detection aligns the text with the key (block length k, every cyclic shift), usi
 cost c(y, row): EXP log(1 - xi_row[y]); ITS |eta(y) - u_row|. The basic statistic sums c along
 one alignment; the edit statistic is the paper's soft Levenshtein cost with gap cost gamma
 (`watermark.alignment`). p-values come from a permutation test against independent null keys
-(`watermark.permutation`, Besag-Clifford early stopping). For the EXP family, the Gamma tail of
+(`watermark.permutation`, Besag-Clifford early stopping). Given the level alpha the caller will
+decide at, `detect(ids, alpha)` draws as many null keys as deciding p <= alpha needs (about
+stop_after / alpha, at most `max_resamples`) and stops once the verdict at alpha is settled; the
+null statistics come from the numba kernels of `watermark.null_kernels` when numba is installed
+(bit-identical to the numpy kernels used otherwise). For the EXP family, the Gamma tail of
 the basic statistic with a union bound over the n * (m - k + 1) alignments is a second valid
 p-value that needs no resampling; the two are combined by a weighted Bonferroni rule,
 p = min(p_bound / w, p_perm / (1 - w)), and the permutation test is skipped when the first term
-is already below the smallest value the second can take.
+already decides (below alpha, or below the smallest value the second can take).
 
 Deviation from the reference code, on purpose: ITS scores eta(y) = w_y (the keyed uniform whose
 argsort defines pi) instead of rank_pi(y) / V. The two differ by O(V^-1/2); the decoder is
@@ -32,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -40,14 +43,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from .. import alignment, prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError, InputError
-from ..permutation import sequential_p_value
-from ..stats import gamma_tail
-from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
+from ..permutation import draws_for_level, sequential_p_value, smallest_p
+from ..stats import log10_gamma_tail
+from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, sampling_warpers
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
@@ -67,11 +70,20 @@ _LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)  # Lagrange multipliers tried for t
 @dataclass(frozen=True)
 class DistortionFreeConfig(SchemeConfig):
     """key_length n; block_length k (None: the whole text); edit_gamma: Levenshtein gap cost
-    (None: 0.0 for exp-edit, 0.4 for its-edit); resamples T of the permutation test; stop_after:
-    Besag-Clifford early stop after this many null statistics <= the observed one (0: never);
-    bound_weight w: the share of the level given to the Gamma union bound (EXP family, k <= n)."""
+    (None: 0.0 for exp-edit, 0.4 for its-edit); resamples T of the permutation test when no level
+    is given (and the least drawn when one is); stop_after: Besag-Clifford early stop after this
+    many null statistics <= the observed one (0: never, and the plain test of T keys whatever the
+    level); max_resamples: the most null keys a test at a given level may draw; bound_weight w:
+    the share of the level given to the Gamma union bound (EXP family, k <= n)."""
 
-    detection_only = ("block_length", "edit_gamma", "resamples", "stop_after", "bound_weight")
+    detection_only = (
+        "block_length",
+        "edit_gamma",
+        "resamples",
+        "stop_after",
+        "max_resamples",
+        "bound_weight",
+    )
 
     scheme: str = "exp"
     key_length: int = 256
@@ -79,6 +91,7 @@ class DistortionFreeConfig(SchemeConfig):
     edit_gamma: float | None = None
     resamples: int = 999
     stop_after: int = 10
+    max_resamples: int = 200_000
     bound_weight: float = 0.05
 
     def __post_init__(self) -> None:
@@ -111,6 +124,7 @@ class DistortionFreeConfig(SchemeConfig):
             raise ConfigError(f"resamples must be >= 1, got {self.resamples}")
         check_range("resamples", self.resamples, 1, MAX_RESAMPLES)
         check_range("stop_after", self.stop_after, 0, MAX_RESAMPLES)
+        check_range("max_resamples", self.max_resamples, 1, MAX_RESAMPLES)
         if not 0.0 <= self.bound_weight < 1.0:
             raise ConfigError(f"bound_weight must be in [0, 1), got {self.bound_weight}")
 
@@ -118,15 +132,29 @@ class DistortionFreeConfig(SchemeConfig):
 @dataclass(frozen=True)
 class DistortionFreeDetection(Detection):
     """`statistic`: the minimised alignment cost (lower = more watermark). `resamples`: null keys
-    drawn (0 when the bound decided); `p_value_floor`: the smallest p the permutation part can
-    give; `bound_p_value`: the Gamma union bound (EXP family), None where it does not apply."""
+    drawn (0 when the bound decided); `resamples_cap`: the most this test could draw;
+    `resamples_needed`: what deciding at the alpha given needs (None without alpha);
+    `p_value_floor`: the smallest p the permutation part can give with that cap;
+    `bound_p_value`: the Gamma union bound (EXP family), None where it does not apply."""
 
     resamples: int
-    p_value_floor: float
     method: str
     bound_p_value: float | None
     null_at_most: int
     block_length: int
+    resamples_cap: int = 0
+    resamples_needed: int | None = None
+
+    def inconclusive_reason(self, alpha: float) -> str | None:
+        if self.verdict(alpha) != "inconclusive":
+            return None
+        why = (
+            f"with at most {self.resamples_cap} null keys the permutation test cannot give a p-value "
+            f"below {self.p_value_floor:.3g}, above alpha = {alpha:g}"
+        )
+        if self.resamples_needed is not None and self.resamples_needed > self.resamples_cap:
+            return f"{why}: allow {self.resamples_needed} (--max-resamples)"
+        return f"{why}: detect at this alpha (or raise --resamples)"
 
 
 def permutation_floor(resamples: int, bound_weight: float = 0.0) -> float:
@@ -220,8 +248,12 @@ class DistortionFreeScheme(WatermarkScheme):
         return np.abs(np.take(eta, labels, axis=1)[:, None, :] - u[:, :, None])
 
     # ---- embedding -----------------------------------------------------------------------------
-    def processor(self) -> DistortionFreeLogitsProcessor:
-        return DistortionFreeLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> DistortionFreeLogitsProcessor:
+        """The decoder; give it the sampling settings unless it runs after transformers' warpers
+        (see `FinalDistributionProcessor`)."""
+        return DistortionFreeLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     # ---- detection -----------------------------------------------------------------------------
     def block_for(self, m: int) -> int:
@@ -233,66 +265,112 @@ class DistortionFreeScheme(WatermarkScheme):
             return alignment.levenshtein_min(costs, k, self.config.edit_gamma)
         return alignment.basic_min(costs, k)
 
-    def null_seeds(self, ids: np.ndarray, k: int, count: int) -> np.ndarray:
-        """Seeds of the null keys: fixed by the text and the test's parameters (reproducible),
-        salted with a key-derived value independent of the key sequence (so nobody without the
-        key can search for texts whose null sample happens to be favourable)."""
+    def null_seeds(self, ids: np.ndarray, k: int, count: int, start: int = 0) -> np.ndarray:
+        """Seeds of null keys start .. start + count - 1: fixed by the text and the test's
+        parameters (reproducible), salted with a key-derived value independent of the key
+        sequence (so nobody without the key can search for texts whose null sample happens to be
+        favourable)."""
         cfg = self.config
         h = hashlib.blake2b(key=self._null_salt, person=b"wm-null-keys", digest_size=32)
         h.update(f"{cfg.scheme}|n={cfg.key_length}|k={k}|gamma={cfg.edit_gamma!r}|".encode())
         h.update(ids.astype("<i8").tobytes())
-        return prf.position_seeds(h.digest(), range(count))
+        return prf.position_seeds(h.digest(), range(start, start + count))
 
-    def _null_indicators(self, ids: np.ndarray, k: int, observed: float) -> Iterator[np.ndarray]:
-        """Batches of `null statistic <= observed`, in draw order.
+    def _null_indicators(
+        self, ids: np.ndarray, k: int, observed: float, total: int, fast: bool | None = None
+    ) -> Iterator[np.ndarray]:
+        """Batches of `null statistic <= observed` for null keys 0, 1, ... (at most `total`).
 
-        For the edit statistics a cheap Lagrangian lower bound rules out most null keys; only
-        those it cannot rule out get the exact DP. A null key is never counted on the bound.
+        For the edit statistics (and the EXP basic one) a cheap lower bound rules out most null
+        keys; only those it cannot rule out get the exact statistic. A null key is never counted
+        on the bound. `fast`: the numba kernels (default: when numba is installed); both paths
+        give the same indicators (the exact statistics are bit-identical, the bounds are valid).
         """
+        from .. import null_kernels  # numba costs ~100 MB of RSS: loaded only when a null test runs
+
         cfg = self.config
+        fast = null_kernels.AVAILABLE if fast is None else fast
         uniq, labels = np.unique(ids, return_inverse=True)
-        seeds = self.null_seeds(ids, k, cfg.resamples)
+        labels = labels.reshape(-1)
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
-        most = max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))
-        start, size = 0, min(16, most)
-        while start < cfg.resamples:
-            batch = seeds[start : start + size]
-            costs = self.null_costs(batch, labels.reshape(-1), len(uniq))
-            if not cfg.edit:
-                yield alignment.basic_min(costs, k) <= observed
-            else:
-                gamma = cfg.edit_gamma
-                if lam is None:  # pick the multiplier on the first batch (any lam >= 0 is valid)
-                    bounds = np.stack(
-                        [alignment.levenshtein_lower_bound(costs, k, gamma, x, np.float32) for x in _LAMBDAS]
-                    )
-                    lam = _LAMBDAS[int(np.argmax(bounds.mean(axis=1)))]
-                    bound = bounds.max(axis=0)
-                else:
-                    bound = alignment.levenshtein_lower_bound(costs, k, gamma, lam, np.float32)
-                out = np.zeros(len(batch), dtype=bool)
-                open_ = np.flatnonzero(bound <= observed + margin)
-                if open_.size:
-                    out[open_] = alignment.levenshtein_min(costs[open_], k, gamma) <= observed
+        hits = 0
+        most = max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))  # numpy: bounded (B, n, m)
+        start, size = 0, (32 if fast else min(16, most))
+        while start < total:
+            seeds = self.null_seeds(ids, k, min(size, total - start), start)
+            if fast:
+                lams = _LAMBDAS if (lam is None and cfg.edit) else ((lam or 0.0),)
+                stop = max(cfg.stop_after - hits, 0) if cfg.stop_after else 0
+                out, bounds, _ = null_kernels.null_indicators(
+                    self.family, cfg.edit, seeds, labels, len(uniq), cfg.key_length, k,
+                    cfg.edit_gamma, lams, observed, margin, stop,
+                )  # fmt: skip
+                hits += int(out.sum())
+                if lam is None and cfg.edit:  # keep the multiplier with the best bounds (any is valid)
+                    lam = lams[int(np.argmax(bounds.mean(axis=0)))]
                 yield out
-            start += len(batch)
-            size = min(2 * size, most)
+                if len(out) < len(seeds):  # stopped at the stop_after-th null at most the observed
+                    return
+            else:
+                out, lam = self._numpy_indicators(seeds, labels, len(uniq), k, observed, margin, lam)
+                yield out
+            start += len(seeds)
+            size = min(2 * size, 1024 if fast else most)
 
-    def gamma_bound(self, costs: np.ndarray, k: int, m: int) -> float | None:
-        """EXP: min(1, n (m - k + 1) P[Gamma(k, 1) >= -phi_basic]); None where it is not valid."""
+    def _numpy_indicators(
+        self, seeds: np.ndarray, labels: np.ndarray, distinct: int, k: int, observed: float,
+        margin: float, lam: float | None,
+    ) -> tuple[np.ndarray, float | None]:  # fmt: skip
+        """The numpy path of `_null_indicators` for one batch, and the multiplier it used."""
+        cfg = self.config
+        costs = self.null_costs(seeds, labels, distinct)
+        if not cfg.edit:
+            return alignment.basic_min(costs, k) <= observed, None
+        gamma = cfg.edit_gamma
+        if lam is None:  # pick the multiplier on the first batch (any lam >= 0 is valid)
+            bounds = np.stack(
+                [alignment.levenshtein_lower_bound(costs, k, gamma, x, np.float32) for x in _LAMBDAS]
+            )
+            lam = _LAMBDAS[int(np.argmax(bounds.mean(axis=1)))]
+            bound = bounds.max(axis=0)
+        else:
+            bound = alignment.levenshtein_lower_bound(costs, k, gamma, lam, np.float32)
+        out = np.zeros(len(seeds), dtype=bool)
+        open_ = np.flatnonzero(bound <= observed + margin)
+        if open_.size:
+            out[open_] = alignment.levenshtein_min(costs[open_], k, gamma) <= observed
+        return out, lam
+
+    def log10_gamma_bound(self, costs: np.ndarray, k: int, m: int) -> float | None:
+        """EXP: log10 min(1, n (m - k + 1) P[Gamma(k, 1) >= -phi_basic]), computed in log space
+        (finite where the tail underflows); None where the bound is not valid (k > n) or unused."""
         n = self.config.key_length
         if self.family != "exp" or k > n or self.config.bound_weight <= 0.0:
             return None
         phi = float(alignment.basic_min(costs, k)[0])
-        return min(1.0, n * (m - k + 1) * gamma_tail(-phi, k))
+        return min(0.0, log10_gamma_tail(-phi, k) + math.log10(n * (m - k + 1)))
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> DistortionFreeDetection:
+    def gamma_bound(self, costs: np.ndarray, k: int, m: int) -> float | None:
+        """EXP: min(1, n (m - k + 1) P[Gamma(k, 1) >= -phi_basic]); None where it is not valid."""
+        lg = self.log10_gamma_bound(costs, k, m)
+        return None if lg is None else 10.0**lg
+
+    def detect(
+        self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None
+    ) -> DistortionFreeDetection:
+        """Test one text. Without `alpha`: the Besag-Clifford test of `resamples` null keys. With
+        it: the same test with as many null keys as p <= alpha needs (`permutation.draws_for_level`
+        at the permutation branch's share of alpha, at least `resamples`, at most
+        `max_resamples`), curtailed once the verdict at alpha is settled; the p-value stays valid
+        at every level (`watermark.permutation`)."""
         cfg = self.config
         ids = as_token_array(token_ids, cfg.vocab_size)
         m = ids.size
         if m < 2:
             raise TextTooShortError(f"text has {m} tokens; the {cfg.scheme} detector needs at least 2")
+        if alpha is not None and not alpha > 0.0:
+            raise ConfigError(f"alpha must be > 0, got {alpha}")
         if m * cfg.key_length > MAX_COST_CELLS:
             raise InputError(
                 f"text has {m} tokens: with key_length {cfg.key_length} the {cfg.scheme} detector would "
@@ -302,102 +380,105 @@ class DistortionFreeScheme(WatermarkScheme):
         k = self.block_for(m)
         costs = self.cost_matrix(ids)[None]
         observed = float(self.statistic(costs, k)[0])
-        bound = self.gamma_bound(costs, k, m)
-        w = cfg.bound_weight if bound is not None else 0.0
-        t = cfg.resamples
-        floor = permutation_floor(t, w)
-        if bound is not None and bound / w <= floor:
-            p, used, at_most, method = bound / w, 0, 0, "gamma union bound"
+        log10_bound = self.log10_gamma_bound(costs, k, m)
+        w = cfg.bound_weight if log10_bound is not None else 0.0
+        h = cfg.stop_after
+        level, needed, total = None, None, cfg.resamples
+        if alpha is not None and alpha < 1.0 and h > 0:
+            level = alpha * (1.0 - w)  # the permutation branch's share of the level
+            needed = draws_for_level(level, h)
+            total = min(max(cfg.resamples, needed), cfg.max_resamples)
+        floor = min(1.0, smallest_p(total, h, level) / (1.0 - w))
+        lg_bound_w = None if log10_bound is None else log10_bound - math.log10(w)
+        if lg_bound_w is not None and 10.0**lg_bound_w <= max(floor, alpha or 0.0):
+            lg_p, used, at_most, method = min(0.0, lg_bound_w), 0, 0, "gamma union bound"
         else:
-            mc = sequential_p_value(self._null_indicators(ids, k, observed), t, cfg.stop_after)
-            p_perm = mc.p_value / (1.0 - w)
-            p = min(1.0, p_perm if bound is None else min(bound / w, p_perm))
+            mc = sequential_p_value(self._null_indicators(ids, k, observed, total), total, h, level)
+            lg_p = math.log10(min(1.0, mc.p_value / (1.0 - w)))
+            if lg_bound_w is not None:
+                lg_p = min(lg_p, lg_bound_w)
             used, at_most = mc.resamples, mc.null_at_most
-            method = "sequential permutation (stopped early)" if mc.stopped_early else "permutation"
+            method = (
+                "sequential permutation (curtailed at alpha)"
+                if mc.curtailed
+                else "sequential permutation (stopped early)"
+                if mc.stopped_early
+                else "permutation"
+            )
         return DistortionFreeDetection(
             scheme=cfg.scheme,
-            p_value=float(p),
+            p_value=float(10.0**lg_p),
             num_tokens_scored=int(m),
             statistic=observed,
-            resamples=int(used),
+            log10_p_value=float(lg_p),
             p_value_floor=float(floor),
+            resamples=int(used),
             method=method,
-            bound_p_value=bound,
+            bound_p_value=None if log10_bound is None else float(10.0**log10_bound),
             null_at_most=int(at_most),
             block_length=int(k),
+            resamples_cap=int(total),
+            resamples_needed=needed,
         )
 
 
 class FinalDistributionProcessor(LogitsProcessor, ABC):
     """Base of the EXP / ITS / Gumbel processors: decode from the final distribution, force it.
 
-    The decoder sees softmax (float64) of the scores after every processor ahead of it and, when
-    called inside `model.generate`, after the processors transformers runs behind it (its
-    temperature / top-k / top-p warpers: transformers 5.x appends those AFTER user processors, so
-    this processor applies them to its own copy first; they are idempotent on the returned scores).
-    It returns -inf everywhere except the chosen token, so greedy and sampling both emit it.
-    Beam search is refused. A new `generate()` call (a new generation config, or a length that is
-    not the previous one plus 1) restarts the step count and calls `start(batch)`.
+    The decoder must see the distribution the text is sampled from, after temperature / top-k /
+    top-p. It returns -inf everywhere except the chosen token, so whatever runs after it (greedy,
+    sampling, transformers' own warpers) emits that token. Two ways to get the order right with
+    `model.generate`, neither of which looks at the caller's frames:
+
+    - `watermarking_config=scheme.watermarking_config()`: transformers runs watermark processors
+      after all of its warpers (its own rule for watermarks), so this sees the final distribution;
+    - `logits_processor=[scheme.processor(temperature=..., top_k=..., top_p=...)]`: transformers
+      runs user processors BEFORE its warpers, so the sampling settings are given to the processor,
+      which applies them to its own copy; generate() should then be called with neutral settings
+      (its warpers are no-ops on the one-token output anyway). Never put warpers before it as well.
+
+    A call that does not continue the previous one (other rows, or a prefix that is not the last
+    input plus one token) starts a new generation: `start(batch)` runs and the step count resets.
+    Beam search is not supported (`watermark.generation.generate` refuses it).
     """
 
-    def __init__(self, scheme: WatermarkScheme):
+    def __init__(self, scheme: WatermarkScheme, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
         self.scheme = scheme
-        self._gen_config: GenerationConfig | None = None
-        self._start_len: int | None = None
-        self._last_len: int | None = None
-        self._batch: int | None = None
+        self.warpers = sampling_warpers(temperature, top_p, top_k)
+        self._last: torch.Tensor | None = None
+        self._step = 0
 
     # subclasses ---------------------------------------------------------------------------------
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
-        """A new generate() call over `batch` rows begins."""
+    def start(self, batch: int) -> None:
+        """A new generation over `batch` rows begins."""
 
     @abstractmethod
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
         """The token each row emits at `step`, from the final log-probabilities."""
 
     # machinery ----------------------------------------------------------------------------------
-    def _caller_context(self) -> tuple[GenerationConfig | None, list]:
-        gen_config, after = None, []
-        frame = sys._getframe(2)
-        for _ in range(4):
-            if frame is None:
-                break
-            local = frame.f_locals
-            owner = local.get("self")
-            if not after and isinstance(owner, LogitsProcessorList):
-                for i, p in enumerate(owner):
-                    if p is self:
-                        after = list(owner)[i + 1 :]
-                        break
-            g = local.get("generation_config")
-            if gen_config is None and isinstance(g, GenerationConfig):
-                gen_config = g
-            frame = frame.f_back
-        return gen_config, after
+    def _continues(self, input_ids: torch.LongTensor) -> bool:
+        last = self._last
+        return (
+            last is not None
+            and input_ids.shape[0] == last.shape[0]
+            and input_ids.shape[1] == last.shape[1] + 1
+            and torch.equal(input_ids[:, :-1], last)
+        )
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        gen_config, after = self._caller_context()
-        length, batch = input_ids.shape[1], input_ids.shape[0]
-        if (
-            self._start_len is None
-            or (gen_config is not None and gen_config is not self._gen_config)
-            or length != self._last_len + 1
-            or batch != self._batch
-        ):
-            if gen_config is not None and (gen_config.num_beams or 1) > 1:
-                raise ConfigError(
-                    f"the {self.scheme.name} watermark does not support beam search (num_beams > 1)"
-                )
-            self._gen_config, self._start_len, self._batch = gen_config, length, batch
-            self.start(batch, gen_config)
-        self._last_len = length
-        step = length - self._start_len
+        if self._continues(input_ids):
+            self._step += 1
+        else:
+            self._step = 0
+            self.start(input_ids.shape[0])
+        self._last = input_ids.detach().clone()
         final = scores
-        for p in after:
-            final = p(input_ids, final)
+        for warper in self.warpers:
+            final = warper(input_ids, final)
         v = self.scheme.vocab_size_for(scores.shape[-1])
         log_probs = torch.log_softmax(final[:, :v].to(torch.float64), dim=-1)
-        tokens = self.pick(input_ids, step, log_probs)
+        tokens = self.pick(input_ids, self._step, log_probs)
         out = torch.full_like(scores, -math.inf)
         out.scatter_(1, tokens.reshape(-1, 1).to(out.device), 0.0)
         return out
@@ -414,21 +495,30 @@ class DistortionFreeLogitsProcessor(FinalDistributionProcessor):
 
     scheme: DistortionFreeScheme
 
-    def __init__(self, scheme: DistortionFreeScheme):
-        super().__init__(scheme)
+    def __init__(self, scheme: DistortionFreeScheme, **sampling):
+        super().__init__(scheme, **sampling)
         self.shifts: torch.Tensor | None = None
+        self._warned = False
 
-    def start(self, batch: int, gen_config: GenerationConfig | None) -> None:
+    def start(self, batch: int) -> None:
         n = self.scheme.config.key_length
         rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
         self.shifts = torch.from_numpy(rng.integers(0, n, size=batch, dtype=np.int64))
-        if gen_config is not None and gen_config.max_new_tokens is not None and gen_config.max_new_tokens > n:
+        self._warned = False
+
+    def _warn_if_wrapping(self, step: int) -> None:
+        """Said by the processor itself at the first step past the key, whatever the arguments
+        of generate() (max_new_tokens, max_length, a stopping criterion) were."""
+        n = self.scheme.config.key_length
+        if step >= n and not self._warned:
+            self._warned = True
             warnings.warn(
-                f"max_new_tokens={gen_config.max_new_tokens} exceeds key_length={n}: the key wraps around "
-                "and the text is no longer distortion-free",
+                f"generated more than key_length={n} tokens: the key wraps around and the text is no "
+                "longer distortion-free (use a longer key_length)",
                 stacklevel=3,
             )
 
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
+        self._warn_if_wrapping(step)
         rows = (self.shifts.to(log_probs.device) + step) % self.scheme.config.key_length
         return self.scheme.choose(rows, log_probs)

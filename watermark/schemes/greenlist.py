@@ -3,9 +3,11 @@
 Token v is green in context c (the previous h token ids) when the shared PRF gives
 uniform(seed, v) < gamma, where the seed is
 - `lefthash`: the keyed hash of the h previous ids (h = 1 is KGW's LeftHash, h = 0 Unigram);
-- `selfhash`: an anchored min-hash that includes the candidate itself, min_i seed(x_i, v) over the
-  h previous ids (the Reliability paper's SelfHash / algorithm-3, h = 3 by default there). During
-  generation only the top `candidates` tokens are tested, each against its own list.
+- `selfhash`: the Reliability paper's SelfHash (algorithm 3, self-salted anchored min-hash): the
+  window is the h - 1 previous ids plus the candidate v itself, and the seed is min_i seed(x_i, v)
+  over all h ids of the window, the candidate's own (v, v) term included; h counts the candidate,
+  as in the paper's code and transformers (default h = 4: three previous ids + the candidate).
+  During generation only the top `candidates` tokens are tested, each against its own list.
 Generation adds delta to green logits. Detection counts green tokens among distinct scored
 (seed, token) pairs; under H0 each distinct pair is green with probability gamma independently,
 so the count is exactly Binomial(T, gamma). With h = 0 there is one fixed list of K tokens and the
@@ -24,10 +26,17 @@ from transformers import LogitsProcessor
 from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..stats import binomial_tail, hypergeom_tail, z_score
+from ..stats import (
+    binomial_tail,
+    hypergeom_tail,
+    log10_binomial_tail,
+    log10_hypergeom_tail,
+    z_score,
+)
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 
 SEEDINGS = ("lefthash", "selfhash")
+SELFHASH_DEFAULT_WIDTH = 4  # the paper's and transformers' h for selfhash: 3 previous ids + the candidate
 # bounds that keep memory bounded: contexts are (tokens x h) int64 arrays, candidates a top-k per step
 MAX_CONTEXT_WIDTH = 32
 MAX_CANDIDATES = 4096
@@ -45,16 +54,51 @@ class GreenListConfig(SchemeConfig):
     scheme: str = "kgw"
     gamma: float = 0.25
     delta: float = 2.0
-    context_width: int = 1
+    context_width: int | None = None  # None: 0 for unigram, 1 for lefthash kgw, 4 for selfhash
     seeding: str = "lefthash"
     count_repeats: bool = False
     candidates: int = 40  # selfhash: how many top tokens are tested during generation
 
-    @classmethod
-    def for_scheme(cls, scheme: str, **fields):
+    @staticmethod
+    def default_context_width(scheme: str, seeding: str) -> int:
         if scheme == "unigram":
-            fields.setdefault("context_width", 0)
-        return cls(scheme=scheme, **fields)
+            return 0
+        return SELFHASH_DEFAULT_WIDTH if seeding == "selfhash" else 1
+
+    def __post_init__(self) -> None:
+        if self.context_width is None:
+            object.__setattr__(self, "context_width", self.default_context_width(self.scheme, self.seeding))
+        super().__post_init__()
+
+    def replace(self, **changes):
+        """Changing the seeding keeps a default context width at the new seeding's default."""
+        if (
+            "seeding" in changes
+            and "context_width" not in changes
+            and self.context_width == self.default_context_width(self.scheme, self.seeding)
+        ):
+            changes["context_width"] = None
+        return super().replace(**changes)
+
+    def check_version(self) -> None:
+        super().check_version()
+        if self.version < 2 and self.seeding == "selfhash":
+            raise ConfigError(
+                "this config was made by wm's first selfhash (config version 1: no self term, other lists); "
+                "its texts cannot be tested by this version, which implements the paper's selfhash: "
+                "regenerate them (wm generate --seeding selfhash)"
+            )
+
+    def generation_dict(self) -> dict:
+        out = super().generation_dict()
+        if self.seeding == "selfhash":
+            out["version"] = self.version  # the old and new selfhash emit different texts
+        return out
+
+    @property
+    def prefix_length(self) -> int:
+        """How many previous ids decide a token's list (selfhash's window also holds the token)."""
+        return self.context_width - 1 if self.seeding == "selfhash" else self.context_width
 
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
@@ -70,7 +114,7 @@ class GreenListConfig(SchemeConfig):
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
         if self.seeding == "selfhash" and self.context_width < 1:
-            raise ConfigError("selfhash seeding needs a context width of at least 1")
+            raise ConfigError("selfhash seeding needs a context width of at least 1 (the candidate itself)")
         check_range("candidates", self.candidates, 1, MAX_CANDIDATES)
 
 
@@ -89,7 +133,9 @@ class GreenListScheme(WatermarkScheme):
 
     def __init__(self, config: GreenListConfig, key):
         super().__init__(config, key)
-        self._subkey = key.derive(f"greenlist/{config.seeding}/h={config.context_width}")
+        # selfhash-v2: the self-salted min-hash (v, v term included); never the lists of the old one
+        label = "selfhash-v2" if config.seeding == "selfhash" else config.seeding
+        self._subkey = key.derive(f"greenlist/{label}/h={config.context_width}")
         self._seed_cache = prf.SeedCache(self._subkey)
         self._fixed_lists: dict[tuple[str, int], torch.Tensor] = {}
 
@@ -99,19 +145,19 @@ class GreenListScheme(WatermarkScheme):
         return self._seed_cache(contexts)
 
     def selfhash_seeds(self, contexts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """SelfHash seeds: min over the context of seed(x_i, v), anchored at the candidate v."""
-        n, h = contexts.shape
-        pairs = np.stack([contexts, np.repeat(candidates.reshape(-1, 1), h, axis=1)], axis=2).reshape(
-            n * h, 2
-        )
+        """SelfHash seeds: min over the window (previous ids and the candidate v itself) of
+        seed(x_i, v), anchored at v. `contexts` holds the h - 1 previous ids, shape (n, h - 1)."""
+        window = np.concatenate([contexts, candidates.reshape(-1, 1)], axis=1)
+        n, h = window.shape
+        pairs = np.stack([window, np.repeat(candidates.reshape(-1, 1), h, axis=1)], axis=2).reshape(n * h, 2)
         return prf.context_seeds(self._subkey, pairs).reshape(n, h).min(axis=1)
 
     def token_seeds(self, windows: np.ndarray) -> np.ndarray:
-        """The seed that decides each window's last token, for windows of h context ids + 1 token."""
-        h = self.config.context_width
+        """The seed that decides each window's last token, for windows of the prefix ids + 1 token."""
+        p = self.config.prefix_length
         if self.config.seeding == "selfhash":
-            return self.selfhash_seeds(windows[:, :h], windows[:, h])
-        return self.seeds_for(windows[:, :h])
+            return self.selfhash_seeds(windows[:, :p], windows[:, p])
+        return self.seeds_for(windows[:, :p])
 
     def is_green(self, seeds: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         """Green test for broadcast (seed, token) pairs."""
@@ -145,11 +191,11 @@ class GreenListScheme(WatermarkScheme):
     # ---- detection -----------------------------------------------------------------------------
     @property
     def min_tokens(self) -> int:
-        return self.config.context_width + 1
+        return self.config.prefix_length + 1
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> GreenListDetection:
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GreenListDetection:
         cfg = self.config
-        h = cfg.context_width
+        h = cfg.prefix_length
         ids = as_token_array(token_ids, cfg.vocab_size)
         n = ids.size
         if n < self.min_tokens:
@@ -164,24 +210,27 @@ class GreenListScheme(WatermarkScheme):
         counted = np.ones(len(windows), dtype=bool) if cfg.count_repeats else first_occurrences(seeds, tokens)
         t = int(counted.sum())
         g = int(green[counted].sum())
-        if h == 0:
+        if cfg.context_width == 0:  # one fixed list (unigram)
             vocab = cfg.vocab_size or int(ids.max()) + 1
             k = int(self.fixed_green_mask(vocab).sum())
             if not 0 < k < vocab:
                 raise ConfigError(
                     f"the green list of gamma {cfg.gamma:g} holds {k} of {vocab} tokens: no test"
                 )
+            prob = k / vocab
             if cfg.count_repeats:
-                p, null, prob = (
-                    binomial_tail(g, t, k / vocab),
-                    "binomial (repeats counted: approximate)",
-                    k / vocab,
-                )
+                null = "binomial (repeats counted: approximate)"
+                p, log10_p = binomial_tail(g, t, prob), log10_binomial_tail(g, t, prob)
+                floor = binomial_tail(t, t, prob)
             else:
-                p, null, prob = hypergeom_tail(g, vocab, k, t), "hypergeometric", k / vocab
+                null = "hypergeometric"
+                p, log10_p = hypergeom_tail(g, vocab, k, t), log10_hypergeom_tail(g, vocab, k, t)
+                floor = hypergeom_tail(t, vocab, k, t)
         else:
             null = "binomial (repeats counted: approximate)" if cfg.count_repeats else "binomial"
-            p, prob = binomial_tail(g, t, cfg.gamma), cfg.gamma
+            prob = cfg.gamma
+            p, log10_p = binomial_tail(g, t, prob), log10_binomial_tail(g, t, prob)
+            floor = binomial_tail(t, t, prob)  # every scored pair green: gamma ** t
         mask = np.full(n, -1, dtype=np.int64)
         mask[h:] = green.astype(np.int64)
         z = z_score(g, t, prob)
@@ -190,6 +239,8 @@ class GreenListScheme(WatermarkScheme):
             p_value=p,
             num_tokens_scored=t,
             statistic=float(g),
+            log10_p_value=log10_p,
+            p_value_floor=floor,
             green_count=g,
             z_score=z,
             green_fraction=g / t if t else 0.0,
@@ -209,7 +260,7 @@ class GreenListLogitsProcessor(LogitsProcessor):
 
     def __init__(self, scheme: GreenListScheme):
         self.scheme = scheme
-        self.h = scheme.config.context_width
+        self.h = scheme.config.prefix_length
         self.delta = float(scheme.config.delta)
 
     def green_mask(self, input_ids: torch.LongTensor, vocab_size: int) -> torch.Tensor:
@@ -227,7 +278,7 @@ class GreenListLogitsProcessor(LogitsProcessor):
         """+delta on those of the top candidates that are green under their own anchored seed."""
         k = min(self.scheme.config.candidates, vocab_size)
         cand = scores[:, :vocab_size].topk(k, dim=-1).indices  # (B, k)
-        ctx = input_ids[:, -self.h :].detach().to("cpu", torch.int64).numpy()
+        ctx = input_ids[:, input_ids.shape[1] - self.h :].detach().to("cpu", torch.int64).numpy()
         cand_np = cand.detach().to("cpu").numpy()
         seeds = self.scheme.selfhash_seeds(np.repeat(ctx, k, axis=0), cand_np.reshape(-1))
         green = self.scheme.is_green(torch.from_numpy(seeds), torch.from_numpy(cand_np.reshape(-1)))
@@ -241,7 +292,7 @@ class GreenListLogitsProcessor(LogitsProcessor):
         v = self.scheme.vocab_size_for(scores.shape[-1])
         if self.scheme.config.seeding == "selfhash":
             if input_ids.shape[1] < self.h:
-                raise ConfigError(f"context width {self.h} needs a prompt of at least {self.h} tokens")
+                raise ConfigError(f"selfhash needs a prompt of at least {self.h} tokens")
             return scores + self.selfhash_bias(input_ids, scores, v)
         mask = self.green_mask(input_ids, v)
         bias = torch.zeros_like(scores)

@@ -18,7 +18,7 @@ import torch
 from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..stats import gamma_tail
+from ..stats import gamma_tail, log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 from .greenlist import MAX_CONTEXT_WIDTH
@@ -63,10 +63,14 @@ class GumbelScheme(WatermarkScheme):
         seeds = torch.from_numpy(self.seeds_for(contexts)).to(log_probs.device)
         return exponential_argmin(prf.vocab_uniforms(seeds, log_probs.shape[-1]), log_probs)
 
-    def processor(self) -> GumbelLogitsProcessor:
-        return GumbelLogitsProcessor(self)
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
+    ) -> GumbelLogitsProcessor:
+        """The decoder; give it the sampling settings unless it runs after transformers' warpers
+        (see `FinalDistributionProcessor`)."""
+        return GumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray) -> GumbelDetection:
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GumbelDetection:
         cfg = self.config
         h = cfg.context_width
         ids = as_token_array(token_ids, cfg.vocab_size)
@@ -85,6 +89,7 @@ class GumbelScheme(WatermarkScheme):
         return GumbelDetection(
             scheme=cfg.scheme,
             p_value=gamma_tail(s, t),
+            log10_p_value=log10_gamma_tail(s, t),
             num_tokens_scored=t,
             statistic=s,
             mean_score=s / t,

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import save_figure
 from ..errors import ConfigError, InputError
 from ..metrics import auroc, roc_curve
-from ..textio import text_lines
+from ..textio import decode_text, read_bytes, text_lines
 from .estimate import METHOD_LABELS, Estimator, rouge_scorer
 from .sampling import QuestionSamples, SamplingConfig, sample_answers
 
@@ -39,23 +40,15 @@ class QAItem:
 
 def load_qa(path: str | Path) -> list[QAItem]:
     """Read a JSONL file of {"question", "answer", optional "aliases", optional "id"} records."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory, not a QA JSONL file")
-    try:
-        lines = text_lines(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    lines = text_lines(decode_text(str(path), read_bytes(str(path))))  # capped, any kind of file
     items: list[QAItem] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
-            raise InputError(f"{path}:{n}: not valid JSON") from None
+        except (ValueError, RecursionError):
+            raise InputError(f"{path}:{n}: not valid JSON (or beyond the JSON limits)") from None
         if (
             not isinstance(rec, dict)
             or not isinstance(rec.get("question"), str)
@@ -206,7 +199,6 @@ def plot_roc(results: dict[str, Any], path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:  # no curve when every answer is right (or wrong)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path

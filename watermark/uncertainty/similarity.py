@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelNotFoundError
-from ..models import DEFAULT_SIMILARITY_MODEL, canonical_name, quiet_transformers, similarity_model_path
+from ..models import (
+    DEFAULT_SIMILARITY_MODEL,
+    canonical_name,
+    check_device,
+    hub_access,
+    quiet_transformers,
+    similarity_model_path,
+)
 
 
 class Similarity(Protocol):
@@ -33,7 +40,7 @@ class Similarity(Protocol):
 
 
 def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(device)
 
 
 def _st_file(path: str, name: str) -> dict | list | None:
@@ -64,8 +71,9 @@ class BiEncoder:
         self.name = name or path
         self.device = _device(device)
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        with hub_access():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         pooling = _st_file(path, "1_Pooling/config.json") or {}
         self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
         st_cfg = _st_file(path, "sentence_bert_config.json") or {}
@@ -121,8 +129,9 @@ class _PairClassifier:
         self.name = name or path
         self.device = _device(device)
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
+        with hub_access():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
 
     @torch.inference_mode()
     def logits(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
@@ -199,7 +208,8 @@ def _config(path: str, name: str) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(path)
+        with hub_access():
+            return AutoConfig.from_pretrained(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelNotFoundError(

@@ -1,0 +1,106 @@
+"""Token views for `wm detect`: coloured on a terminal, `[+tok]` markers in pipes, HTML reports."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from watermark import __version__
+from watermark.atomic import write_text
+from watermark.report import (
+    NO_MASK_NOTE,
+    LegendEntry,
+    TokenPiece,
+    legend_lines,
+    marked_text,
+    mask_legend,
+    report_html,
+    result_html,
+    segments,
+    token_pieces,
+)
+from watermark.schemes.base import Detection
+
+from .terminal import visible
+
+
+class TokenViews:
+    """Collects what `--show-tokens` prints and what `--html` writes, one text at a time."""
+
+    def __init__(self, console: Console, show: bool, html_path: str | None):
+        self.console = console
+        self.show = show
+        self.html_path = html_path
+        self.sections: list[str] = []
+        self.schemes: dict[str, str] = {}  # scheme -> key fingerprint, for the report's header
+        self._legend_shown: tuple[LegendEntry, ...] | None = None
+
+    def pieces(self, tok: Any, text: str, ids: list[int], det: Detection) -> list[TokenPiece]:
+        return token_pieces(tok, text, ids, getattr(det, "token_mask", ()))
+
+    def add(
+        self,
+        row: dict,
+        text: str,
+        pieces: list[TokenPiece] | None = None,
+        det: Detection | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """One text: printed now (`--show-tokens`), kept for the report (`--html`)."""
+        legend = mask_legend(det) if det is not None else None
+        if det is not None:
+            self.schemes[det.scheme] = fingerprint or ""
+        if self.show and det is not None:
+            self._print(row["source"], text, pieces or [], legend)
+        if self.html_path:
+            note = NO_MASK_NOTE if det is not None and legend is None else None
+            self.sections.append(result_html(row, text, pieces, legend, note))
+
+    def _print(self, source: str, text: str, pieces: list[TokenPiece], legend) -> None:
+        """Every piece of input text goes through `visible`: its control sequences are shown,
+        never obeyed by the terminal."""
+        terminal = self.console.is_terminal
+        source = visible(source, one_line=True)
+        if legend and legend != self._legend_shown:
+            self._legend_shown = legend
+            if terminal:
+                for e in legend:
+                    self.console.print(Text(f"[{e.marker or ' '}tok]", style=e.style), Text(e.meaning))
+            else:
+                sys.stdout.write("legend: " + "; ".join(legend_lines(legend)) + "\n")
+        if terminal:
+            self.console.rule(escape(source))
+        else:
+            sys.stdout.write(f"== {source}\n")
+        if legend is None:
+            if terminal:
+                self.console.print(f"({NO_MASK_NOTE})", style="dim")
+                self.console.print(visible(text), markup=False, highlight=False)
+            else:
+                sys.stdout.write(f"({NO_MASK_NOTE})\n{visible(text)}\n")
+            return
+        if terminal:
+            style = {e.mask: e.style for e in legend}
+            view = Text()
+            for chunk, mask, _ in segments(text, pieces):
+                view.append(visible(chunk), style=style.get(mask, "") if mask is not None else "")
+            self.console.print(view)
+        else:
+            sys.stdout.write(visible(marked_text(pieces, legend)) + "\n")
+        sys.stdout.flush()
+
+    def write(self, alpha: float) -> Path | None:
+        if not self.html_path:
+            return None
+        schemes = ", ".join(f"{s} (key {fp})" if fp else s for s, fp in self.schemes.items()) or "-"
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        meta = f"{len(self.sections)} text(s); {schemes}; alpha {alpha:g}; wm {__version__}, {when}"
+        path = Path(self.html_path)
+        write_text(path, report_html(self.sections, meta=meta))  # atomic: a unique temp, then rename
+        return path

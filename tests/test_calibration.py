@@ -1,0 +1,181 @@
+"""Per-key calibration: the calibrated p-value is the rank among this key's natural p-values, it is
+bound to the key and config it was made with, and its false-positive rate holds at alpha."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import wm
+from watermark.calibration import Calibration, calibrate
+from watermark.errors import ConfigError, InputError
+from watermark.keys import Key, write_key_file
+from watermark.schemes import GreenListConfig, build_scheme
+from watermark.schemes.base import Detection
+
+PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
+
+
+def _det(p: float) -> Detection:
+    return Detection("unigram", p, 100, 0.0)
+
+
+def _calib(null_p, key=None, **config) -> Calibration:
+    cfg = GreenListConfig.for_scheme("unigram", vocab_size=1000, **config)
+    scheme = build_scheme(cfg, key or Key.from_seed("c"))
+    return Calibration(scheme.config.to_dict(), np.sort(np.log10(np.asarray(null_p, dtype=float))))
+
+
+def test_calibrated_p_value_is_the_rank_with_plus_one():
+    c = _calib([0.01, 0.2, 0.2, 0.5, 0.9])
+    assert c.num_texts == 5 and c.floor == pytest.approx(1 / 6)
+    assert c.calibrated_p_value(_det(0.001)) == pytest.approx(1 / 6)
+    assert c.calibrated_p_value(_det(0.01)) == pytest.approx(2 / 6)  # ties count against the text
+    assert c.calibrated_p_value(_det(0.2)) == pytest.approx(4 / 6)
+    assert c.calibrated_p_value(_det(1.0)) == pytest.approx(1.0)
+    # ranks are taken in log space: p-values below the float range still order
+    tiny = Detection("unigram", 0.0, 100, 0.0, log10_p_value=-400.0)
+    assert c.calibrated_p_value(tiny) == pytest.approx(1 / 6)
+
+
+def test_verdict_uses_the_calibrated_p_value_and_its_floor():
+    c = _calib(np.linspace(0.01, 1, 99))
+    f = c.fields(_det(1e-6), alpha=0.05)
+    assert f["verdict"] == "watermarked" and f["calibrated_p_value"] == pytest.approx(0.01)
+    f = c.fields(_det(0.5), alpha=0.05)
+    assert f["verdict"] == "not watermarked" and not f["watermarked"]
+    f = c.fields(_det(1e-6), alpha=0.001)  # 1/100 > alpha: no text can be called watermarked
+    assert f["verdict"] == "inconclusive" and "999" in f["inconclusive_reason"]
+
+
+def test_calibration_is_bound_to_its_key_config_and_normalisation(tmp_path):
+    key = Key.from_seed("c")
+    c = _calib([0.1, 0.5], key=key)
+    same = build_scheme(GreenListConfig.for_scheme("unigram", vocab_size=1000), key)
+    c.check(same, normalize=True)
+    with pytest.raises(ConfigError, match="key"):
+        c.check(
+            build_scheme(GreenListConfig.for_scheme("unigram", vocab_size=1000), Key.from_seed("x")), True
+        )
+    with pytest.raises(ConfigError, match="gamma"):
+        c.check(build_scheme(GreenListConfig.for_scheme("unigram", vocab_size=1000, gamma=0.5), key), True)
+    with pytest.raises(ConfigError, match="normalisation"):
+        c.check(same, normalize=False)
+
+
+def test_file_round_trip_holds_fingerprints_never_the_key(tmp_path):
+    key = Key.from_seed("c")
+    c = _calib([0.3, 0.02, 0.7], key=key)
+    path = tmp_path / "calib.json"
+    c.save(path)
+    text = path.read_text()
+    assert key.secret.hex() not in text and key.fingerprint in text
+    back = Calibration.load(path)
+    assert back.config == c.config and np.allclose(back.null_log10_p, c.null_log10_p)
+    data = json.loads(text)
+    data["config"]["gamma"] = 0.5  # edited by hand: refused
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="fingerprint"):
+        Calibration.load(path)
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(InputError, match="not a calibration"):
+        Calibration.load(path)
+
+
+def test_calibrated_false_positive_rate_holds_at_alpha_for_an_unlucky_key():
+    """Natural texts share a skewed vocabulary, so one unigram key's analytic FPR can stray from
+    alpha. Among 8 keys take the unluckiest on 200 Zipf texts; calibrated on 200 others, its FPR on
+    the first 200 is within the binomial 99.9% band of alpha = 0.05 (fixed seeds; a correct
+    procedure fails this with probability < 0.001 per key)."""
+    rng = np.random.default_rng(0)
+    vocab = 2000
+    w = 1.0 / np.arange(1, vocab + 1) ** 1.1
+    w /= w.sum()
+    texts = [rng.choice(vocab, size=60, p=w) for _ in range(400)]
+    test, natural = texts[:200], texts[200:]
+    cfg = GreenListConfig.for_scheme("unigram", vocab_size=vocab)
+    alpha = 0.05
+    worst, worst_share = None, -1.0
+    for k in range(8):
+        scheme = build_scheme(cfg, Key.from_seed(f"zipf-{k}"))
+        share = np.mean([scheme.detect(t).p_value <= alpha for t in test])
+        if share > worst_share:
+            worst, worst_share = scheme, share
+    calib = calibrate(worst, natural)
+    fpr = np.mean([calib.calibrated_p_value(worst.detect(t)) <= alpha for t in test])
+    sd = math.sqrt(alpha * (1 - alpha) / len(test))
+    assert worst_share > alpha + 2 * sd  # the unlucky key really is unlucky uncalibrated
+    assert abs(fpr - alpha) < 3.3 * sd
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    write_key_file(tmp_path / "key")
+    monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_calibrate_then_detect_with_calibration_end_to_end(env, tokenizer):
+    prompts = [json.loads(x)["prompt"] for x in PROMPTS.read_text().splitlines() if x.strip()]
+    natural = [" ".join(prompts[i : i + 3]) for i in range(0, 120, 3)]  # 40 natural texts
+    (env / "natural.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in natural))
+    res = run("calibrate", env / "natural.jsonl", "--scheme", "unigram", "-o", env / "calib.json", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["num_texts"] == 40 and summary["floor"] == pytest.approx(1 / 41)
+    saved = json.loads((env / "calib.json").read_text())
+    assert saved["key_fingerprint"] == summary["key_fingerprint"] and len(saved["null_log10_p_values"]) == 40
+
+    # a text of green tokens only, and a natural text the calibration did not see
+    from watermark.keys import load_key_file
+
+    scheme = build_scheme(
+        GreenListConfig.for_scheme("unigram", vocab_size=len(tokenizer)), load_key_file(env / "key")
+    )
+    green = [int(t) for t in scheme.green_token_ids() if tokenizer.decode([int(t)]).strip().isalpha()][:80]
+    (env / "green.txt").write_text(tokenizer.decode(green))
+    (env / "plain.txt").write_text(" ".join(prompts[150:153]))
+    res = run(
+        "detect", env / "green.txt", env / "plain.txt", "--scheme", "unigram", "--calibration", env / "calib.json",
+        "--alpha", 0.05, "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    green_row, plain_row = (json.loads(x) for x in res.stdout.splitlines())
+    assert green_row["calibrated_p_value"] == pytest.approx(1 / 41) and green_row["verdict"] == "watermarked"
+    assert green_row["p_value"] < 1e-6  # the analytic p-value is kept
+    assert plain_row["calibrated_p_value"] > 0.05 and plain_row["verdict"] == "not watermarked"
+    assert plain_row["calibration_texts"] == 40
+
+    # at alpha 1e-3 the 40-text calibration cannot decide: inconclusive, with the reason
+    res = run(
+        "detect", env / "green.txt", "--scheme", "unigram", "--calibration", env / "calib.json", "--json"
+    )
+    row = json.loads(res.stdout)
+    assert row["verdict"] == "inconclusive" and "40 natural texts" in row["inconclusive_reason"]
+
+    # another config (kgw) or another key is an error, not a silent answer
+    res = run("detect", env / "green.txt", "--calibration", env / "calib.json")
+    assert res.exit_code == 2 and "calibration was made for another config" in res.stderr
+    write_key_file(env / "key2")
+    res = run(
+        "detect",
+        env / "green.txt",
+        "--scheme",
+        "unigram",
+        "--key",
+        env / "key2",
+        "--calibration",
+        env / "calib.json",
+    )
+    assert res.exit_code == 2 and "calibration was made with key" in res.stderr
+    (env / "bad.json").write_text("[1, 2]")
+    res = run("detect", env / "green.txt", "--scheme", "unigram", "--calibration", env / "bad.json")
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and "not a calibration" in res.stderr

@@ -1,0 +1,87 @@
+"""The numba kernels of the permutation test's null side equal the numpy path bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from watermark import alignment
+from watermark.keys import Key
+from watermark.schemes import build_scheme
+
+nk = pytest.importorskip("watermark.null_kernels")
+if not nk.AVAILABLE:  # pragma: no cover
+    pytest.skip("numba is not installed", allow_module_level=True)
+
+SCHEMES = ["exp", "exp-edit", "its", "its-edit"]
+
+
+def cost_tensors(rng: np.random.Generator):
+    """Random (B, n, m) costs of both kinds (EXP: log(1 - u) <= 0; normal: any sign) and a k."""
+    for trial in range(12):
+        n, m = int(rng.integers(2, 40)), int(rng.integers(1, 24))
+        k = int(rng.integers(1, m + 1))
+        c = rng.normal(size=(3, n, m)) if trial % 2 else np.log1p(-rng.random((3, n, m)))
+        yield c, k
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.4, 1.3])
+def test_exact_edit_statistic_is_bit_identical_to_the_numpy_kernel(gamma):
+    for costs, k in cost_tensors(np.random.default_rng(1)):
+        want = alignment.levenshtein_min(costs, k, gamma)
+        got = np.array([nk.edit_min(c, k, gamma) for c in costs])
+        assert np.array_equal(got, want)
+
+
+def test_exact_basic_statistic_is_bit_identical_to_the_numpy_kernel():
+    for costs, k in cost_tensors(np.random.default_rng(2)):
+        assert np.array_equal(np.array([nk.basic_min(c, k) for c in costs]), alignment.basic_min(costs, k))
+
+
+@pytest.mark.parametrize("family", ["exp", "its"])
+def test_null_keys_are_generated_bit_identically(family):
+    s = build_scheme({"scheme": family, "key_length": 24}, Key.from_seed("kernels"))
+    ids = np.random.default_rng(3).integers(0, 50, 30)
+    uniq, labels = np.unique(ids, return_inverse=True)
+    seeds = s.null_seeds(ids, 30, 6)
+    want = s.null_costs(seeds, labels, len(uniq))
+    got = np.stack([nk.null_costs(family, int(x), labels, len(uniq), 24) for x in seeds])
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_indicators_equal_the_numpy_path_and_bounds_hold(name):
+    """At observed values spread over the null distribution, the kernel's `null <= observed`
+    equals the numpy statistics', and no key is ruled out by a bound above its statistic."""
+    s = build_scheme({"scheme": name, "key_length": 40}, Key.from_seed("kernels-" + name))
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 60, 36)
+    ids[20:26] = ids[2:8]  # repeated tokens share null entries
+    uniq, labels = np.unique(ids, return_inverse=True)
+    for k in (36, 12):
+        seeds = s.null_seeds(ids, k, 70)
+        stats = s.statistic(s.null_costs(seeds, labels, len(uniq)), k)
+        for observed in np.quantile(stats, [0.0, 0.1, 0.5, 0.95]):
+            margin = 1e-3 * (abs(observed) + k)
+            hits, bounds, exact = nk.null_indicators(
+                s.family, s.config.edit, seeds, labels, len(uniq), 40, k, s.config.edit_gamma,
+                (0.0, 0.5), float(observed), margin,
+            )  # fmt: skip
+            assert np.array_equal(hits, stats <= observed)
+            if name != "its":
+                assert np.all(bounds.max(axis=1) <= stats + margin)
+                assert np.all(exact | (bounds.max(axis=1) > observed + margin))
+
+
+@pytest.mark.parametrize("name", ["exp-edit", "its-edit"])
+def test_scheme_gives_the_same_indicators_with_and_without_numba(name):
+    """The numba path may end a batch at the stop_after-th null <= observed (Besag-Clifford
+    stops there); up to that point its indicators are the numpy path's."""
+    s = build_scheme({"scheme": name, "key_length": 32}, Key.from_seed("paths"))
+    ids = np.random.default_rng(5).integers(0, 40, 20)
+    costs = s.cost_matrix(ids)[None]
+    observed = float(s.statistic(costs, 20)[0])
+    fast = np.concatenate(list(s._null_indicators(ids, 20, observed, 150, fast=True)))
+    slow = np.concatenate(list(s._null_indicators(ids, 20, observed, 150, fast=False)))
+    assert slow.size == 150 and np.array_equal(fast, slow[: fast.size])
+    assert fast.size == 150 or (fast.sum() == s.config.stop_after and fast[-1])
