@@ -61,12 +61,14 @@ def paraphrase(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     on_item: Callable[[int], None] | None = None,
+    extra_processors: Sequence[Any] = (),
 ) -> list[str]:
     """Paraphrase each text; returns the rewritten texts in order.
 
     Units (sentences or texts) are batched by token length; `max_new_tokens` defaults to 1.5 x
     the longest input of a batch plus 16 tokens. `on_item` is called with the number of texts
-    finished, for progress bars.
+    finished, for progress bars. `extra_processors` (stateless logits processors) steer the
+    rewriting model, e.g. away from a stolen green list (`attacks.scrub.paraphrase_scrub`).
     """
     from watermark.generation import generate
 
@@ -95,6 +97,7 @@ def paraphrase(
             batch_size=batch_size,
             temperature=temperature,
             seed=None if seed is None else seed + start,
+            extra_processors=extra_processors,
         )
         for j, g in zip(batch, gens, strict=True):
             i, u = flat[j]

@@ -84,6 +84,34 @@ def perplexity(model: Any, ids: Sequence[int], prefix: Sequence[int]) -> float:
     return float(perplexities(model, [list(ids)], [list(prefix)])[0])
 
 
+class WordFilter:
+    """Whole-word editing: a position is editable only when its token is a whole word with a
+    leading space (" river") and the next token does not continue it; replacements are whole
+    words with the same capitalisation. Replacing one piece of a multi-token word ("Nik|olaus")
+    leaves a fragment the model finds very unlikely, which is most of a token scrubber's
+    perplexity cost."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None):
+        from .neighbour import word_token_masks
+
+        v = vocab_size or len(tokenizer)
+        self.is_word, self.has_space, self.is_capital, _ = word_token_masks(tokenizer, v)
+        self.whole = self.is_word & self.has_space
+        self.glue = self.is_word & ~self.has_space  # an alphabetic piece that continues a word
+
+    def _get(self, arr: np.ndarray, t: int) -> bool:
+        return bool(arr[t]) if 0 <= t < len(arr) else False
+
+    def editable(self, ids: Sequence[int], i: int) -> bool:
+        nxt = ids[i + 1] if i + 1 < len(ids) else None
+        return self._get(self.whole, ids[i]) and (nxt is None or not self._get(self.glue, nxt))
+
+    def allows(self, original: int, candidate: int) -> bool:
+        return self._get(self.whole, candidate) and self._get(self.is_capital, candidate) == self._get(
+            self.is_capital, original
+        )
+
+
 def estimated_z(probs: Sequence[float], gamma: float) -> float:
     """The attacker's z-estimate from per-item green probabilities (Jovanovic et al.)."""
     t = len(probs)
@@ -115,6 +143,7 @@ def plan_edits(
     max_edit_rate: float = 0.5,
     banned_ids: Sequence[int] = (),
     gamma: float | None = None,
+    words: WordFilter | None = None,
 ) -> set[int]:
     """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
     cost (see the module docstring); empty when the text already estimates below it."""
@@ -139,6 +168,8 @@ def plan_edits(
         if b <= 0:
             continue
         cost, gain_new = 0.0, 0.0
+        if words is not None and not all(words.editable(ids, i) for i in pos):
+            continue
         for i in pos:
             c_ctx = full[: len(prefix) + i]
             boosts = stolen.boosts(c_ctx)
@@ -147,6 +178,8 @@ def plan_edits(
             for c in torch.topk(lp, top_k).indices.tolist():
                 bc = boosts.get(c, 0.0)
                 if c == ids[i] or c in banned or stolen.is_green(c, c_ctx):
+                    continue
+                if words is not None and not words.allows(ids[i], c):
                     continue
                 val = float(lp[c]) - penalty * bc
                 if val > best_val:
@@ -201,12 +234,14 @@ def scrub_ids(
     neighbours: NeighbourIndex | None = None,
     target_z: float | None = None,
     penalty: float = 0.0,
+    words: WordFilter | None = None,
 ) -> ScrubResult:
     """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
 
     `candidates="embedding"` draws replacements from `neighbours` (default: an index over the
     model's input embeddings without word masks; `scrub_texts` passes a word-aware one).
-    `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions."""
+    `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions.
+    `words`: edit whole words only, replacing them by whole words (`WordFilter`)."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -226,7 +261,7 @@ def scrub_ids(
     planned = None
     if target_z is not None:
         planned = plan_edits(
-            model, ids, stolen, prefix, target_z, top_k, penalty, max_edit_rate, sorted(banned)
+            model, ids, stolen, prefix, target_z, top_k, penalty, max_edit_rate, sorted(banned), words=words
         )
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
@@ -240,9 +275,13 @@ def scrub_ids(
         for b, (toks, score, edits) in enumerate(hyps):
             ctx = _last(prefix[-h:] + toks[-h:], h) if h else ()  # the last h tokens, not a copy of all
             wanted = stolen.is_green(y, ctx) if planned is None else i in planned
+            if wanted and planned is None and words is not None:
+                wanted = words.editable(ids, i)
             if edits < budget and wanted:
                 pool = _candidates(logp[b], y, top_k, neighbours)
                 red = [c for c in pool if c != y and c not in banned and not stolen.is_green(c, ctx)]
+                if words is not None:
+                    red = [c for c in red if words.allows(y, c)]
                 if penalty:
                     boosts = stolen.boosts(ctx)
                     red.sort(key=lambda c: -(float(logp[b, c]) - penalty * boosts.get(c, 0.0)))
@@ -282,12 +321,16 @@ def scrub_texts(
     texts: Sequence[str],
     stolen: StolenList,
     prompts: Sequence[str | None] | None = None,
+    words_only: bool = False,
     **kwargs: Any,
 ) -> list[tuple[str, list[int], ScrubResult]]:
-    """Scrub decoded texts: (new text, its re-tokenised ids as the detector sees them, result)."""
+    """Scrub decoded texts: (new text, its re-tokenised ids as the detector sees them, result).
+    `words_only`: edit whole words only (`WordFilter`)."""
     from watermark.generation import encode_texts
 
     banned = set(tokenizer.all_special_ids)
+    if words_only and kwargs.get("words") is None:
+        kwargs["words"] = WordFilter(tokenizer)
     if kwargs.get("candidates") == "embedding" and kwargs.get("neighbours") is None:
         kwargs["neighbours"] = NeighbourIndex.from_model(model, tokenizer)  # words for words
     out = []
@@ -298,6 +341,39 @@ def scrub_texts(
         new_text = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
         out.append((new_text, encode_texts(tokenizer, [new_text])[0], res))
     return out
+
+
+# Jovanovic et al.'s scrubbing strengths (negative boosts inside DIPPER): gptwm, LeftHash, SelfHash
+SCRUB_STRENGTH = {"h0": -2.0, "lefthash": -2.5, "selfhash": -10.0}
+
+
+def default_scrub_strength(stolen: StolenList) -> float:
+    if stolen.context_width == 0:
+        return SCRUB_STRENGTH["h0"]
+    partial = stolen.ratio_model is not None and stolen.ratio_model.params.w_partials > 0
+    return SCRUB_STRENGTH["selfhash" if partial else "lefthash"]
+
+
+def paraphrase_scrub(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    stolen: StolenList,
+    strength: float | None = None,
+    **kwargs: Any,
+) -> list[str]:
+    """Jovanovic et al.'s scrubber: paraphrase with the stolen boosts *subtracted* from the
+    rewriting model's logits (strength < 0, default the authors' per scheme), so the rewrite
+    avoids believed-green continuations. `kwargs` go to `attacks.paraphrase.paraphrase`
+    (mode, temperature, seed, batch_size, prompt)."""
+    from .paraphrase import paraphrase
+    from .spoof import StolenListLogitsProcessor
+
+    s = default_scrub_strength(stolen) if strength is None else float(strength)
+    if s > 0:
+        raise ConfigError(f"a scrubbing strength pushes away from the list: give a value <= 0, not {s}")
+    proc = StolenListLogitsProcessor(stolen, s, allow_negative=True)
+    return paraphrase(texts, model, tokenizer, extra_processors=[proc], **kwargs)
 
 
 def success_rate(p_values: Sequence[float], alpha: float) -> float:

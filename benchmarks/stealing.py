@@ -431,12 +431,159 @@ def planted_curves(time_limit, out_png):
     return {k: {"list": v["list"], "seconds": v["seconds"]} for k, v in curves.items()}
 
 
+# ---- issue 13 on the real model: ratio stealing, spoofing and scrubbing at strength ---------------
+def _ppl(model, tok, rows_or_ids, prompts):
+    from watermark.evaluation import perplexities, prompt_prefix
+
+    ids = [list(r) for r in rows_or_ids]
+    return perplexities(model, ids, [prompt_prefix(tok, p) for p in prompts])
+
+
+def real_issue13(
+    name, n, n_eval, time_limit, strengths, target_z, penalty, rep_penalty, curves=True,
+    scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True,
+):  # fmt: skip
+    """Steal from `n` + `n` corpus texts, then spoof and scrub on `n_eval` held-out prompts.
+
+    Spoof: the unwatermarked model + strength x ratio boost, 200 tokens, T = 0.7, the held-out
+    prompt's seed; success = detector p < 1e-3; perplexity (default model, given the prompt)
+    beside plain generation with the same seeds. Scrub: the held-out watermarked generations,
+    planned score-guided replacements ("replace") and/or the authors' paraphrase with the boosts
+    subtracted ("paraphrase", sentence by sentence, the default model as rewriter); success =
+    p > 0.05 at <= 2x the original's perplexity."""
+    import torch
+
+    from attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
+    from attacks.spoof import default_strength, spoof_generate
+    from benchmarks.stealing_corpus import (
+        HELDOUT_SEED,
+        MAX_NEW_TOKENS,
+        TEMPERATURE,
+        heldout,
+        load_corpus,
+        scheme_for,
+    )
+    from watermark.evaluation import prompt_prefix
+    from watermark.models import load_model
+
+    torch.set_num_threads(1)
+    model, tok = load_model()
+    scheme = scheme_for(name, len(tok))
+    cfg = scheme.config
+    h = cfg.context_width
+    wm = [r["token_ids"] for r in load_corpus(name, n)]
+    nat = [r["token_ids"] for r in load_corpus("natural", n)]
+    n = min(len(wm), len(nat))
+    wm, nat = wm[:n], nat[:n]
+    if n == 0:
+        print(f"(no cached corpus for {name}: run benchmarks/stealing_corpus.py first)")
+        return {}
+    out = {"corpus": name, "n": n, "seeding": cfg.seeding, "h": h}
+    flagged = lambda t: len(t) > h and scheme.detect(t).z_score > 4  # noqa: E731
+    out["flagged"] = [sum(map(flagged, wm)), sum(map(flagged, nat))]
+    if curves and h == 0:
+        k_over_n = int(scheme.fixed_green_mask(len(tok)).sum()) / len(tok)
+        truth = scheme.green_token_ids().tolist()
+        c = ranking_curves(wm, nat, truth, cfg.gamma, len(tok), 0, flagged,
+                           lambda t: scheme.detect(t).green_count, time_limit, null_fraction=k_over_n)  # fmt: skip
+        png = RESULTS / f"stealing_precision_vs_size_{name}.png"
+        plot_curves(c, png, f"smollm2-135m, {name}, {n} + {n} texts (truth: the whole list)")
+        print(f"\n### Precision against list size, {name}, {n} + {n} texts\n")
+        print(curve_table(c), flush=True)
+        out["curves"] = {k: {"list": v["list"], "seconds": v["seconds"]} for k, v in c.items()}
+    t0 = time.perf_counter()
+    stolen = steal_ratio(wm, nat, h, seeding=cfg.seeding, vocab_size=len(tok), gamma=cfg.gamma)
+    out["ratio_fit_s"] = round(time.perf_counter() - t0, 1)
+    out["ratio_items"] = len(stolen.scores)
+    # spoofing on held-out prompts
+    plain = heldout("natural", n_eval, model, tok)
+    prompts = [r["prompt"] for r in plain]
+    p_plain = [scheme.detect(r["token_ids"]).p_value for r in plain]
+    ppl_plain = _ppl(model, tok, [r["token_ids"] for r in plain], prompts)
+    out["plain"] = {"flagged": int(sum(p < 1e-3 for p in p_plain)), "median_ppl": float(np.median(ppl_plain))}
+    print(f"\nplain generation, {n_eval} held-out prompts: {json.dumps(out['plain'])}", flush=True)
+    out["spoof"] = []
+    for strength in (strengths or [default_strength(stolen)]) if spoof else []:
+        t0 = time.perf_counter()
+        gens = spoof_generate(model, tok, prompts, stolen, delta=strength, repetition_penalty=rep_penalty,
+                              max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=MAX_NEW_TOKENS, batch_size=16,
+                              temperature=TEMPERATURE, seed=HELDOUT_SEED)  # fmt: skip
+        p = [scheme.detect(g.token_ids).p_value for g in gens]
+        ppl = _ppl(model, tok, [g.token_ids for g in gens], prompts)
+        row = {"strength": strength, "repetition_penalty": rep_penalty, "texts": len(gens),
+               "flagged": int(sum(x < 1e-3 for x in p)), "median_p": float(np.median(p)),
+               "median_ppl": float(np.median(ppl)), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        out["spoof"].append(row)
+        print(f"spoof: {json.dumps(row)}", flush=True)
+    # scrubbing the held-out watermarked texts
+    wm_eval = heldout(name, n_eval, model, tok)
+    banned = sorted(set(tok.all_special_ids))
+    words = WordFilter(tok) if "replace" in scrubbers else None
+    out["scrub"] = []
+    for scrubber in scrubbers:
+        t0 = time.perf_counter()
+        rows = []
+        if scrubber.startswith("paraphrase"):
+            s = 0.0 if scrubber == "paraphrase0" else scrub_strength  # paraphrase0: no boost, the control
+            texts = paraphrase_scrub(model, tok, [r["text"] for r in wm_eval], stolen, strength=s,
+                                     mode="sentence", temperature=0.7, seed=0, batch_size=16)  # fmt: skip
+            new_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+            ppl_after = _ppl(model, tok, new_ids, [r["prompt"] for r in wm_eval])
+            ppl_before = _ppl(model, tok, [r["token_ids"] for r in wm_eval], [r["prompt"] for r in wm_eval])
+            for r, ids, pa, pb in zip(wm_eval, new_ids, ppl_after, ppl_before, strict=True):
+                p_after = scheme.detect(ids).p_value if len(ids) > h else 1.0
+                rows.append((scheme.detect(r["token_ids"]).p_value, p_after, float(pb), float(pa), None))
+        else:
+            for r in wm_eval:
+                prefix = prompt_prefix(tok, r["prompt"])
+                res = scrub_ids(model, r["token_ids"], stolen, prefix, top_k=30, max_edit_rate=0.5,
+                                banned_ids=banned, target_z=target_z, penalty=penalty, words=words)  # fmt: skip
+                text = tok.decode(list(res.edited_ids), skip_special_tokens=True)
+                ids = tok(text, add_special_tokens=False)["input_ids"]
+                rows.append((scheme.detect(r["token_ids"]).p_value, scheme.detect(ids).p_value, res.ppl_before,
+                             res.ppl_after, res.edit_rate))  # fmt: skip
+        ok = [pa > 0.05 and qa <= 2 * qb for _, pa, qb, qa, _ in rows]
+        row = {
+            "scrubber": scrubber, "texts": len(rows),
+            **({"target_z": target_z, "penalty": penalty} if scrubber == "replace" else
+               {"strength": 0.0 if scrubber == "paraphrase0" else
+                (scrub_strength if scrub_strength is not None else default_scrub_strength(stolen))}),
+            "flagged_before": int(sum(pb < 1e-3 for pb, *_ in rows)),
+            "p_above_0.05": int(sum(pa > 0.05 for _, pa, *_ in rows)),
+            "success": int(sum(ok)),
+            "median_p_after": float(np.median([r[1] for r in rows])),
+            "median_ppl_before": float(np.median([r[2] for r in rows])),
+            "median_ppl_after": float(np.median([r[3] for r in rows])),
+            "median_ppl_ratio": float(np.median([r[3] / r[2] for r in rows])),
+            "mean_edit_rate": float(np.mean([r[4] for r in rows])) if scrubber == "replace" else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }  # fmt: skip
+        out["scrub"].append(row)
+        print(f"scrub: {json.dumps(row)}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (minutes)")
     ap.add_argument(
         "--curves-only", action="store_true", help="only the precision-vs-size figure of the planted corpus"
     )
+    ap.add_argument("--issue13", default=None, metavar="CORPUS", help="ratio steal + spoof + scrub on CORPUS")
+    ap.add_argument("--n", type=int, default=300, help="--issue13: corpus texts of each kind")
+    ap.add_argument("--eval", type=int, default=20, help="--issue13: held-out prompts to spoof and scrub")
+    ap.add_argument("--strengths", default="", help="--issue13: spoofer strengths (default: the authors')")
+    ap.add_argument("--target-z", type=float, default=0.0, help="--issue13: scrubber's estimated-z target")
+    ap.add_argument("--penalty", type=float, default=1.0, help="--issue13: scrubber's boost penalty")
+    ap.add_argument("--rep-penalty", type=float, default=1.0, help="--issue13: spoofer's n-gram penalty")
+    ap.add_argument("--no-curves", action="store_true", help="--issue13: skip the precision curves")
+    ap.add_argument(
+        "--scrubbers",
+        default="replace,paraphrase",
+        help="--issue13: replace, paraphrase, paraphrase0 (no boost)",
+    )
+    ap.add_argument("--scrub-strength", type=float, default=None, help="--issue13: paraphrase boost (< 0)")
+    ap.add_argument("--skip-spoof", action="store_true", help="--issue13: scrubbing only")
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
     ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
@@ -457,6 +604,14 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
+    if args.issue13:
+        strengths = [float(x) for x in args.strengths.split(",") if x]
+        res = real_issue13(args.issue13, args.n, args.eval, args.time_limit, strengths, args.target_z,
+                           args.penalty, args.rep_penalty, curves=not args.no_curves,
+                           scrubbers=tuple(x for x in args.scrubbers.split(",") if x),
+                           scrub_strength=args.scrub_strength, spoof=not args.skip_spoof)  # fmt: skip
+        print(json.dumps({"benchmark": "stealing", "part": "issue13", **res}))
+        return
     if args.curves_only:
         res = planted_curves(args.time_limit, RESULTS / "stealing_precision_vs_size.png")
         print(json.dumps({"benchmark": "stealing", "part": "curves", "planted": res}))

@@ -36,6 +36,7 @@ CORPORA: dict[str, dict | None] = {
         "seeding": "selfhash",
     },
 }
+HELDOUT_SEED = 5000
 HOLDOUT = 50  # the last prompts of data/prompts.jsonl: never in a corpus, kept for spoofing/scrubbing
 MAX_NEW_TOKENS = 200
 TEMPERATURE = 0.7  # the paper's sampling temperature (top_k = 0)
@@ -123,15 +124,57 @@ def generate_corpora(
             print(f"{name}: {have + n}/{size} ({toks / (time.time() - t0):.0f} tokens/s)", flush=True)
 
 
+def heldout(name: str, n: int, model=None, tok=None, batch_size: int = 16) -> list[dict]:
+    """Generations for the first `n` held-out prompts, plain (`name` = "natural") or watermarked
+    by corpus `name`'s scheme; cached in `heldout-NAME.jsonl` and topped up on demand. The same
+    prompt gets the same seed in every file, so plain, watermarked and spoofed texts share it."""
+    path = corpus_dir() / f"heldout-{name}.jsonl"
+    have = load_corpus(f"heldout-{name}")
+    if len(have) >= n:
+        return have[:n]
+    from watermark.generation import generate
+    from watermark.models import load_model
+
+    if model is None:
+        model, tok = load_model()
+    todo = heldout_prompts()[len(have) : n]
+    corpus_dir().mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        gens = generate(
+            model,
+            tok,
+            batch,
+            scheme=scheme_for(name, len(tok)),
+            max_new_tokens=MAX_NEW_TOKENS,
+            min_new_tokens=MAX_NEW_TOKENS,
+            batch_size=batch_size,
+            temperature=TEMPERATURE,
+            seed=HELDOUT_SEED + len(have) + start,
+        )
+        with path.open("a", encoding="utf-8") as f:
+            for g in gens:
+                f.write(
+                    json.dumps({"prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}) + "\n"
+                )
+        print(f"heldout-{name}: {len(have) + start + len(batch)}/{n}", flush=True)
+    return load_corpus(f"heldout-{name}")[:n]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in CORPORA:
         ap.add_argument(f"--{name}", type=int, default=0, metavar="N", help=f"texts in corpus {name}")
     ap.add_argument("--round-size", type=int, default=50, help="texts per corpus and round (saved at once)")
     ap.add_argument("--bf16", action="store_true", help="generate with a bfloat16 copy of the model")
+    ap.add_argument(
+        "--heldout", type=int, default=0, metavar="N", help="also N held-out generations per named corpus"
+    )
     args = ap.parse_args()
     sizes = {name: getattr(args, name.replace("-", "_"), 0) for name in CORPORA}
     generate_corpora({k: v for k, v in sizes.items() if v}, args.round_size, args.round_size, args.bf16)
+    for name in [k for k, v in sizes.items() if v and args.heldout]:
+        heldout(name, args.heldout, batch_size=args.round_size)
 
 
 if __name__ == "__main__":

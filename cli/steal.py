@@ -402,6 +402,20 @@ class _Judge:
     show_default=True,
     help="Rank replacements by log-probability minus this x their stolen boost.",
 )
+@click.option("--whole-words", is_flag=True, help="Edit whole words only, replacing them by whole words.")
+@click.option(
+    "--paraphrase",
+    "para",
+    is_flag=True,
+    help="Jovanovic et al.'s scrubber: paraphrase sentence by sentence with the model while "
+    "subtracting the stolen boosts (see --strength) instead of replacing tokens.",
+)
+@click.option(
+    "--strength",
+    type=click.FloatRange(max=0),
+    default=None,
+    help="--paraphrase: boost weight, <= 0 (default: the authors' -2 for h = 0, -2.5 LeftHash, -10 SelfHash).",
+)
 @click.option("--candidates", type=click.Choice(["model", "embedding"]), default="model", show_default=True)
 @click.option("--max-edit-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
@@ -418,6 +432,9 @@ def scrub_command(
     beam,
     target_z,
     penalty,
+    whole_words,
+    para,
+    strength,
     candidates,
     max_edit_rate,
     alpha,
@@ -429,7 +446,8 @@ def scrub_command(
     config_path,
     **kwargs,
 ):
-    """Rewrite watermarked INPUT texts, replacing tokens the stolen list calls green."""
+    """Rewrite watermarked INPUT texts, replacing tokens the stolen list calls green (or, with
+    --paraphrase, rewriting them away from the list)."""
     from attacks.scrub import scrub_texts, success_rate
 
     flags = pop_scheme_flags(kwargs)
@@ -441,6 +459,9 @@ def scrub_command(
     stolen = _load_stolen(stolen_path, tok)
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
+    if para:
+        _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json)
+        return
     out, p_before, p_after = [], [], []
     with progress() as bar:
         task = bar.add_task("Scrubbing", total=len(records))
@@ -457,6 +478,7 @@ def scrub_command(
                 max_edit_rate=max_edit_rate,
                 target_z=target_z,
                 penalty=penalty,
+                words_only=whole_words,
             )
             row = (
                 {**rec.record, "text": text, "scrub": res.to_dict()}
@@ -483,6 +505,49 @@ def scrub_command(
         print_json(summary)
         return
     _kv_table("Scrubbing with a stolen list", summary)
+
+
+def _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json) -> None:
+    """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does."""
+    from attacks.scrub import default_scrub_strength, paraphrase_scrub, success_rate
+    from watermark.evaluation import text_perplexities
+
+    s = default_scrub_strength(stolen) if strength is None else strength
+    with progress() as bar:
+        task = bar.add_task("Paraphrasing", total=len(records))
+        texts = paraphrase_scrub(
+            lm, tok, [r.text for r in records], stolen, s, on_item=lambda n: bar.advance(task, n)
+        )
+    prompts = [r.prompt for r in records]
+    before = text_perplexities(lm, tok, [r.text for r in records], prompts)
+    after = text_perplexities(lm, tok, texts, prompts)
+    out, p_before, p_after = [], [], []
+    for rec, text, pb, pa, (truth, conflicts) in zip(records, texts, before, after, truths, strict=True):
+        info: dict[str, Any] = {
+            "mode": "paraphrase",
+            "strength": s,
+            "ppl_before": float(pb),
+            "ppl_after": float(pa),
+        }
+        if truth is not None:
+            ids = encode_texts(tok, [text])[0]
+            info["p_before"] = truth.detect(encode_texts(tok, [rec.text])[0]).p_value
+            info["p_after"] = truth.detect(ids).p_value if len(ids) >= truth.min_tokens else 1.0
+            info["config_conflicts"] = conflicts
+            p_before.append(info["p_before"])
+            p_after.append(info["p_after"])
+        out.append({**(rec.record or {}), "text": text, "scrub": info})
+    write_jsonl(output, out)
+    summary: dict[str, Any] = {"output": output, "texts": len(out), "mode": "paraphrase", "strength": s}
+    summary["mean_ppl_before"] = float(sum(before) / max(len(out), 1))
+    summary["mean_ppl_after"] = float(sum(after) / max(len(out), 1))
+    if judged:
+        summary["flagged_before"] = 1.0 - success_rate(p_before, alpha)
+        summary["success_rate"] = success_rate(p_after, alpha)
+    if as_json:
+        print_json(summary)
+        return
+    _kv_table("Scrubbing by paraphrase, away from a stolen list", summary)
 
 
 @click.command("spoof")

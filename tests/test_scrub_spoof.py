@@ -115,3 +115,18 @@ def test_planned_scrub_edits_only_what_the_estimate_needs(tiny_model, tokenizer,
         assert estimated_z(list(left.values()), 0.25) <= 0.5
         assert unigram.detect(planned.edited_ids).p_value > ALPHA
     assert estimated_z([], 0.25) == 0.0
+
+
+def test_word_filter_edits_whole_words_into_whole_words(tokenizer):
+    from attacks.scrub import WordFilter
+
+    wf = WordFilter(tokenizer)
+    ids = tokenizer(" The river flows past Nikolaus", add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([t]) for t in ids]
+    assert pieces[:4] == [" The", " river", " flows", " past"] and len(ids) > 5  # " Nik" + "olaus"...
+    assert wf.editable(ids, 1) and wf.editable(ids, 3)
+    assert not wf.editable(ids, 4)  # " Nik" is continued by "olaus": editing it leaves a fragment
+    stream = tokenizer(" stream", add_special_tokens=False)["input_ids"][0]
+    capital = tokenizer(" Stream", add_special_tokens=False)["input_ids"][0]
+    comma = tokenizer(",", add_special_tokens=False)["input_ids"][0]
+    assert wf.allows(ids[1], stream) and not wf.allows(ids[1], capital) and not wf.allows(ids[1], comma)

@@ -239,11 +239,28 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     assert json.loads(res.stdout)["bias"] == 3.0  # the authors' Unigram strength
     res = invoke(
         scrub_command,
-        [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--target-z", 0, "--penalty", 1,
+        [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--target-z", 0, "--penalty", 1, "--whole-words",
          "-o", tmp_path / "scrub.jsonl", *common],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["texts"] == 2
+    res = invoke(
+        scrub_command,
+        [
+            str(tmp_path / "spoof.jsonl"),
+            "--stolen",
+            out,
+            "--paraphrase",
+            "-o",
+            tmp_path / "para.jsonl",
+            *common,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["mode"] == "paraphrase" and summary["strength"] == -2.0 and summary["texts"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "para.jsonl").read_text().splitlines()]
+    assert all("p_after" in r["scrub"] and r["text"] for r in rows)
 
 
 def test_bad_context_weights_are_one_line_errors(world, tmp_path):
