@@ -9,9 +9,8 @@ offline lookup does, so no case touches the network. Valid but expensive setting
 10,000 rows, a million resamples) are capped to small values so every case runs in milliseconds;
 out-of-range values are kept, they must be refused.
 
-Strategies for inputs that another branch hardens (reading devices and pipes, JSON nesting and huge
-integers, lone surrogates, terminal escapes, key and output paths) are written out below and
-skipped until it lands: run them with WM_FUZZ_IO=1 (or set `IO_HARDENED = True` once merged).
+The last three tests cover the I/O hardening (reading devices and pipes, JSON nesting and huge
+integers, lone surrogates, terminal escapes, key and output paths); WM_FUZZ_IO=0 skips them.
 `--hypothesis-show-statistics` shows which exits and error lines each test reached.
 """
 
@@ -36,10 +35,8 @@ from watermark import models
 from watermark.errors import ModelNotFoundError
 from watermark.keys import write_key_file
 
-IO_HARDENED = os.environ.get("WM_FUZZ_IO") == "1"  # set True once the I/O hardening is merged
-needs_io_hardening = pytest.mark.skipif(
-    not IO_HARDENED, reason="enabled once device/JSON-limit/surrogate/escape/output hardening merges"
-)
+IO_HARDENED = os.environ.get("WM_FUZZ_IO", "1") == "1"
+needs_io_hardening = pytest.mark.skipif(not IO_HARDENED, reason="WM_FUZZ_IO=0")
 
 
 def fuzz(n: int):
@@ -360,7 +357,7 @@ def test_steal_on_tiny_corpora(world, wm_recs, natural, threat, flags):
     invoke(args + [x for f in flags for x in f] + ["-o", new_path(world, ".json"), "--json"])
 
 
-# ---- pending: inputs the I/O hardening covers -------------------------------------------------------
+# ---- inputs the I/O hardening covers -------------------------------------------------------
 
 
 def _deep(n: int) -> bytes:
