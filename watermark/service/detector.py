@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..generation import encode_texts
+from ..normalize import canonicalize
 from ..report import detection_row, mask_legend, result_html, token_pieces
 from ..schemes import build_scheme
 from ..schemes.base import WatermarkScheme
@@ -76,7 +77,9 @@ class Detector:
         for text, source in zip(texts, sources, strict=True):
             pieces = legend = None
             try:
-                ids = encode_texts(tok, [text])[0]
+                # canonical text, as `wm detect` scores it (invisible characters, look-alikes)
+                text, norm = canonicalize(text, offsets=False)
+                ids = encode_texts(tok, [text], normalize=False)[0]
                 det = scheme.detect(ids, alpha=self.alpha)
                 if tokens and show_tokens:
                     pieces = token_pieces(tok, text, ids, getattr(det, "token_mask", ()))
@@ -84,6 +87,7 @@ class Detector:
                 row = detection_row(
                     source, det, self.alpha, pieces, config=scheme.config.to_dict(), config_conflicts=[]
                 )
+                row.update(norm.to_dict())
                 if spans:
                     row.update(_spans(scheme, ids))
             except InputError as exc:
