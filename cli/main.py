@@ -8,13 +8,13 @@ error, 130 interrupted. Usage errors (unknown option, missing argument, bad choi
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 import traceback
 
 import click
 
-from watermark import models
 from watermark.errors import WmError
 
 from .terminal import visible
@@ -30,7 +30,55 @@ def _usage_error(exc: click.UsageError) -> None:
     _error(f"{command}: {exc.format_message()} (see '{command} --help')")
 
 
+# name -> (module, attribute, the one line `wm --help` shows). Commands are imported only when
+# used, so `wm --help` and `wm --version` do not pay for torch and transformers; a test checks
+# these lines equal each command's own short help.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "attack": (".attack", "attack", "Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode."),
+    "calibrate": (".calibrate", "calibrate_command", "Measure this key's null on unwatermarked FILES (JSONL with `text`, or plain text)."),
+    "detect": (".detect", "detect", "Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."),
+    "eval": (".evaluate", "eval_command", "Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."),
+    "generate": (".generate", "generate", "Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."),
+    "keygen": (".keygen", "keygen", "Write 32 random bytes (hex) to a new key file with mode 0600 (or a transformers key)."),
+    "serve": (".serve", "serve", "Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."),
+    "steal": (".steal", "steal", "Steal a green list from texts labelled watermarked and natural."),
+    "uncertainty": (".uncertainty", "uncertainty", "How sure is the model of its answer? SAR and baselines; `eval` measures them on a QA set."),
+}  # fmt: skip
+
+
+def load_command(name: str) -> click.Command:
+    """Import one command's module (the only place the CLI pays for its dependencies)."""
+    module_name, attr, _ = COMMANDS[name]
+    return getattr(importlib.import_module(module_name, __package__), attr)
+
+
 class WmGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            command = load_command(cmd_name)
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from COMMANDS' one-liners: listing does not import the commands."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                rows.append((name, loaded.get_short_help_str(limit)))
+            else:
+                rows.append((name, click.utils.make_default_short_help(COMMANDS[name][2], limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """click's main, with its usage-error block replaced by one `error:` line."""
         if not standalone_mode:
@@ -90,34 +138,9 @@ class WmGroup(click.Group):
 )
 def wm(allow_download: bool) -> None:
     """Watermark LLM text while it is generated, detect it with a p-value, and attack it."""
-    models.allow_download(allow_download, process_wide=True)
+    from watermark import offline
 
-
-def _register() -> None:
-    from . import detect, generate, keygen
-
-    wm.add_command(keygen.keygen)
-    wm.add_command(generate.generate)
-    wm.add_command(detect.detect)
-    # further commands register here, one line each (attack, eval, steal, uncertainty)
-    for module_name, attr in (
-        ("cli.attack", "attack"),
-        ("cli.evaluate", "eval_command"),
-        ("cli.steal", "steal"),
-        ("cli.uncertainty", "uncertainty"),
-        ("cli.serve", "serve"),
-        ("cli.calibrate", "calibrate_command"),
-    ):
-        try:
-            module = __import__(module_name, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        wm.add_command(getattr(module, attr))
-
-
-_register()
+    offline.allow_download(allow_download, process_wide=True)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from cli.main import wm
 from cli.terminal import visible
-from watermark import atomic, encoding, models, textio
+from watermark import atomic, encoding, models, offline, textio
 from watermark.errors import InputError, KeyFileError, ModelNotFoundError, OutputError
 from watermark.keys import Key, load_key_file, write_key_file
 
@@ -353,7 +353,7 @@ def test_a_record_cannot_switch_downloads_on(env, no_network):
 
 
 def test_downloads_only_when_the_user_switches_them_on(monkeypatch):
-    monkeypatch.setattr(models, "_DOWNLOADS", False)
+    monkeypatch.setattr(offline, "_DOWNLOADS", False)
     with pytest.raises(ModelNotFoundError, match="offline"):
         models.resolve_name("nobody/no-such-model-xyz")
     models.allow_download(True)
@@ -365,7 +365,7 @@ def test_downloads_only_when_the_user_switches_them_on(monkeypatch):
 
 def test_allow_download_flag_and_env(env, monkeypatch):
     seen = []
-    monkeypatch.setattr(models, "allow_download", lambda on, process_wide=False: seen.append(on))
+    monkeypatch.setattr(offline, "allow_download", lambda on, process_wide=False: seen.append(on))
     run("--allow-download", "keygen", "-o", env / "k1")
     monkeypatch.setenv("WM_ALLOW_DOWNLOAD", "1")
     run("keygen", "-o", env / "k2")

@@ -1,11 +1,29 @@
-"""wm: watermark LLM text during generation, detect it with honest p-values, attack it."""
+"""wm: watermark LLM text during generation, detect it with honest p-values, attack it.
 
-from .config import SchemeConfig, config_from_dict, load_config_file, save_config_file
-from .errors import WmError
-from .keys import Key, load_key_file, write_key_file
-from .schemes import Detection, available_schemes, build_scheme
+The names below load on first use (PEP 562), so `import watermark.errors` or the CLI's
+`wm --help` does not pay for torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Detection": ".schemes",
+    "Key": ".keys",
+    "SchemeConfig": ".config",
+    "WmError": ".errors",
+    "available_schemes": ".schemes",
+    "build_scheme": ".schemes",
+    "config_from_dict": ".config",
+    "load_config_file": ".config",
+    "load_key_file": ".keys",
+    "save_config_file": ".config",
+    "write_key_file": ".keys",
+}
 
 __all__ = [
     "Detection",
@@ -20,3 +38,22 @@ __all__ = [
     "save_config_file",
     "write_key_file",
 ]
+
+if TYPE_CHECKING:
+    from .config import SchemeConfig, config_from_dict, load_config_file, save_config_file
+    from .errors import WmError
+    from .keys import Key, load_key_file, write_key_file
+    from .schemes import Detection, available_schemes, build_scheme
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

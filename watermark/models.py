@@ -31,6 +31,8 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, ModelNotFoundError
+from .offline import allow_download as allow_download  # re-exported: models.allow_download(...)
+from .offline import downloads_allowed
 
 try:
     import fcntl
@@ -108,33 +110,10 @@ def _gguf_cache_path(name: str, gguf: Path) -> Path:
     return cache_dir() / f"{name}-{st.st_size:x}"
 
 
-_DOWNLOADS = os.environ.get("WM_ALLOW_DOWNLOAD", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def allow_download(allowed: bool, process_wide: bool = False) -> None:
-    """Let model/tokenizer names that are not local be downloaded from the Hugging Face hub.
-
-    Only the user switches this on (a CLI flag or WM_ALLOW_DOWNLOAD=1), never an input file.
-    `process_wide` (the CLI) also puts every other hub access of this process (similarity and
-    NLI models, side files) offline while downloads are off."""
-    global _DOWNLOADS
-    _DOWNLOADS = bool(allowed)
-    if process_wide:
-        with contextlib.suppress(ImportError):
-            import huggingface_hub.constants as hub_constants
-
-            user_offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            hub_constants.HF_HUB_OFFLINE = user_offline or not _DOWNLOADS
-
-
-def downloads_allowed() -> bool:
-    return _DOWNLOADS
-
-
 @contextlib.contextmanager
 def hub_access() -> Iterator[None]:
     """While loading: the HF hub stays offline (no request, no retry) unless downloads are on."""
-    if _DOWNLOADS:
+    if downloads_allowed():
         yield
         return
     try:
@@ -178,9 +157,9 @@ def resolve_name(name: str, what: str = "model") -> str:
             f"cannot load {what} {name!r}: it is a file; give a model folder or a model name"
         )
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)
-    if looks_like_path and not _DOWNLOADS:
+    if looks_like_path and not downloads_allowed():
         raise ModelNotFoundError(f"cannot load {what} {name!r}: no such folder")
-    if _in_hf_cache(name) or _DOWNLOADS:
+    if _in_hf_cache(name) or downloads_allowed():
         return name
     raise ModelNotFoundError(
         f"cannot load {what} {name!r} offline: it is not an embedded model ({', '.join(sorted(EMBEDDED))}), "
@@ -238,7 +217,7 @@ def load_tokenizer(name: str | None = None) -> Any:
 
     try:
         with hub_access():
-            tok = AutoTokenizer.from_pretrained(path, local_files_only=not _DOWNLOADS)
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=not downloads_allowed())
     except Exception as exc:  # transformers raises OSError, ValueError, HF hub errors...
         raise _load_error(name, exc) from None
     return _prepare_tokenizer(tok)
@@ -287,7 +266,7 @@ def model_vocab_size(name: str | None = None) -> int:
                     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
         else:
             with hub_access():
-                config = AutoConfig.from_pretrained(path, local_files_only=not _DOWNLOADS)
+                config = AutoConfig.from_pretrained(path, local_files_only=not downloads_allowed())
         return int(config.get_text_config().vocab_size)
     except ModelNotFoundError:
         raise
@@ -320,7 +299,7 @@ def load_model(
         try:
             with hub_access():
                 model = AutoModelForCausalLM.from_pretrained(
-                    path, dtype=dtype, local_files_only=not _DOWNLOADS
+                    path, dtype=dtype, local_files_only=not downloads_allowed()
                 )
         except Exception as exc:
             raise _load_error(name, exc) from None
