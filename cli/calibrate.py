@@ -12,7 +12,9 @@ from watermark.schemes import build_scheme
 from watermark.textio import read_records
 
 from .common import (
+    check_outputs,
     err_console,
+    force_option,
     json_option,
     key_option,
     load_key,
@@ -40,6 +42,7 @@ from .common import (
     is_flag=True,
     help="Plain-text FILES hold one natural text per line (default: one per file).",
 )
+@force_option
 @json_option
 def calibrate_command(
     files, key_path, model, output, no_normalize, one_per_line, as_json, scheme, config_path, **kwargs
@@ -51,6 +54,7 @@ def calibrate_command(
     (same source, similar length). Use texts the key never watermarked, and at least 1/alpha of them.
     """
     flags = pop_scheme_flags(kwargs)
+    check_outputs([output], [*files, config_path], key_path)
     key = load_key(key_path)
     records = [r for f in files for r in read_records(f, one_per_line=one_per_line)]
     config = resolve_config(scheme, config_path, flags, None)

@@ -457,6 +457,28 @@ def cached(func: Callable) -> Callable:
     return functools.lru_cache(maxsize=8)(func)
 
 
+class AliasedOption(click.Option):
+    """An option whose old spellings still parse but are not shown in --help.
+
+    One spelling per idea across commands (`--limit`, `-o/--output`, `--no-plots`); the names
+    commands used before stay accepted so scripts written against them keep working."""
+
+    def __init__(self, *args: Any, hidden_aliases: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = tuple(hidden_aliases)
+        unknown = set(self.hidden_aliases) - set(self.opts)
+        if unknown:
+            raise TypeError(f"hidden aliases {sorted(unknown)} are not names of this option")
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        saved = self.opts
+        self.opts = [o for o in saved if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = saved
+
+
 def force_option(func: Callable) -> Callable:
     """--force: let this command replace existing output files (read back by `check_outputs`)."""
 

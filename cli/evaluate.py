@@ -35,6 +35,7 @@ from watermark.textio import read_prompts
 
 from .common import (
     SEED_RANGE,
+    AliasedOption,
     ConfigResolver,
     conflicts_json,
     console,
@@ -73,20 +74,39 @@ DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:
     help="Comma-separated KIND[:MODE][:STRENGTH], e.g. none,substitute:0.2,paraphrase:whole.",
 )
 @click.option(
-    "--n", "n", type=click.IntRange(1), default=200, show_default=True, help="Prompts (texts per side)."
+    "--limit",
+    "--n",
+    "n",
+    cls=AliasedOption,
+    hidden_aliases=("--n",),
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Prompts (texts per side).",
 )
 @click.option("--max-new-tokens", type=click.IntRange(1, 100_000), default=200, show_default=True)
 @click.option(
     "--prompt-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Prompts, one per line or JSONL with 'prompt' (default data/prompts.jsonl; cycled if n is larger).",
+    help="Prompts, one per line or JSONL with 'prompt' (default data/prompts.jsonl; cycled if --limit is larger).",
 )
 @click.option(
     "--model", default=None, help="Generating model: name, HF id or local folder (default smollm2-135m)."
 )
 @click.option("--oracle", default=None, help="Model that scores perplexity (default: the generating model).")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="wm-eval", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    "--output-dir",
+    "output_dir",
+    cls=AliasedOption,
+    hidden_aliases=("--output-dir",),
+    type=click.Path(file_okay=False),
+    default="wm-eval",
+    show_default=True,
+    help="Folder for results.json, the plots and the cached generations.",
+)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0), default=1.0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)

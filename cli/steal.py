@@ -158,6 +158,7 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the stolen list here."
 )
+@force_option
 @json_option
 def steal_command(
     wm_paths,

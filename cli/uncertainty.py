@@ -32,6 +32,7 @@ from watermark.uncertainty.scores import SENTENCE_TEMPERATURE
 
 from .common import (
     SEED_RANGE,
+    AliasedOption,
     console,
     err_console,
     json_option,
@@ -259,7 +260,15 @@ def _stages():
     help="An answer is correct when its Rouge-L F1 against the best reference exceeds this.",
 )
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--no-plot", is_flag=True, help="Skip roc.png (needs matplotlib).")
+@click.option(
+    "--no-plots",
+    "--no-plot",
+    "no_plot",
+    cls=AliasedOption,
+    hidden_aliases=("--no-plot",),
+    is_flag=True,
+    help="Skip roc.png (needs matplotlib).",
+)
 def eval_qa(
     qa_file: str,
     model: str | None,

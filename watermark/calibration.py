@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_json
 from .errors import ConfigError, InputError
 from .schemes.base import Detection, TextTooShortError, WatermarkScheme
 
@@ -128,9 +129,7 @@ class Calibration:
         }
 
     def save(self, path: str | Path) -> None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())  # atomic: a reader never sees half a file
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "calibration") -> Calibration:
