@@ -9,7 +9,7 @@
 4. `wm generate --scheme synthid` + `wm detect` end to end (CLI).
 5. Detection power of synthid beside kgw and gumbel at 50/100/200 tokens (--n-power prompts,
    texts cut to their first L tokens), and robustness rows from `wm eval`'s grid machinery
-   (`watermark.evaluation.run_grid`, same settings and key as benchmarks/robustness.py, so its
+   (`attacks.grid.run_grid`, same settings and key as benchmarks/robustness.py, so its
    caches are shared: `python benchmarks/robustness.py --n 32 --out out/interop/grid ...`).
 
 Everything is cached under --out; a rerun only redoes what is missing. Writes --markdown.
@@ -33,9 +33,10 @@ import torch
 from _common import ROOT, emit, load_prompts
 from robustness import markdown_table
 
+from attacks.grid import GridSetup, run_grid
 from attacks.registry import parse_attacks
 from watermark.config import default_config
-from watermark.evaluation import GenerationSettings, GridSetup, cached_generations, generation_tag, run_grid
+from watermark.evaluation import GenerationSettings, cached_generations, generation_tag
 from watermark.generation import format_prompt
 from watermark.keys import Key, write_key_file
 from watermark.models import DEFAULT_MODEL, load_model

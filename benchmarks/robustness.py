@@ -1,5 +1,5 @@
 """Robustness grid on the default model: every scheme given x every attack, through the same
-harness as `wm eval` (watermark.evaluation.run_grid), with its caches under --out.
+harness as `wm eval` (attacks.grid.run_grid), with its caches under --out.
 
     python benchmarks/robustness.py --n 32 --max-new-tokens 100 --schemes kgw,unigram,gumbel
     # the published run: see benchmarks/results/robustness.md (n = 200, 200 tokens, --bf16-helpers,
@@ -24,17 +24,10 @@ from pathlib import Path
 import torch
 from _common import ROOT, emit, load_prompts
 
+from attacks.grid import GridSetup, load_p_values, run_grid
 from attacks.registry import parse_attacks
 from watermark.config import default_config
-from watermark.evaluation import (
-    GenerationSettings,
-    GridSetup,
-    load_p_values,
-    plot_roc,
-    plot_strength,
-    run_grid,
-    write_json,
-)
+from watermark.evaluation import GenerationSettings, plot_roc, plot_strength, write_json
 from watermark.keys import Key
 from watermark.models import DEFAULT_MODEL, canonical_name, load_model
 from watermark.schemes import build_scheme

@@ -17,18 +17,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from attacks.grid import GridSetup, load_p_values, run_grid
 from attacks.registry import parse_attacks
 from watermark.atomic import check_output_folder
 from watermark.config_resolve import bind_tokenizer
 from watermark.errors import InputError
-from watermark.evaluation import (
-    GenerationSettings,
-    GridSetup,
-    load_p_values,
-    plot_roc,
-    plot_strength,
-    run_grid,
-)
+from watermark.evaluation import GenerationSettings, plot_roc, plot_strength
 from watermark.models import canonical_name, load_model
 from watermark.schemes import build_scheme
 from watermark.textio import read_prompts

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import watermark.generation as generation
+from attacks.grid import GridSetup, run_grid
 from attacks.registry import parse_attacks
 from watermark.config import default_config
 from watermark.evaluation import (
     GenerationSettings,
-    GridSetup,
     auroc_from_p_values,
     cached_generations,
     detection_summary,
@@ -20,7 +20,6 @@ from watermark.evaluation import (
     generation_tag,
     perplexities,
     roc_from_p_values,
-    run_grid,
     tpr_at_fpr,
     tpr_at_p,
 )

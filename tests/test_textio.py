@@ -2,7 +2,7 @@
 
 import json
 
-from watermark.evaluation import _append_jsonl, _read_jsonl
+from watermark.evaluation import append_cache_jsonl, read_cache_jsonl
 from watermark.textio import read_prompts, read_records, text_lines, write_jsonl
 
 # U+2028/U+2029 and NEL are line breaks to str.splitlines but legal, unescaped, inside JSON strings
@@ -32,7 +32,7 @@ def test_prompt_file_lines_keep_unicode_separators(tmp_path):
 def test_grid_cache_reads_back_every_record(tmp_path):
     path = tmp_path / "cache.jsonl"
     recs = [{"index": i, "text": f"{i} {ODD}"} for i in range(3)]
-    _append_jsonl(path, recs)
-    assert _read_jsonl(path) == recs
+    append_cache_jsonl(path, recs)
+    assert read_cache_jsonl(path) == recs
     path.write_text(path.read_text(encoding="utf-8") + json.dumps({"index": 3})[:5], encoding="utf-8")
-    assert _read_jsonl(path) == recs  # a record cut short by an interruption is dropped
+    assert read_cache_jsonl(path) == recs  # a record cut short by an interruption is dropped

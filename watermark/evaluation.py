@@ -10,11 +10,11 @@ Metrics (p-values in, lower p = more watermarked):
 - `perplexities`: per-text perplexity under a model, batched, conditioned on a prefix (the
   chat-formatted prompt), as in Kirchenbauer et al. 2023.
 
-`run_grid` is the robustness experiment behind `wm eval` and `benchmarks/robustness.py`:
-generate watermarked and unwatermarked texts for the same prompts and sampling seeds, attack
-both, detect, and aggregate one row per (scheme, attack). Everything expensive is cached under
-the output folder and keyed by what determines it, so a rerun, a larger n or a new attack
-reuses earlier work, and an interrupted run loses at most one batch:
+`cached_generations` keeps the texts the robustness grid (`attacks/grid.py`, behind `wm eval` and
+`benchmarks/robustness.py`) attacks; the grid itself lives with the attacks it drives, so this
+core module imports nothing from `attacks/`. The grid's cache layout (everything expensive is kept
+under the output folder, keyed by what determines it, so a rerun, a larger n or a new attack
+reuses earlier work and an interruption loses at most one batch):
     generations/<scheme|plain>-<hash>.jsonl   texts by prompt index (hash: model, sampling, config)
     attacks/<generation>-<attack>-<hash>.jsonl  attacked texts + fraction changed + perplexity
     pvalues/<scheme>-<attack>-<hash>.json       p-values of both sides (hash: detector config and
@@ -35,14 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-# The harness is where schemes meet attacks. attacks.registry imports nothing from this module
-# (its attack kinds load lazily), so there is no import cycle with attacks.scrub.
-from attacks.registry import AttackContext, apply_attack, get_attack
-
 from . import atomic
-from .errors import ConfigError, InputError
+from .errors import ConfigError
 from .metrics import auroc, roc_curve
-from .schemes.base import TextTooShortError, WatermarkScheme
+from .schemes.base import WatermarkScheme
 from .textio import text_lines
 
 # ---------------------------------------------------------------------------------------------
@@ -202,13 +198,13 @@ def text_perplexities(
     return perplexities(model, ids, prefixes, batch_size=batch_size, pad_id=pad)
 
 
-def _median(values: Sequence[float]) -> float:
+def finite_median(values: Sequence[float]) -> float:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     return float(np.median(v)) if v.size else float("nan")
 
 
-def _mean(values: Sequence[float]) -> float:
+def finite_mean(values: Sequence[float]) -> float:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
@@ -232,15 +228,15 @@ class GenerationSettings:
     chat: bool = True
 
 
-def _digest(obj: Any) -> str:
+def cache_digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_cache_jsonl(path: Path) -> list[dict]:
     """Complete records of a cache file; a line cut short by an interruption is dropped."""
     if not path.exists():
         return []
@@ -255,11 +251,11 @@ def _read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _rewrite_jsonl(path: Path, records: Sequence[dict]) -> None:
+def rewrite_cache_jsonl(path: Path, records: Sequence[dict]) -> None:
     atomic.write_jsonl(path, records)
 
 
-def _append_jsonl(path: Path, records: Sequence[dict]) -> None:
+def append_cache_jsonl(path: Path, records: Sequence[dict]) -> None:
     with path.open("a", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -280,7 +276,7 @@ def _json_default(o: Any) -> Any:
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
-def _no_progress(description: str, total: int) -> Callable[[int], None]:
+def no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
@@ -289,8 +285,8 @@ def generation_tag(settings: GenerationSettings, config: dict[str, Any] | None) 
 
     The prompts are not part of it: records carry their prompt and are reused per index. Pass
     `config.generation_dict()`, so detection-only parameters (resamples, ...) share the texts."""
-    name = "plain" if config is None else _safe(str(config["scheme"]))
-    return f"{name}-{_digest({'settings': asdict(settings), 'config': config})}"
+    name = "plain" if config is None else safe_name(str(config["scheme"]))
+    return f"{name}-{cache_digest({'settings': asdict(settings), 'config': config})}"
 
 
 def cached_generations(
@@ -310,7 +306,7 @@ def cached_generations(
     """
     from .generation import generate
 
-    cached = _read_jsonl(path)
+    cached = read_cache_jsonl(path)
     done = []
     for rec, prompt in zip(cached, prompts, strict=False):  # reuse the prefix made for these prompts
         if rec.get("prompt") != prompt:
@@ -321,7 +317,7 @@ def cached_generations(
     if on_batch and done:
         on_batch(min(len(done), len(prompts)))
     if len(done) < len(prompts) and len(done) < len(cached):
-        _rewrite_jsonl(path, done)  # drop a partly written batch (or other prompts) before appending
+        rewrite_cache_jsonl(path, done)  # drop a partly written batch (or other prompts) before appending
     for start in range(len(done), len(prompts), bs):
         batch = list(prompts[start : start + bs])
         gens = generate(
@@ -341,264 +337,11 @@ def cached_generations(
             {"index": start + j, "prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}
             for j, g in enumerate(gens)
         ]
-        _append_jsonl(path, recs)
+        append_cache_jsonl(path, recs)
         done.extend(recs)
         if on_batch:
             on_batch(len(batch))
     return done[: len(prompts)]
-
-
-# ---------------------------------------------------------------------------------------------
-# the robustness grid
-
-
-@dataclass
-class GridSetup:
-    """What `run_grid` works with; `oracle` scores perplexity (default: the generating model)."""
-
-    model: Any
-    tokenizer: Any
-    settings: GenerationSettings
-    prompts: Sequence[str]
-    out_dir: Path
-    oracle: tuple[Any, Any] | None = None
-    oracle_name: str | None = None  # names the oracle in cache keys
-    attacker: tuple[Any, Any] | None = None  # the model attacks use (default: the generating model);
-    # name it in attack_options["paraphrase_model"] so caches and records say which one it was
-    paraphraser: tuple[Any, Any] | None = None  # paraphrase only (default: `attacker`); may have its
-    # own tokenizer, unlike `attacker`, whose embeddings the neighbour attack reads
-    attack_seed: int = 0
-    attack_options: dict[str, Any] | None = None
-    chunk_size: int = 16  # texts per cached attack chunk
-    compute_perplexity: bool = True
-    perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
-    row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
-    normalize: bool = True  # detect on canonical text (watermark.normalize), as `wm detect` does
-
-
-def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
-    """The (model, tokenizer) an attack kind runs: a separate paraphraser where one is given."""
-    if kind == "paraphrase" and setup.paraphraser is not None:
-        return setup.paraphraser
-    return setup.attacker or (setup.model, setup.tokenizer)
-
-
-def _attack_cache(
-    setup: GridSetup,
-    gen_tag: str,
-    donor_tag: str,
-    spec: Any,
-    texts: Sequence[str],
-    donors: Sequence[str],
-    advance: Callable[[int], None],
-) -> list[dict]:
-    """Attacked versions of `texts` (text, fraction_changed, perplexity), cached by chunk."""
-    kind = get_attack(spec.kind)
-    options = {k: v for k, v in (setup.attack_options or {}).items() if not k.startswith("_")}
-    key = {
-        "generations": gen_tag,
-        "attack": asdict(spec),
-        "seed": setup.attack_seed,
-        "options": options,
-        "donors": donor_tag if kind.needs_donors else None,
-        "chunk": setup.chunk_size,
-        "perplexity": [setup.compute_perplexity, setup.perplexity_texts, setup.oracle_name],
-    }
-    path = setup.out_dir / "attacks" / f"{gen_tag}-{_safe(spec.label)}-{_digest(key)}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = _read_jsonl(path)
-    done = done[: (len(done) // setup.chunk_size) * setup.chunk_size] if len(done) < len(texts) else done
-    if len(done) < len(texts):
-        _rewrite_jsonl(path, done)
-    if done:
-        advance(min(len(done), len(texts)))
-    oracle_model, oracle_tok = setup.oracle or (setup.model, setup.tokenizer)
-    for start in range(len(done), len(texts), setup.chunk_size):
-        chunk = list(texts[start : start + setup.chunk_size])
-        ctx = AttackContext(
-            tokenizer=setup.tokenizer,
-            seed=setup.attack_seed,
-            first_index=start,
-            model_loader=lambda: _attack_model(setup, spec.kind),
-            donors=donors,
-            options=setup.attack_options if setup.attack_options is not None else {},
-            on_item=advance,
-        )
-        attacked = apply_attack(spec, chunk, ctx)
-        ppl = [float("nan")] * len(chunk)
-        limit = len(texts) if setup.perplexity_texts is None else setup.perplexity_texts
-        k = max(0, min(len(chunk), limit - start))
-        if setup.compute_perplexity and k:
-            ppl[:k] = text_perplexities(
-                oracle_model,
-                oracle_tok,
-                [a.text for a in attacked[:k]],
-                list(setup.prompts[start : start + k]),
-                chat=setup.settings.chat,
-            ).tolist()
-        recs = [
-            {
-                "index": start + j,
-                "text": a.text,
-                "num_tokens": len(a.token_ids),
-                "fraction_changed": a.fraction_changed,
-                "perplexity": ppl[j],
-                "attack": a.params,
-            }
-            for j, a in enumerate(attacked)
-        ]
-        _append_jsonl(path, recs)
-        done.extend(recs)
-    return done[: len(texts)]
-
-
-def _detect_all(
-    scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance, normalize: bool = True
-) -> tuple[list, int]:
-    """p-values (1.0 for texts too short to test) and how many were too short."""
-    from .generation import encode_texts
-
-    p, short = [], 0
-    for t in texts:
-        ids = encode_texts(tokenizer, [t], normalize=normalize)[0]
-        try:
-            p.append(float(scheme.detect(ids, alpha=NOMINAL_ALPHA).p_value))
-        except TextTooShortError:
-            p.append(1.0)
-            short += 1
-        advance(1)
-    return p, short
-
-
-def run_grid(
-    setup: GridSetup,
-    schemes: Sequence[WatermarkScheme],
-    attacks: Sequence[Any],
-    progress: ProgressFactory = _no_progress,
-    on_row: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """One row per (scheme, attack); `results.json` in the output folder is rewritten after each.
-
-    Interrupting (Ctrl-C) keeps every finished row in results.json and every finished batch
-    in the caches; the KeyboardInterrupt is re-raised for the caller to report.
-    """
-    if not setup.prompts:
-        raise InputError("no prompts to generate from")
-    out = Path(setup.out_dir)
-    (out / "generations").mkdir(parents=True, exist_ok=True)
-    (out / "pvalues").mkdir(parents=True, exist_ok=True)
-    settings = setup.settings
-    n = len(setup.prompts)
-    rows: list[dict] = []
-
-    def generations(scheme: WatermarkScheme | None) -> tuple[str, list[dict]]:
-        tag = generation_tag(settings, None if scheme is None else scheme.config.generation_dict())
-        path = out / "generations" / f"{tag}.jsonl"
-        label = "unwatermarked" if scheme is None else scheme.name
-        advance = progress(f"Generating ({label})", n)
-        return tag, cached_generations(
-            path, setup.model, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
-        )
-
-    plain_tag, plain = generations(None)
-    plain_texts = [r["text"] for r in plain]
-    donors = plain_texts[1:] + plain_texts[:1]  # text i is diluted with unwatermarked text i + 1
-    attacked_plain: dict[Any, list[dict]] = {}
-    for scheme in schemes:
-        wm_tag, wm = generations(scheme)
-        wm_texts = [r["text"] for r in wm]
-        for spec in attacks:
-            if spec not in attacked_plain:
-                attacked_plain[spec] = _attack_cache(
-                    setup,
-                    plain_tag,
-                    plain_tag,
-                    spec,
-                    plain_texts,
-                    donors,
-                    progress(f"Attacking ({spec.label}, unwatermarked)", n),
-                )
-            a_plain = attacked_plain[spec]
-            a_wm = _attack_cache(
-                setup,
-                wm_tag,
-                plain_tag,
-                spec,
-                wm_texts,
-                donors,
-                progress(f"Attacking ({spec.label}, {scheme.name})", n),
-            )
-            wm_in, plain_in = [r["text"] for r in a_wm], [r["text"] for r in a_plain]
-            pv_key = {
-                "config": scheme.config.to_dict(),
-                "alpha": NOMINAL_ALPHA,
-                "watermarked": wm_in,
-                "unwatermarked": plain_in,
-                "normalize": setup.normalize,
-            }
-            pv_file = Path("pvalues") / f"{_safe(scheme.name)}-{_safe(spec.label)}-{_digest(pv_key)}.json"
-            if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
-                cached_p = json.loads((out / pv_file).read_text())
-                wm_p, plain_p = cached_p["watermarked"], cached_p["unwatermarked"]
-                wm_short, plain_short = cached_p["too_short"]
-            else:
-                advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
-                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance, setup.normalize)
-                plain_p, plain_short = _detect_all(
-                    scheme, setup.tokenizer, plain_in, advance, setup.normalize
-                )
-                write_json(
-                    out / pv_file,
-                    {
-                        "scheme": scheme.name,
-                        "attack": spec.label,
-                        "watermarked": wm_p,
-                        "unwatermarked": plain_p,
-                        "too_short": [wm_short, plain_short],
-                    },
-                )
-            row = {
-                "scheme": scheme.name,
-                "attack": spec.label,
-                "kind": spec.kind,
-                "mode": spec.mode,
-                "strength": spec.strength,
-                "n": n,
-                **detection_summary(wm_p, plain_p),
-                "perplexity": _median([r["perplexity"] for r in a_wm]),
-                "perplexity_mean": _mean([r["perplexity"] for r in a_wm]),
-                "perplexity_unwatermarked": _median([r["perplexity"] for r in a_plain]),
-                "mean_length": _mean([r["num_tokens"] for r in a_wm]),
-                "fraction_changed": _mean([r["fraction_changed"] for r in a_wm]),
-                "fraction_changed_unwatermarked": _mean([r["fraction_changed"] for r in a_plain]),
-                "too_short": wm_short + plain_short,
-                "config": scheme.config.to_dict(),
-                "model": settings.model,
-                "max_new_tokens": settings.max_new_tokens,
-            }
-            row["pvalues_file"] = str(pv_file)
-            row.update(setup.row_extra or {})
-            rows.append(row)
-            write_json(out / "results.json", rows)
-            if on_row:
-                on_row(row)
-    return rows
-
-
-def load_p_values(
-    out_dir: Path, rows: Sequence[dict] | None = None
-) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
-    """(scheme, attack) -> (watermarked p-values, unwatermarked p-values) of `rows` (default: all
-    files in the folder's pvalues/)."""
-    if rows is not None:
-        files = [Path(out_dir) / r["pvalues_file"] for r in rows if r.get("pvalues_file")]
-    else:
-        files = sorted((Path(out_dir) / "pvalues").glob("*.json"))
-    out = {}
-    for f in files:
-        d = json.loads(f.read_text())
-        out[(d["scheme"], d["attack"])] = (d["watermarked"], d["unwatermarked"])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +392,7 @@ def plot_roc(
         ax.set_title(f"ROC, {scheme}")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside, not on the curves
         fig.tight_layout()
-        path = Path(out_dir) / f"roc-{_safe(scheme)}.png"
+        path = Path(out_dir) / f"roc-{safe_name(scheme)}.png"
         atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)
@@ -682,7 +425,7 @@ def plot_strength(rows: Sequence[dict], out_dir: Path, metric: str = "tpr_at_fpr
         ax.set_title(f"Robustness, {scheme}")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = Path(out_dir) / f"strength-{_safe(scheme)}.png"
+        path = Path(out_dir) / f"strength-{safe_name(scheme)}.png"
         atomic.save_figure(fig, path, dpi=120)
         plt.close(fig)
         paths.append(path)

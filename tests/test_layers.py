@@ -1,0 +1,34 @@
+"""Layers point one way: cli -> attacks -> watermark core. The core imports nothing above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imported_top_levels(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):  # module level and inside functions (lazy imports count too)
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_watermark_core_imports_neither_attacks_nor_cli():
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(_imported_top_levels(p) & {"attacks", "cli"})
+        for p in (ROOT / "watermark").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_attacks_never_import_the_cli():
+    offenders = [
+        str(p.relative_to(ROOT)) for p in (ROOT / "attacks").rglob("*.py") if "cli" in _imported_top_levels(p)
+    ]
+    assert offenders == []
