@@ -21,6 +21,8 @@ _EXPORTS = {
     "config_from_dict": ".config",
     "load_config_file": ".config",
     "load_key_file": ".keys",
+    "load_scheme": ".scheme_file",
+    "save_scheme": ".scheme_file",
     "save_config_file": ".config",
     "write_key_file": ".keys",
 }
@@ -35,7 +37,9 @@ __all__ = [
     "config_from_dict",
     "load_config_file",
     "load_key_file",
+    "load_scheme",
     "save_config_file",
+    "save_scheme",
     "write_key_file",
 ]
 
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from .config import SchemeConfig, config_from_dict, load_config_file, save_config_file
     from .errors import WmError
     from .keys import Key, load_key_file, write_key_file
+    from .scheme_file import load_scheme, save_scheme
     from .schemes import Detection, available_schemes, build_scheme
 
 

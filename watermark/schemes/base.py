@@ -177,8 +177,25 @@ def sampling_warpers(temperature: float = 1.0, top_p: float = 1.0, top_k: int = 
 
 
 def as_token_array(token_ids: Sequence[int] | np.ndarray, vocab_size: int | None) -> np.ndarray:
-    """Validate token ids for detection: 1-D integers inside the scheme's vocabulary."""
-    ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+    """Validate token ids for detection: 1-D integers inside the scheme's vocabulary.
+
+    A string is the commonest mistake (`scheme.detect("some text")`): it gets a message that
+    names `detect_text`; fractional ids are refused rather than truncated."""
+    if isinstance(token_ids, str | bytes):
+        raise InputError(
+            "detect() takes token ids, not text: use scheme.detect_text(text, tokenizer) "
+            "(it tokenises the way `wm detect` does)"
+        )
+    try:
+        raw = np.asarray(token_ids)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"token ids must be a flat sequence of integers: {exc}") from None
+    integral = raw.dtype.kind in "iu" or (
+        raw.dtype.kind == "f" and bool(np.all(np.isfinite(raw))) and bool(np.all(raw == np.floor(raw)))
+    )
+    if raw.size and not integral:
+        raise InputError(f"token ids must be integers, got {raw.dtype} values")
+    ids = raw.astype(np.int64, copy=False).reshape(-1)
     if ids.size and (ids.min() < 0 or (vocab_size is not None and ids.max() >= vocab_size)):
         raise ConfigError(
             f"token id out of range for vocabulary size {vocab_size}: the text was tokenised with another tokenizer"
