@@ -15,7 +15,9 @@
 Everything is cached under --out; a rerun only redoes what is missing. Writes --markdown.
 
     OMP_NUM_THREADS=1 nice python benchmarks/interop.py --n-done 16 --n-power 32 \
-        --markdown benchmarks/results/interop.md
+        --markdown out/interop/report.md
+
+benchmarks/results/interop.md is that report plus notes written by hand (papers.md checks).
 """
 
 from __future__ import annotations
@@ -240,6 +242,8 @@ def main() -> None:
         "median_z": float(np.median(zs)),
         "plain_flagged_z4": plain_flagged,
         "wm_p_below_1e-3": below(cli_detect(wm_kgw, "--hashing-key", str(HF_KEY))),
+        # same prompts, seeds and batches as step 1: a bit-identical processor gives the same texts
+        "identical_to_transformers_texts": sum(a["text"] == b["text"] for a, b in zip(recs, tk, strict=True)),
     }
     log(f"   {results['wm_hf_kgw']}")
 
@@ -330,6 +334,7 @@ def main() -> None:
     results["power"] = power
     results["load_average"] = [round(x, 1) for x in (*load_before, *os.getloadavg())]
     results["seconds"] = round(time.perf_counter() - T0)
+    save(args.out / "results.json", results)
     if args.markdown:
         args.markdown.write_text(report(results, rows, args))
     emit(results)
@@ -342,8 +347,12 @@ def report(res: dict, rows: list[dict], args) -> str:
         "# Interop with transformers' watermarks (issue 17)",
         "",
         "Default model (SmolLM2-135M-Instruct, float32, CPU), chat template, multinomial sampling at",
-        f"temperature 1, the first prompts of `data/prompts.jsonl`. Run: `OMP_NUM_THREADS=1 nice python benchmarks/interop.py "
-        f"--n-done {n} --n-power {res['n_power']} --markdown benchmarks/results/interop.md` "
+        f"temperature 1, the first prompts of `data/prompts.jsonl`. Seeds: transformers' `generate` and "
+        f"`wm generate --seed 0` both seed torch with 0 + the batch's first index (batches of {args.batch_size}); "
+        "plain texts and the grid use `wm eval`'s generation seed 0 and attack seed 0, wm key "
+        '`Key.from_seed("robustness")` (benchmarks/robustness.py\'s). '
+        f"Plain texts for the done-when rows are the grid's unwatermarked texts cut to {t} tokens. Run: `OMP_NUM_THREADS=1 nice python benchmarks/interop.py "
+        f"--n-done {n} --n-power {res['n_power']} --markdown out/interop/report.md` "
         f"({res['seconds']} s; load average before / after: {res['load_average'][:3]} / {res['load_average'][3:]}"
         " on 2 shared cores).",
         "",
@@ -359,7 +368,8 @@ def report(res: dict, rows: list[dict], args) -> str:
         f"| same command on {n} plain texts (cut to {t} tokens) | {k['plain_p_below_1e-3']}/{n} | 0/{n} |",
         f"| `wm generate --scheme hf-kgw --hashing-key 15485863` ({n} x {t}), flagged by transformers' "
         f"`WatermarkDetector` | {w['transformers_flagged_z4']}/{n} at z > 4 ({w['transformers_flagged_default_z3']}/{n} "
-        f"at its default z > 3; median z {w['median_z']:.1f}); plain: {w['plain_flagged_z4']}/{n} at z > 4 "
+        f"at its default z > 3; median z {w['median_z']:.1f}); plain: {w['plain_flagged_z4']}/{n} at z > 4; "
+        f"{w.get('identical_to_transformers_texts', '?')}/{n} texts identical to transformers' own (same seeds) "
         f"| flagged |",
         f"| transformers' `SynthIDTextWatermarkLogitsProcessor` (the issue's 30 keys, ngram_len 5), {n} x {t}: "
         f"`wm detect --scheme hf-synthid --synthid-keys ... --ngram-len 5 --json` p < 1e-3 | "

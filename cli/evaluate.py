@@ -259,8 +259,5 @@ def _print_table(rows: list[dict]) -> None:
         )
     # piped or captured output is not cut to 80 columns
     (console if console.is_terminal else Console(width=130, file=sys.stdout)).print(table)
-    if r0["n"] < 1000:
-        console.print(
-            f"[dim]with {r0['n']} unwatermarked texts an FPR of 0.1% is below the resolution 1/n: "
-            "TPR@.1%FPR counts the texts below every unwatermarked p-value.[/dim]"
-        )
+    for warning in r0.get("warnings", []):  # the same lines are in every row of --json and results.json
+        console.print(f"[dim]{warning}.[/dim]")

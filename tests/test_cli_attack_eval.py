@@ -103,11 +103,14 @@ def test_eval_end_to_end_on_a_tiny_model(env, tiny_dir):
     fields = ("scheme", "attack", "tpr_at_fpr_1pct", "tpr_at_fpr_0_1pct", "tpr_at_p_0_001", "auroc")
     fields += ("median_p_value", "perplexity", "fraction_changed")
     assert all(f in r for r in rows for f in fields)
+    # the table's resolution warning is in the JSON too: 4 unwatermarked texts resolve neither FPR
+    assert all(len(r["warnings"]) == 2 and "below the resolution 1/n" in r["warnings"][1] for r in rows)
     assert json.loads((env / "ev" / "results.json").read_text()) == rows
     assert (env / "ev" / "roc-kgw.png").stat().st_size > 0 and (env / "ev" / "strength-kgw.png").exists()
     # the table view reuses the cache: same numbers, no new generations
     table = run(*args, "--no-plots")
     assert table.exit_code == 0 and "substitute:0.3" in table.stdout and "TPR" in table.stdout
+    assert "an FPR of 0.1% is below the resolution 1/n" in " ".join(table.stdout.split())
 
 
 def test_eval_rejects_unknown_attacks_before_loading_anything(env):

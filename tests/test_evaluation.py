@@ -19,6 +19,7 @@ from watermark.evaluation import (
     empirical_threshold,
     generation_tag,
     perplexities,
+    resolution_warnings,
     roc_from_p_values,
     tpr_at_fpr,
     tpr_at_p,
@@ -62,6 +63,16 @@ def test_detection_summary_fields():
     assert s["tpr_at_p_0_001"] == pytest.approx(2 / 3)
     assert s["auroc"] == pytest.approx((10 + 10 + 10) / 30)
     assert s["median_p_value"] == 1e-4 and s["median_p_value_unwatermarked"] == 0.45
+
+
+def test_resolution_warnings_name_each_fpr_that_n_unwatermarked_texts_cannot_resolve():
+    assert resolution_warnings(1000) == []  # 0.1% of 1000 is one text: resolved
+    (only_01,) = resolution_warnings(999)
+    assert "an FPR of 0.1% is below the resolution 1/n" in only_01 and "TPR@.1%FPR" in only_01
+    assert "with 999 unwatermarked texts" in only_01
+    assert len(resolution_warnings(100)) == 1
+    one, point_one = resolution_warnings(99)
+    assert "FPR of 1%" in one and "TPR@1%FPR" in one and "FPR of 0.1%" in point_one
 
 
 def test_batched_perplexity_equals_one_text_at_a_time(tiny_model):
@@ -126,6 +137,7 @@ def test_grid_rows_caches_and_interruption(setup, key, tmp_path, monkeypatch):
         for k in ("tpr_at_fpr_1pct", "tpr_at_fpr_0_1pct", "tpr_at_p_0_001", "auroc", "median_p_value"):
             assert 0.0 <= r[k] <= 1.0
         assert r["scheme"] == "kgw" and r["n"] == 4 and r["perplexity"] > 1
+        assert r["warnings"] == resolution_warnings(4) and len(r["warnings"]) == 2  # 4 texts resolve no FPR
     assert rows[0]["fraction_changed"] == 0.0 and 0.3 < rows[1]["fraction_changed"] <= 0.7
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(rows))
 

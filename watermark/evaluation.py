@@ -124,6 +124,21 @@ def detection_summary(pos_p: Sequence[float], null_p: Sequence[float]) -> dict[s
     }
 
 
+RESOLVED_FPRS = ((0.01, "1%", "TPR@1%FPR"), (0.001, "0.1%", "TPR@.1%FPR"))
+
+
+def resolution_warnings(n_unwatermarked: int) -> list[str]:
+    """Why a TPR-at-FPR number means less than it says: with fewer than 1 / fpr unwatermarked
+    texts no threshold has that FPR, and the TPR counts the texts below every unwatermarked p."""
+    n = n_unwatermarked
+    return [
+        f"with {n} unwatermarked texts an FPR of {label} is below the resolution 1/n: "
+        f"{column} counts the texts below every unwatermarked p-value"
+        for fpr, label, column in RESOLVED_FPRS
+        if fpr * n < 1 - 1e-9
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # quality
 
