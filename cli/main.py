@@ -75,7 +75,8 @@ class WmGroup(click.Group):
             if loaded is not None:
                 rows.append((name, loaded.get_short_help_str(limit)))
             else:
-                rows.append((name, click.utils.make_default_short_help(COMMANDS[name][2], limit)))
+                placeholder = click.Command(name, help=COMMANDS[name][2])  # not imported yet
+                rows.append((name, placeholder.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
