@@ -13,10 +13,18 @@ def _imported_top_levels(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):  # module level and inside functions (lazy imports count too)
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {_layer(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(_layer(node.module))
+            if node.module == "wm_toolkit":  # from wm_toolkit import attacks
+                names |= {alias.name for alias in node.names}
     return names
+
+
+def _layer(module: str) -> str:
+    """The top folder an absolute import reaches, with or without the `wm_toolkit.` namespace."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "wm_toolkit" and len(parts) > 1 else parts[0]
 
 
 def test_the_watermark_core_imports_neither_attacks_nor_cli():
