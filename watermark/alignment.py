@@ -18,7 +18,9 @@ minimum over blocks i and shifts s, as in Algorithm 3 of the paper.
   about k / (n + k) of it per block: the window constraint is dropped (the tokens may align
   anywhere in the unrolled key of length n + k - 1, key rows outside the matched ones are free)
   and an unmatched token pays 2 * gamma (its own gap plus the key row left over in a square
-  window; gamma with `free_end`, where left-over rows may be free). The permutation test uses it to rule out most null keys without the exact DP.
+  window); with `free_end` an unmatched token pays gamma and so does every key row skipped
+  before the last match (only the rows after it are free). The permutation test uses it to rule
+  out most null keys without the exact DP.
 """
 
 from __future__ import annotations
@@ -141,7 +143,9 @@ def levenshtein_lower_bound(
     constraint and adding the Lagrangian term lam * (span - k) <= 0, for any lam >= 0, can only
     lower the optimum; the relaxed problem is a DP over (token, unrolled position) with a free
     start and end, k * (n + k) cells instead of n * k^2. `dtype=np.float32` halves its memory
-    traffic; the caller then compares with a margin for rounding.
+    traffic; the caller then compares with a margin for rounding. `free_end`: the bound of the
+    free-end statistic (an unmatched token pays gamma, a key row skipped gamma + lam: inside the
+    window, rows before the last match are unmatched rows and cost gamma there too).
     """
     c = _as_batch(costs)
     b, n, m = c.shape
@@ -150,6 +154,7 @@ def levenshtein_lower_bound(
         raise ValueError("gamma and lam must be >= 0")
     width = n + k - 1
     gap, step = dtype((1.0 if free_end else 2.0) * gamma), dtype(lam)
+    skip = dtype(gamma if free_end else 0.0)
     best = np.full(b, np.inf)
     rows = np.arange(k + 1)
     for start in range(m - k + 1):
@@ -166,7 +171,8 @@ def levenshtein_lower_bound(
                 x, y = cur[lo : hi + 1], tmp[lo : hi + 1]
                 np.take(ct, (t - 1) * n + (d - t - 1) % n, axis=0, out=x)  # cost of token t-1 at p-1
                 x += prev2[lo - 1 : hi]
-                np.minimum(prev1[lo : hi + 1], x, out=y)  # match, or skip position p-1 ...
+                np.add(prev1[lo : hi + 1], skip, out=y)
+                np.minimum(y, x, out=y)  # match, or skip position p-1 ...
                 y += step  # ... both advance the span by one
                 np.add(prev1[lo - 1 : hi], gap, out=x)  # token t-1 unmatched
                 np.minimum(x, y, out=x)

@@ -143,9 +143,9 @@ if AVAILABLE:
                         out[base + lane] = abs(eta[eb + lane] - urow[rb + lane])
 
     @njit(cache=True)
-    def _relaxed_bound(costs, labels, start, k, n, gap, lam, prev, cur, last, out):
+    def _relaxed_bound(costs, labels, start, k, n, gap, skip, lam, prev, cur, last, out):
         """`alignment.levenshtein_lower_bound` of one block for L null keys at once, row by row:
-        D[t][p] = min(D[t-1][p] + gap, min(D[t][p-1], D[t-1][p-1] + c) + lam), free start and
+        D[t][p] = min(D[t-1][p] + gap, min(D[t][p-1] + skip, D[t-1][p-1] + c) + lam), free start and
         end; out[lane] = min(out[lane], bound). Flat float32 rows of (n + k) * L."""
         lanes = np.uint64(out.size)
         width = n + k - 1
@@ -165,7 +165,7 @@ if AVAILABLE:
                 q = cb + r * lanes
                 for lane in range(lanes):
                     x = prev[am + lane] + costs[q + lane]
-                    c = cur[am + lane]
+                    c = cur[am + lane] + skip
                     x = (c if c < x else x) + lam
                     z = prev[a + lane] + gap
                     cur[a + lane] = z if z < x else x
@@ -202,7 +202,7 @@ if AVAILABLE:
                     out[lane] = min(out[lane], np.float64(acc[lane]))
 
     @njit(cache=True)
-    def _tile_bound(e, width, k, s0, positions, gap, lam, prev, cur):
+    def _tile_bound(e, width, k, s0, positions, gap, skip, lam, prev, cur):
         """The relaxed bound of `_relaxed_bound` (one key, float64) restricted to unrolled key
         positions s0 .. s0 + positions - 1: a lower bound for every shift whose window lies
         there. D[0][p] = 0 (free start), min over p of D[k][p] (free end), minus lam * k."""
@@ -213,7 +213,7 @@ if AVAILABLE:
             eb = np.uint64(t - 1) * width + np.uint64(s0)
             for p in range(1, positions + 1):
                 x = prev[p - 1] + e[eb + np.uint64(p - 1)]
-                y = cur[p - 1]
+                y = cur[p - 1] + skip
                 x = (y if y < x else x) + lam
                 z = prev[p] + gap
                 cur[p] = z if z < x else x
@@ -243,7 +243,8 @@ if AVAILABLE:
                 if lam >= 0.0:
                     positions = min(TILE, n - s0) + k - 1
                     gap = gamma if free_end else 2.0 * gamma
-                    if _tile_bound(e, width, k, s0, positions, gap, lam, bp, bc) > stop_at + margin:
+                    skip = gamma if free_end else 0.0
+                    if _tile_bound(e, width, k, s0, positions, gap, skip, lam, bp, bc) > stop_at + margin:
                         continue
                 for j in range(k + 1):
                     for lane in range(w):
@@ -306,6 +307,7 @@ if AVAILABLE:
         useeds = seeds.view(np.uint64)
         skip = not (is_exp or edit)  # ITS basic: exact costs are as cheap as bounds
         gap = gamma if free_end else 2.0 * gamma  # what an unmatched token surely pays
+        row_gap = gamma if free_end else 0.0  # and a key row skipped before the last match
         done = np.full(1, b)  # keys with a result: all, unless one worker stops at stop_hits
         for wid in prange(workers):
             found = 0
@@ -339,7 +341,8 @@ if AVAILABLE:
                         if edit:
                             for start in range(m - k + 1):
                                 _relaxed_bound(
-                                    costs, labels, start, k, n, np.float32(gap), np.float32(lams[li]),
+                                    costs, labels, start, k, n, np.float32(gap), np.float32(row_gap),
+                                    np.float32(lams[li]),
                                     prev32, cur32, last, lane_bound[:lanes],
                                 )  # fmt: skip
                         else:
