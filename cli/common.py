@@ -49,6 +49,7 @@ SCHEME_FLAGS: dict[str, str] = {
     "key_length": "key_length",
     "block_length": "block_length",
     "edit_gamma": "edit_gamma",
+    "edit_free_end": "edit_free_end",
     "resamples": "resamples",
     "max_resamples": "max_resamples",
     "count_repeats": "count_repeats",
@@ -107,6 +108,11 @@ def scheme_options(func: Callable) -> Callable:
             type=float,
             default=None,
             help="Levenshtein gap cost (exp-edit 0.0, its-edit 0.4).",
+        ),
+        click.option(
+            "--edit-free-end/--edit-square-window",
+            default=None,
+            help="exp-edit/its-edit: key rows after the last matched one are free (default), or the paper's square window.",
         ),
         click.option(
             "--resamples",

@@ -52,6 +52,28 @@ def test_bad_parameters_are_config_errors(fields):
         DistortionFreeConfig(scheme="exp-edit", **fields)
 
 
+def test_edit_alignment_has_a_free_end_by_default_and_old_configs_keep_the_square_window():
+    """Configs of version 3 on default to the free end; a version-2 config (written before the
+    field existed) is read with the paper's square window it was made with, and says so."""
+    assert default_config("its-edit").edit_free_end is True
+    old = {k: v for k, v in default_config("its-edit").to_dict().items() if k != "edit_free_end"}
+    assert config_from_dict({**old, "version": 2}).edit_free_end is False
+    assert config_from_dict(old).edit_free_end is True
+    again = default_config("its-edit", edit_free_end=False)
+    assert config_from_dict(again.to_dict()) == again
+
+
+def test_free_end_changes_only_the_edit_statistic():
+    ids = np.random.default_rng(6).integers(0, 200, 30)
+    for name in ("its", "exp", "exp-edit"):  # exp-edit: gamma = 0, so rows left over cost nothing anyway
+        a, b = scheme(name, key_length=16), scheme(name, key_length=16, edit_free_end=False)
+        costs = a.cost_matrix(ids)[None]
+        assert a.statistic(costs, 30)[0] == b.statistic(costs, 30)[0]
+    a, b = scheme("its-edit", key_length=16), scheme("its-edit", key_length=16, edit_free_end=False)
+    costs = a.cost_matrix(ids)[None]
+    assert a.statistic(costs, 30)[0] <= b.statistic(costs, 30)[0]
+
+
 # ---- distortion-freeness -------------------------------------------------------------------------
 @pytest.mark.parametrize("family", ["exp", "its"])
 def test_decoder_output_follows_the_distribution_over_keys(family):

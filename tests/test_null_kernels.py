@@ -25,11 +25,12 @@ def cost_tensors(rng: np.random.Generator):
         yield c, k
 
 
+@pytest.mark.parametrize("free_end", [False, True])
 @pytest.mark.parametrize("gamma", [0.0, 0.4, 1.3])
-def test_exact_edit_statistic_is_bit_identical_to_the_numpy_kernel(gamma):
+def test_exact_edit_statistic_is_bit_identical_to_the_numpy_kernel(gamma, free_end):
     for costs, k in cost_tensors(np.random.default_rng(1)):
-        want = alignment.levenshtein_min(costs, k, gamma)
-        got = np.array([nk.edit_min(c, k, gamma) for c in costs])
+        want = alignment.levenshtein_min(costs, k, gamma, free_end)
+        got = np.array([nk.edit_min(c, k, gamma, free_end) for c in costs])
         assert np.array_equal(got, want)
 
 
@@ -49,11 +50,14 @@ def test_null_keys_are_generated_bit_identically(family):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("free_end", [False, True])
 @pytest.mark.parametrize("name", SCHEMES)
-def test_indicators_equal_the_numpy_path_and_bounds_hold(name):
+def test_indicators_equal_the_numpy_path_and_bounds_hold(name, free_end):
     """At observed values spread over the null distribution, the kernel's `null <= observed`
-    equals the numpy statistics', and no key is ruled out by a bound above its statistic."""
-    s = build_scheme({"scheme": name, "key_length": 40}, Key.from_seed("kernels-" + name))
+    equals the numpy statistics', and no key is ruled out by a bound above its statistic
+    (square window and free end alike)."""
+    cfg = {"scheme": name, "key_length": 40, "edit_free_end": free_end}
+    s = build_scheme(cfg, Key.from_seed("kernels-" + name))
     rng = np.random.default_rng(4)
     ids = rng.integers(0, 60, 36)
     ids[20:26] = ids[2:8]  # repeated tokens share null entries
@@ -65,7 +69,7 @@ def test_indicators_equal_the_numpy_path_and_bounds_hold(name):
             margin = 1e-3 * (abs(observed) + k)
             hits, bounds, exact = nk.null_indicators(
                 s.family, s.config.edit, seeds, labels, len(uniq), 40, k, s.config.edit_gamma,
-                (0.0, 0.5), float(observed), margin,
+                (0.0, 0.5), float(observed), margin, free_end=free_end,
             )  # fmt: skip
             assert np.array_equal(hits, stats <= observed)
             if name != "its":
@@ -73,11 +77,12 @@ def test_indicators_equal_the_numpy_path_and_bounds_hold(name):
                 assert np.all(exact | (bounds.max(axis=1) > observed + margin))
 
 
+@pytest.mark.parametrize("free_end", [False, True])
 @pytest.mark.parametrize("name", ["exp-edit", "its-edit"])
-def test_scheme_gives_the_same_indicators_with_and_without_numba(name):
+def test_scheme_gives_the_same_indicators_with_and_without_numba(name, free_end):
     """The numba path may end a batch at the stop_after-th null <= observed (Besag-Clifford
     stops there); up to that point its indicators are the numpy path's."""
-    s = build_scheme({"scheme": name, "key_length": 32}, Key.from_seed("paths"))
+    s = build_scheme({"scheme": name, "key_length": 32, "edit_free_end": free_end}, Key.from_seed("paths"))
     ids = np.random.default_rng(5).integers(0, 40, 20)
     costs = s.cost_matrix(ids)[None]
     observed = float(s.statistic(costs, 20)[0])

@@ -8,14 +8,19 @@ minimum over blocks i and shifts s, as in Algorithm 3 of the paper.
 
 - `basic_min`: d = sum of the k costs on one diagonal (no edits).
 - `levenshtein_min`: the soft edit cost d_gamma of the paper (gap cost gamma for an unmatched token
-  or an unmatched key row inside the window), exactly, for every block and shift at once. The DP
+  or an unmatched key row inside the window), exactly, for every block and shift at once. With
+  `free_end=True` the key rows after the last matched one are free (the block aligns with any
+  prefix of the window, min over the DP's last row): a text with insertions then pays gamma per
+  inserted token only, not again for the window's left-over rows. The DP
   runs token by token with arrays laid out (window column, batch, shift), so the left-to-right
   dependency inside a DP row becomes one `np.minimum.accumulate` over contiguous rows.
 - `levenshtein_lower_bound`: a relaxation that is never larger than `levenshtein_min` and costs
   about k / (n + k) of it per block: the window constraint is dropped (the tokens may align
   anywhere in the unrolled key of length n + k - 1, key rows outside the matched ones are free)
   and an unmatched token pays 2 * gamma (its own gap plus the key row left over in a square
-  window). The permutation test uses it to rule out most null keys without the exact DP.
+  window); with `free_end` an unmatched token pays gamma and so does every key row skipped
+  before the last match (only the rows after it are free). The permutation test uses it to rule
+  out most null keys without the exact DP.
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ def basic_min(costs: np.ndarray, k: int) -> np.ndarray:
     return basic_scores(costs, k).reshape(_as_batch(costs).shape[0], -1).min(axis=1)
 
 
-def _edit_block(c: np.ndarray, start: int, k: int, gamma: float) -> np.ndarray:
-    """Exact d_gamma of the block [start, start + k) at every shift, shape (B, n).
+def _edit_block(c: np.ndarray, start: int, k: int, gamma: float, free_end: bool = False) -> np.ndarray:
+    """Exact d_gamma of the block [start, start + k) at every shift, shape (B, n); `free_end`:
+    min over j of D[k][j] (rows after the last matched one free) instead of D[k][k].
 
     Anti-diagonal sweep over the (token t, window column j) grid: every cell of a diagonal
     depends only on the two previous diagonals, so a diagonal is a handful of elementwise
@@ -82,6 +88,7 @@ def _edit_block(c: np.ndarray, start: int, k: int, gamma: float) -> np.ndarray:
     prev2, prev1, cur = (np.empty((k + 1, b, n)) for _ in range(3))
     prev1[0] = 0.0  # diagonal 0: D[0][0]
     rows = np.arange(k + 1)
+    end = None  # free end: min over the cells D[k][j], one per diagonal d = k + j
     for d in range(1, 2 * k + 1):
         lo, hi = max(1, d - k), min(k, d - 1)  # interior cells (t, j = d - t) with t, j >= 1
         if lo <= hi:
@@ -97,28 +104,35 @@ def _edit_block(c: np.ndarray, start: int, k: int, gamma: float) -> np.ndarray:
         if d <= k:
             cur[0] = d * gamma  # D[0][d]
             cur[d] = d * gamma  # D[d][0]
+        if free_end and d >= k:
+            end = cur[k].copy() if end is None else np.minimum(end, cur[k])
         prev2, prev1, cur = prev1, cur, prev2
-    return prev1[k].copy()
+    return end if free_end else prev1[k].copy()
 
 
-def levenshtein_scores(costs: np.ndarray, k: int, gamma: float) -> np.ndarray:
+def levenshtein_scores(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) -> np.ndarray:
     """(B, n, m - k + 1): the soft edit cost d_gamma for every shift s and block start i."""
     c = _as_batch(costs)
     _check_block(c.shape[2], k)
     if gamma < 0:
         raise ValueError("gap cost gamma must be >= 0")
-    blocks = [_edit_block(c, i, k, float(gamma)) for i in range(c.shape[2] - k + 1)]
+    blocks = [_edit_block(c, i, k, float(gamma), free_end) for i in range(c.shape[2] - k + 1)]
     return np.stack(blocks, axis=2)
 
 
-def levenshtein_min(costs: np.ndarray, k: int, gamma: float) -> np.ndarray:
+def levenshtein_min(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) -> np.ndarray:
     """min over shifts and blocks of d_gamma, per batch entry: shape (B,)."""
     c = _as_batch(costs)
-    return levenshtein_scores(c, k, gamma).reshape(c.shape[0], -1).min(axis=1)
+    return levenshtein_scores(c, k, gamma, free_end).reshape(c.shape[0], -1).min(axis=1)
 
 
 def levenshtein_lower_bound(
-    costs: np.ndarray, k: int, gamma: float, lam: float = 0.0, dtype: type = np.float64
+    costs: np.ndarray,
+    k: int,
+    gamma: float,
+    lam: float = 0.0,
+    dtype: type = np.float64,
+    free_end: bool = False,
 ) -> np.ndarray:
     """A lower bound on `levenshtein_min` per batch entry, (B,), at a fraction of its cost.
 
@@ -129,7 +143,9 @@ def levenshtein_lower_bound(
     constraint and adding the Lagrangian term lam * (span - k) <= 0, for any lam >= 0, can only
     lower the optimum; the relaxed problem is a DP over (token, unrolled position) with a free
     start and end, k * (n + k) cells instead of n * k^2. `dtype=np.float32` halves its memory
-    traffic; the caller then compares with a margin for rounding.
+    traffic; the caller then compares with a margin for rounding. `free_end`: the bound of the
+    free-end statistic (an unmatched token pays gamma, a key row skipped gamma + lam: inside the
+    window, rows before the last match are unmatched rows and cost gamma there too).
     """
     c = _as_batch(costs)
     b, n, m = c.shape
@@ -137,7 +153,8 @@ def levenshtein_lower_bound(
     if gamma < 0 or lam < 0:
         raise ValueError("gamma and lam must be >= 0")
     width = n + k - 1
-    gap, step = dtype(2.0 * gamma), dtype(lam)
+    gap, step = dtype((1.0 if free_end else 2.0) * gamma), dtype(lam)
+    skip = dtype(gamma if free_end else 0.0)
     best = np.full(b, np.inf)
     rows = np.arange(k + 1)
     for start in range(m - k + 1):
@@ -154,7 +171,8 @@ def levenshtein_lower_bound(
                 x, y = cur[lo : hi + 1], tmp[lo : hi + 1]
                 np.take(ct, (t - 1) * n + (d - t - 1) % n, axis=0, out=x)  # cost of token t-1 at p-1
                 x += prev2[lo - 1 : hi]
-                np.minimum(prev1[lo : hi + 1], x, out=y)  # match, or skip position p-1 ...
+                np.add(prev1[lo : hi + 1], skip, out=y)
+                np.minimum(y, x, out=y)  # match, or skip position p-1 ...
                 y += step  # ... both advance the span by one
                 np.add(prev1[lo - 1 : hi], gap, out=x)  # token t-1 unmatched
                 np.minimum(x, y, out=x)

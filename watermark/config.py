@@ -23,8 +23,10 @@ from .textio import read_bytes
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
 
 # Version 2: selfhash is the paper's self-salted min-hash (the candidate's own term included).
+# Version 3: exp-edit / its-edit align with a free end by default (`edit_free_end`; older configs
+# keep the paper's square window they were written with).
 # A config without a version that carries a key fingerprint was written by wm before that.
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 # bounds shared by every scheme; each keeps the memory a config can ask for bounded
 MAX_VOCAB_SIZE = 2**24

@@ -143,9 +143,9 @@ if AVAILABLE:
                         out[base + lane] = abs(eta[eb + lane] - urow[rb + lane])
 
     @njit(cache=True)
-    def _relaxed_bound(costs, labels, start, k, n, gap, lam, prev, cur, last, out):
+    def _relaxed_bound(costs, labels, start, k, n, gap, skip, lam, prev, cur, last, out):
         """`alignment.levenshtein_lower_bound` of one block for L null keys at once, row by row:
-        D[t][p] = min(D[t-1][p] + gap, min(D[t][p-1], D[t-1][p-1] + c) + lam), free start and
+        D[t][p] = min(D[t-1][p] + gap, min(D[t][p-1] + skip, D[t-1][p-1] + c) + lam), free start and
         end; out[lane] = min(out[lane], bound). Flat float32 rows of (n + k) * L."""
         lanes = np.uint64(out.size)
         width = n + k - 1
@@ -165,7 +165,7 @@ if AVAILABLE:
                 q = cb + r * lanes
                 for lane in range(lanes):
                     x = prev[am + lane] + costs[q + lane]
-                    c = cur[am + lane]
+                    c = cur[am + lane] + skip
                     x = (c if c < x else x) + lam
                     z = prev[a + lane] + gap
                     cur[a + lane] = z if z < x else x
@@ -202,7 +202,7 @@ if AVAILABLE:
                     out[lane] = min(out[lane], np.float64(acc[lane]))
 
     @njit(cache=True)
-    def _tile_bound(e, width, k, s0, positions, gap, lam, prev, cur):
+    def _tile_bound(e, width, k, s0, positions, gap, skip, lam, prev, cur):
         """The relaxed bound of `_relaxed_bound` (one key, float64) restricted to unrolled key
         positions s0 .. s0 + positions - 1: a lower bound for every shift whose window lies
         there. D[0][p] = 0 (free start), min over p of D[k][p] (free end), minus lam * k."""
@@ -213,7 +213,7 @@ if AVAILABLE:
             eb = np.uint64(t - 1) * width + np.uint64(s0)
             for p in range(1, positions + 1):
                 x = prev[p - 1] + e[eb + np.uint64(p - 1)]
-                y = cur[p - 1]
+                y = cur[p - 1] + skip
                 x = (y if y < x else x) + lam
                 z = prev[p] + gap
                 cur[p] = z if z < x else x
@@ -224,11 +224,12 @@ if AVAILABLE:
         return best - lam * k
 
     @njit(cache=True)
-    def _edit_min(c, k, gamma, stop_at, e, prev, cur, lam, margin, bp, bc):
+    def _edit_min(c, k, gamma, stop_at, e, prev, cur, lam, margin, bp, bc, free_end):
         """Exact `alignment.levenshtein_min` of one (n, m) cost matrix, vectorised over a tile of
         shifts (flat rows of TILE); returns early once a value <= stop_at is found (then only
         that value is exact). With lam >= 0, a tile whose relaxed bound exceeds stop_at + margin
-        is skipped: the answer to `min <= stop_at` stays exact."""
+        is skipped: the answer to `min <= stop_at` stays exact. `free_end`: min over the last
+        DP row (key rows after the last match free), as `alignment` with free_end=True."""
         n, m = c.shape
         width = np.uint64(n + k - 1)
         tile = np.uint64(TILE)
@@ -241,7 +242,9 @@ if AVAILABLE:
                 w = np.uint64(min(TILE, n - s0))
                 if lam >= 0.0:
                     positions = min(TILE, n - s0) + k - 1
-                    if _tile_bound(e, width, k, s0, positions, 2.0 * gamma, lam, bp, bc) > stop_at + margin:
+                    gap = gamma if free_end else 2.0 * gamma
+                    skip = gamma if free_end else 0.0
+                    if _tile_bound(e, width, k, s0, positions, gap, skip, lam, bp, bc) > stop_at + margin:
                         continue
                 for j in range(k + 1):
                     for lane in range(w):
@@ -265,6 +268,11 @@ if AVAILABLE:
                 kb = np.uint64(k) * tile
                 for lane in range(w):
                     best = min(best, prev[kb + lane])
+                if free_end:  # prev[j * tile + lane] = D[k][j]
+                    for j in range(k):
+                        a = np.uint64(j) * tile
+                        for lane in range(w):
+                            best = min(best, prev[a + lane])
                 if best <= stop_at:
                     return best
         return best
@@ -285,8 +293,9 @@ if AVAILABLE:
         return best
 
     def _indicators_impl(
-        is_exp, edit, seeds, labels, distinct, n, k, gamma, lams, observed, margin, table, threads, stop_hits
-    ):
+        is_exp, edit, seeds, labels, distinct, n, k, gamma, lams, observed, margin, table, threads, stop_hits,
+        free_end,
+    ):  # fmt: skip
         b = seeds.size
         m = labels.size
         groups = (b + LANES - 1) // LANES
@@ -297,6 +306,8 @@ if AVAILABLE:
         width = n + k - 1
         useeds = seeds.view(np.uint64)
         skip = not (is_exp or edit)  # ITS basic: exact costs are as cheap as bounds
+        gap = gamma if free_end else 2.0 * gamma  # what an unmatched token surely pays
+        row_gap = gamma if free_end else 0.0  # and a key row skipped before the last match
         done = np.full(1, b)  # keys with a result: all, unless one worker stops at stop_hits
         for wid in prange(workers):
             found = 0
@@ -330,7 +341,8 @@ if AVAILABLE:
                         if edit:
                             for start in range(m - k + 1):
                                 _relaxed_bound(
-                                    costs, labels, start, k, n, np.float32(2.0 * gamma), np.float32(lams[li]),
+                                    costs, labels, start, k, n, np.float32(gap), np.float32(row_gap),
+                                    np.float32(lams[li]),
                                     prev32, cur32, last, lane_bound[:lanes],
                                 )  # fmt: skip
                         else:
@@ -347,7 +359,9 @@ if AVAILABLE:
                         exact[i] = True
                         _exact_costs(is_exp, useeds[i], labels, distinct, n, c64, rows)
                         if edit:
-                            stat = _edit_min(c64, k, gamma, observed, e, prev, cur, lam, margin, bp, bc)
+                            stat = _edit_min(
+                                c64, k, gamma, observed, e, prev, cur, lam, margin, bp, bc, free_end
+                            )
                         else:
                             stat = _basic_min(c64, k, observed)
                         hits[i] = stat <= observed
@@ -379,6 +393,7 @@ def null_indicators(
     observed: float,
     margin: float,
     stop_hits: int = 0,
+    free_end: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(null statistic <= observed, lower bounds per multiplier in `lams`, which keys ran the
     exact DP) for each null key seed, in seed order. Bounds are inf where not computed.
@@ -401,6 +416,7 @@ def null_indicators(
         _TABLE,
         threads,
         int(stop_hits),
+        bool(free_end),
     )
     return hits[:done], bounds[:done], exact[:done]
 
@@ -414,13 +430,13 @@ def null_costs(family: str, seed: int, labels: np.ndarray, distinct: int, key_le
     return out
 
 
-def edit_min(costs: np.ndarray, k: int, gamma: float) -> float:
+def edit_min(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) -> float:
     """Exact soft edit statistic of one (n, m) cost matrix (equals `alignment.levenshtein_min`)."""
     c = np.ascontiguousarray(costs, dtype=np.float64)
     n = c.shape[0]
     e, prev, cur = np.empty(k * (n + k - 1)), np.empty((k + 1) * TILE), np.empty((k + 1) * TILE)
     b = np.empty(TILE + k)
-    return float(_edit_min(c, k, float(gamma), -np.inf, e, prev, cur, -1.0, 0.0, b, b.copy()))
+    return float(_edit_min(c, k, float(gamma), -np.inf, e, prev, cur, -1.0, 0.0, b, b.copy(), bool(free_end)))
 
 
 def basic_min(costs: np.ndarray, k: int) -> float:
