@@ -139,6 +139,7 @@ def _random_docs(rng, vocab: int, n: int, trials: int, repeated: bool):
         {"scheme": "gumbel", "vocab_size": 40, "context_width": 1},
         {"scheme": "exp", "vocab_size": 40, "key_length": 64},
         {"scheme": "exp-edit", "vocab_size": 40, "key_length": 64},
+        {"scheme": "synthid", "vocab_size": 40, "ngram_len": 2},
     ],
     ids=lambda c: f"{c['scheme']}-{c.get('seeding', '')}",
 )
@@ -248,6 +249,8 @@ def test_a_text_shorter_than_the_smallest_window_is_one_window_with_the_whole_te
     assert det.num_windows == 1 and math.isclose(det.log10_p_value, scheme.detect(ids).log10_p_value)
     uni = build_scheme({"scheme": "unigram", "vocab_size": 1000}, KEY)
     assert math.isclose(uni.detect_spans(ids).log10_p_value, uni.detect(ids).log10_p_value)
+    synthid = build_scheme({"scheme": "synthid", "vocab_size": 1000}, KEY)  # the mean g-value score
+    assert math.isclose(10 ** synthid.detect_spans(ids).log10_p_value, synthid.detect(ids).p_value_mean)
 
 
 def test_hf_kgw_windows_use_the_exact_per_seed_null():
@@ -393,5 +396,7 @@ def test_spans_are_marked_in_the_table_show_tokens_and_html(files, document):
 
 
 def test_spans_for_a_scheme_without_a_span_test_are_empty_with_a_note(files):
-    row = json.loads(run(files, str(files / "plain.txt"), "--scheme", "synthid", "--spans", "--json"))
+    row = json.loads(
+        run(files, str(files / "plain.txt"), "--scheme", "kgw", "--count-repeats", "--spans", "--json")
+    )
     assert row["spans"] == [] and "not available" in row["spans_note"]

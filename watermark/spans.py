@@ -123,23 +123,27 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 
 
 class CountEvidence(Evidence):
-    """Green indicators on scored positions; a window's count is Binomial(t, prob), or
-    Hypergeometric(population, marked, t) for one fixed list of distinct tokens."""
+    """Counts on scored positions: `trials[i]` coin flips at position i (1 for a green-list token,
+    m for SynthID's m layers, 0 where unscored), `hits[i]` of them successes. A window's count is
+    Binomial(its trials, prob), or Hypergeometric(population, marked, t) for one fixed list of
+    distinct tokens (one flip per position)."""
 
     def __init__(
         self,
-        scored: np.ndarray,
-        green: np.ndarray,
+        trials: np.ndarray,
+        hits: np.ndarray,
         prob: float,
         hypergeom: tuple[int, int] | None = None,
         description: str = "",
     ):
-        scored = np.asarray(scored, dtype=bool)
-        self.n = scored.size
-        self.scored, self.green = scored, np.asarray(green, dtype=bool) & scored
+        self.trials = np.asarray(trials).astype(np.int64)
+        self.n = self.trials.size
+        self.scored = self.trials > 0
+        self.hits = np.minimum(np.asarray(hits).astype(np.int64), self.trials)
+        self.green = self.hits > 0  # for one flip per position: the green indicator
         self.prob = float(prob)
         self.hypergeom = hypergeom
-        self._t, self._g = _prefix(self.scored.astype(np.int64)), _prefix(self.green.astype(np.int64))
+        self._t, self._g = _prefix(self.trials), _prefix(self.hits)
         self.description = description
 
     def counts(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +167,8 @@ class CountEvidence(Evidence):
         q = self.prob
         p1 = min(max(float(g[0]) / max(int(t[0]), 1), q + 1e-3), 1.0 - 1e-6)
         up, down = math.log(p1 / q), math.log((1.0 - p1) / (1.0 - q))
-        s, gr = self.scored[lo:hi], self.green[lo:hi]
-        return np.where(gr, up, np.where(s, down, 0.0))
+        h, t = self.hits[lo:hi], self.trials[lo:hi]
+        return h * up + (t - h) * down
 
 
 class SeedGroupedCountEvidence(CountEvidence):
