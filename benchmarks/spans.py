@@ -165,12 +165,24 @@ def main() -> None:
     key = Key.from_seed(KEY_SEED)
     result: dict = {"alpha": ALPHA, "pool_paragraphs": len(pool.paras), "pool_tokens": int(pool.tokens.sum())}
     for name in args.schemes:
+        scheme = build_scheme({"scheme": name, "vocab_size": len(tok)}, key)
+        rng = np.random.default_rng(14)
+        flagged = {a: 0 for a in (1e-3, 1e-2, 5e-2)}
+        for _ in range(args.natural):
+            ids, _ = build_document(tok, pool.take(rng, args.filler_tokens + 200), None, rng)
+            p = scheme.detect_spans(ids, alpha=ALPHA).p_value
+            for a in flagged:
+                flagged[a] += p <= a
+        res = {
+            "natural_documents": args.natural,
+            "natural_flagged": {f"{a:g}": c / args.natural for a, c in flagged.items()},
+        }
+        result[name] = res
+        print(f"{name} natural: {json.dumps(res)}", flush=True)
         texts = passages(args.cache, name, tok)
         if not texts:
             print(f"{name}: no cached passages under {args.cache}", flush=True)
             continue
-        scheme = build_scheme({"scheme": name, "vocab_size": len(tok)}, key)
-        rng = np.random.default_rng(14)
         span_hits, whole_hits, errors, lengths, rows = 0, 0, [], [], []
         for i, passage in enumerate(texts):
             ids, truth = build_document(tok, pool.take(rng, args.filler_tokens), passage, rng)
@@ -190,26 +202,23 @@ def main() -> None:
             )
             print(f"  {name} doc {i}: {len(ids)} tokens, truth {truth}, span p {det.p_value:.2e}, "
                   f"whole p {whole_p:.2e}, spans {rows[-1][-1]}", flush=True)  # fmt: skip
-        flagged = {a: 0 for a in (1e-3, 1e-2, 5e-2)}
-        for _ in range(args.natural):
-            ids, _ = build_document(tok, pool.take(rng, args.filler_tokens + 200), None, rng)
-            p = scheme.detect_spans(ids, alpha=ALPHA).p_value
-            for a in flagged:
-                flagged[a] += p <= a
         n = len(texts)
-        res = {
-            "documents": n,
-            "median_tokens": int(np.median(lengths)),
-            "span_detected": span_hits / n,
-            "whole_text_detected": None if name == "exp" and not args.whole_exp else whole_hits / n,
-            "median_end_error_tokens": float(np.median(errors)) if errors else None,
-            "p90_end_error_tokens": float(np.percentile(errors, 90)) if errors else None,
-            "natural_documents": args.natural,
-            "natural_flagged": {f"{a:g}": c / args.natural for a, c in flagged.items()},
-        }
-        result[name] = res
+        res.update(
+            {
+                "documents": n,
+                "median_tokens": int(np.median(lengths)),
+                "span_detected": span_hits / n,
+                "whole_text_detected": None if name == "exp" and not args.whole_exp else whole_hits / n,
+                "median_end_error_tokens": float(np.median(errors)) if errors else None,
+                "p90_end_error_tokens": float(np.percentile(errors, 90)) if errors else None,
+                "documents_with_a_span_on_the_passage": len(errors) // 2,
+            }
+        )
         print(f"{name}: {json.dumps(res)}", flush=True)
     # ---- window families on shorter passages (kgw) ------------------------------------------------
+    if args.null_trials:
+        result["bonferroni_slack"] = bonferroni_slack(args.null_trials, 4200, np.random.default_rng(77))
+        print(f"H0 law of the document p-value (4,200 tokens): {result['bonferroni_slack']}", flush=True)
     if "kgw" in args.schemes and passages(args.cache, "kgw", tok):
         scheme = build_scheme({"scheme": "kgw", "vocab_size": len(tok)}, key)
         variants = {
@@ -235,8 +244,6 @@ def main() -> None:
             }
             print(f"kgw passage {length} tokens: {table[length]}", flush=True)
         result["kgw_window_families"] = table
-        result["bonferroni_slack"] = bonferroni_slack(args.null_trials, 4200, np.random.default_rng(77))
-        print(f"H0 law of the document p-value (4,200 tokens): {result['bonferroni_slack']}", flush=True)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result)
 
