@@ -12,8 +12,9 @@ from watermark.encoding import encode_array
 from watermark.errors import InputError
 from watermark.models import canonical_name, load_tokenizer
 from watermark.normalize import NormalizationReport, canonicalize
-from watermark.report import detection_row
+from watermark.report import detection_row, span_fields
 from watermark.schemes import build_scheme
+from watermark.schemes.spans import spans_in_text
 from watermark.textio import read_records
 
 from .common import (
@@ -36,7 +37,7 @@ from .common import (
     with_model_vocab_size,
     with_status,
 )
-from .report import TokenViews
+from .report import TokenViews, span_ranges
 from .terminal import visible
 
 
@@ -81,6 +82,13 @@ from .terminal import visible
     help="Score the raw text: no canonical form (invisible characters, look-alikes, odd spaces kept).",
 )
 @click.option(
+    "--spans",
+    "find_spans",
+    is_flag=True,
+    help="Also find where the watermark is: per text, `spans` (character and token ranges) and a "
+    "span test p-value valid over every window scanned; spans are marked in the table, --show-tokens and --html.",
+)
+@click.option(
     "--calibration",
     "calibration_path",
     type=click.Path(dir_okay=False),
@@ -92,6 +100,7 @@ def detect(
 ):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
     no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
+    find_spans = kwargs.pop("find_spans")
     if with_tokens and not as_json:
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
@@ -121,7 +130,7 @@ def detect(
                 schemes[ck] = build_scheme(config, key)
             # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
             text, norm = (
-                canonicalize(rec.text, offsets=False)
+                canonicalize(rec.text, offsets=find_spans)
                 if not no_normalize
                 else (rec.text, NormalizationReport())
             )
@@ -130,6 +139,7 @@ def detect(
                 calib.check(schemes[ck], normalize=not no_normalize)
             # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
             det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
+            found = spans_in_text(schemes[ck], tok, text, ids, alpha) if find_spans else None
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
             rows.append({"source": rec.source, "error": str(exc)})
@@ -144,6 +154,8 @@ def detect(
             config=schemes[ck].config.to_dict(),
             config_conflicts=conflicts_json(resolved),
         )
+        if find_spans:  # JSON offsets index the input text; the views show the canonical one
+            row.update(span_fields(found and found.mapped_to(norm.offsets), alpha, det.scheme))
         if calib is not None:
             row.pop("inconclusive_reason", None)
             row.update(calib.fields(det, alpha))
@@ -154,36 +166,38 @@ def detect(
                     f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
                 )
         rows.append(row)
-        views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint)
+        views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint, span_ranges(found))
     if html_path:
         err_console.print(f"wrote {visible(str(views.write(alpha)), one_line=True)}")
     if as_json:
         for row in rows:
             print_json(row)
     else:
-        _print_table(rows)
+        _print_table(rows, find_spans)
     if failures:
         raise InputError(f"{failures} of {len(rows)} text(s) could not be tested (see above)")
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_table(rows: list[dict], with_spans: bool = False) -> None:
     table = Table(title="Watermark detection")
     table.add_column("input", overflow="fold", ratio=1)
     table.add_column("scheme", no_wrap=True)
-    for col in ("tokens", "green", "z", "p-value"):
+    numbers = ("tokens", "p-value") if with_spans else ("tokens", "green", "z", "p-value")
+    for col in numbers:  # with spans, green and z (in --json) leave room for the spans
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True, min_width=11)
+    if with_spans:
+        table.add_column("span p", justify="right", no_wrap=True)
+        table.add_column("spans (chars)", min_width=9, overflow="fold")
     for r in rows:
         source = escape(visible(r["source"], one_line=True))
         if "error" in r:
             table.add_row(
                 source,
                 "-",
-                "-",
-                "-",
-                "-",
-                "-",
+                *["-"] * len(numbers),
                 f"[yellow]error: {escape(visible(r['error'], one_line=True))}",
+                *(("-", "-") if with_spans else ()),
             )
             continue
         gf = r.get("green_fraction")
@@ -197,10 +211,10 @@ def _print_table(rows: list[dict]) -> None:
             source,
             r["scheme"],
             str(r["num_tokens_scored"]),
-            "-" if gf is None else f"{gf:.3f}",
-            "-" if z is None else f"{z:.2f}",
+            *(() if with_spans else ("-" if gf is None else f"{gf:.3f}", "-" if z is None else f"{z:.2f}")),
             fmt_p(r["p_value"], r.get("log10_p_value")),
             verdict,
+            *(_span_cells(r) if with_spans else ()),
         )
     console.print(table)
 
@@ -214,3 +228,14 @@ def _notes(r: dict) -> str:
     if tampering:
         notes.append("tampering: " + ", ".join(f"{n} {k}" for k, n in tampering.items()))
     return f" [dim]({'; '.join(notes)})[/dim]" if notes else ""
+
+
+def _span_cells(r: dict) -> tuple[str, str]:
+    """The span test's p-value and the spans found (character ranges, end exclusive)."""
+    if "span_p_value" not in r:
+        return "-", r.get("spans_note", "-")
+    p = fmt_p(r["span_p_value"], r.get("span_log10_p_value"))
+    if r["span_verdict"] == "watermarked":
+        p = f"[bold green]{p}"
+    spans = [f"{s['start_char']}-{s['end_char']}" for s in r["spans"]]
+    return p, ", ".join(spans) or "none"

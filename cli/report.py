@@ -15,9 +15,12 @@ from watermark import __version__
 from watermark.atomic import write_text
 from watermark.report import (
     NO_MASK_NOTE,
+    SPAN_MARKED_MEANING,
+    SPAN_MEANING,
     LegendEntry,
     TokenPiece,
     legend_lines,
+    marked_spans,
     marked_text,
     mask_legend,
     report_html,
@@ -26,6 +29,7 @@ from watermark.report import (
     token_pieces,
 )
 from watermark.schemes.base import Detection
+from watermark.schemes.spans import SpanDetection
 
 from .terminal import visible
 
@@ -51,48 +55,66 @@ class TokenViews:
         pieces: list[TokenPiece] | None = None,
         det: Detection | None = None,
         fingerprint: str | None = None,
+        spans: list[tuple[int, int]] | None = None,
     ) -> None:
-        """One text: printed now (`--show-tokens`), kept for the report (`--html`)."""
+        """One text: printed now (`--show-tokens`), kept for the report (`--html`). `spans`:
+        character ranges of `text` the span test found (None: spans were not asked for)."""
         legend = mask_legend(det) if det is not None else None
         if det is not None:
             self.schemes[det.scheme] = fingerprint or ""
         if self.show and det is not None:
-            self._print(row["source"], text, pieces or [], legend)
+            self._print(row["source"], text, pieces or [], legend, spans)
         if self.html_path:
             note = NO_MASK_NOTE if det is not None and legend is None else None
-            self.sections.append(result_html(row, text, pieces, legend, note))
+            self.sections.append(result_html(row, text, pieces, legend, note, spans=spans))
 
-    def _print(self, source: str, text: str, pieces: list[TokenPiece], legend) -> None:
+    def _print(
+        self, source: str, text: str, pieces: list[TokenPiece], legend, spans: list[tuple[int, int]] | None
+    ) -> None:
         """Every piece of input text goes through `visible`: its control sequences are shown,
-        never obeyed by the terminal."""
+        never obeyed by the terminal. Spans are underlined on a terminal, `{{ }}` in pipes."""
         terminal = self.console.is_terminal
         source = visible(source, one_line=True)
-        if legend and legend != self._legend_shown:
-            self._legend_shown = legend
+        key = (legend, spans is not None)
+        if (legend or spans is not None) and key != self._legend_shown:
+            self._legend_shown = key
             if terminal:
-                for e in legend:
+                for e in legend or ():
                     self.console.print(Text(f"[{e.marker or ' '}tok]", style=e.style), Text(e.meaning))
+                if spans is not None:
+                    self.console.print(Text("text", style="underline"), Text(SPAN_MEANING))
             else:
-                sys.stdout.write("legend: " + "; ".join(legend_lines(legend)) + "\n")
+                lines = legend_lines(legend or ()) + ([SPAN_MARKED_MEANING] if spans is not None else [])
+                sys.stdout.write("legend: " + "; ".join(lines) + "\n")
         if terminal:
             self.console.rule(escape(source))
         else:
             sys.stdout.write(f"== {source}\n")
+        if spans is not None:
+            where = ", ".join(f"characters {s}-{e}" for s, e in spans) or "none"
+            if terminal:
+                self.console.print(f"spans: {where}", markup=False, highlight=False)
+            else:
+                sys.stdout.write(f"spans: {where}\n")
         if legend is None:
             if terminal:
                 self.console.print(f"({NO_MASK_NOTE})", style="dim")
-                self.console.print(visible(text), markup=False, highlight=False)
+                view = Text()
+                for chunk, _, in_span in segments(text, None, spans or ()):
+                    view.append(visible(chunk), style="underline" if in_span else "")
+                self.console.print(view)
             else:
-                sys.stdout.write(f"({NO_MASK_NOTE})\n{visible(text)}\n")
+                sys.stdout.write(f"({NO_MASK_NOTE})\n{visible(marked_spans(text, spans or ()))}\n")
             return
         if terminal:
             style = {e.mask: e.style for e in legend}
             view = Text()
-            for chunk, mask, _ in segments(text, pieces):
-                view.append(visible(chunk), style=style.get(mask, "") if mask is not None else "")
+            for chunk, mask, in_span in segments(text, pieces, spans or ()):
+                s = style.get(mask, "") if mask is not None else ""
+                view.append(visible(chunk), style=f"{s} underline".strip() if in_span else s)
             self.console.print(view)
         else:
-            sys.stdout.write(visible(marked_text(pieces, legend)) + "\n")
+            sys.stdout.write(visible(marked_text(pieces, legend, spans or ())) + "\n")
         sys.stdout.flush()
 
     def write(self, alpha: float) -> Path | None:
@@ -104,3 +126,10 @@ class TokenViews:
         path = Path(self.html_path)
         write_text(path, report_html(self.sections, meta=meta))  # atomic: a unique temp, then rename
         return path
+
+
+def span_ranges(found: SpanDetection | None) -> list[tuple[int, int]] | None:
+    """Character ranges of the spans found, for the views (None: no span test ran)."""
+    if found is None:
+        return None
+    return [(int(s.start_char), int(s.end_char)) for s in found.spans if s.start_char is not None]

@@ -225,7 +225,7 @@ def detect_flags(draw) -> list[str]:
     out: list[str] = []
     for flag in draw(st.lists(st.sampled_from(sorted(FLAG_VALUES)), max_size=4, unique=True)):
         out += [flag, draw(FLAG_VALUES[flag])]
-    for flag in ("--count-repeats", "--json", "--show-tokens"):
+    for flag in ("--count-repeats", "--json", "--show-tokens", "--spans"):
         if draw(st.booleans()):
             out.append(flag)
     return out

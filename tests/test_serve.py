@@ -239,9 +239,17 @@ def test_log_holds_the_text_only_when_asked(kgw, tokenizer):
     assert log[-1]["text"] == [PLAIN]
 
 
-def test_spans_are_accepted_and_answered_with_a_note_until_they_exist(kgw, tokenizer, watermarked):
-    r = client(make(kgw, tokenizer), LOOPBACK).post("/v1/detect", json={"text": watermarked, "spans": True})
-    assert r.status_code == 200 and r.json()["spans"] == [] and "not available" in r.json()["spans_note"]
+def test_spans_locate_the_watermark_inside_plain_text(kgw, tokenizer, watermarked):
+    text = PLAIN + " " + watermarked + " " + PLAIN
+    r = client(make(kgw, tokenizer), LOOPBACK).post("/v1/detect", json={"text": text, "spans": True})
+    row = r.json()
+    assert r.status_code == 200 and row["span_verdict"] == "watermarked" and len(row["spans"]) == 1
+    (span,) = row["spans"]
+    start = len(PLAIN) + 1
+    assert abs(span["start_char"] - start) <= 25 and abs(span["end_char"] - (start + len(watermarked))) <= 25
+    assert span["p_value"] <= row["alpha"] and span["end_token"] > span["start_token"]
+    plain = client(make(kgw, tokenizer), LOOPBACK).post("/v1/detect", json={"text": PLAIN, "spans": True})
+    assert plain.json()["spans"] == [] and plain.json()["span_verdict"] != "watermarked"
 
 
 def test_bad_requests_get_one_clear_error(kgw, tokenizer):

@@ -139,3 +139,41 @@ def encode_for_detection(
     """One text's ids (bounded memory, as `encode_array`) and the report of what canonicalisation changed."""
     canon, report = canonicalize(text, offsets=False) if normalize else (text, NormalizationReport())
     return encode_array(tokenizer, canon), report
+
+
+def token_offsets(tokenizer: Any, text: str, ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(start, end) character offsets in `text` of each of its token ids (`encode_array(tok, text)`).
+
+    A fast tokenizer reports them (chunk by chunk for long texts, at the same cuts `encode_array`
+    makes, so they line up with its ids); otherwise, or where its ids differ, pieces are decoded one by
+    one and located in order. A token sharing a character with its neighbour (an emoji split over two
+    byte-level tokens) keeps the tokenizer's offsets.
+    """
+    ids = [int(t) for t in ids]
+    starts: list[int] = []
+    ends: list[int] = []
+    if getattr(tokenizer, "is_fast", False):
+        seen: list[int] = []
+        start = 0
+        while start < len(text):
+            if len(text) - start <= CHUNK_CHARS:
+                end = len(text)
+            else:
+                end, _ = _next_cut(tokenizer, text, start, CHUNK_CHARS)
+            enc = tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+            seen.extend(enc["input_ids"])
+            starts.extend(start + int(s) for s, _ in enc["offset_mapping"])
+            ends.extend(start + int(e) for _, e in enc["offset_mapping"])
+            start = end
+        if seen == ids:
+            return starts, ends
+        starts, ends = [], []
+    pos = 0
+    for t in ids:
+        piece = tokenizer.decode([t])
+        at = text.find(piece, pos) if piece else -1
+        s, e = (at, at + len(piece)) if at >= 0 else (pos, pos)
+        starts.append(s)
+        ends.append(e)
+        pos = max(pos, e)
+    return starts, ends

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .encoding import token_offsets
 from .schemes.base import Detection
+from .schemes.spans import SpanDetection
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ GUMBEL_LEGEND = (
     LegendEntry(-1, "unscored", "", "dim", "not scored (the first tokens only serve as context)"),
 )
 SPAN_MEANING = "underlined: a region the span test found watermarked"
+SPAN_MARKERS = ("{{", "}}")  # around spans in plain-text views (pipes, files)
+SPAN_MARKED_MEANING = "{{ ... }}: a region the span test found watermarked"
 NO_MASK_NOTE = "this scheme scores the whole text against the key sequence: it has no per-token colours"
 
 
@@ -76,20 +80,8 @@ def token_pieces(tokenizer: Any, text: str, ids: Sequence[int], mask: Sequence[i
     each character once. Without offsets, pieces are decoded one by one and located in order.
     """
     mask = list(mask) if len(mask) == len(ids) else [-1] * len(ids)
-    offsets = None
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if list(enc["input_ids"]) == list(ids):
-            offsets = [tuple(o) for o in enc["offset_mapping"]]
-    if offsets is None:
-        offsets, pos = [], 0
-        for t in ids:
-            piece = tokenizer.decode([int(t)])
-            at = text.find(piece, pos) if piece else -1
-            start, end = (at, at + len(piece)) if at >= 0 else (pos, pos)
-            offsets.append((start, end))
-            pos = max(pos, end)
-    return [TokenPiece(text[s:e], int(s), int(e), int(m)) for (s, e), m in zip(offsets, mask, strict=True)]
+    starts, ends = token_offsets(tokenizer, text, ids)
+    return [TokenPiece(text[s:e], int(s), int(e), int(m)) for s, e, m in zip(starts, ends, mask, strict=True)]
 
 
 def tokens_json(pieces: Iterable[TokenPiece]) -> list[dict[str, Any]]:
@@ -123,14 +115,59 @@ def segments(
     return out
 
 
-def marked_text(pieces: Sequence[TokenPiece], legend: Sequence[LegendEntry]) -> str:
-    """Plain-text view for pipes and files: `[+tok]` / `[-tok]` around marked tokens."""
+def marked_text(
+    pieces: Sequence[TokenPiece], legend: Sequence[LegendEntry], spans: Sequence[tuple[int, int]] = ()
+) -> str:
+    """Plain-text view for pipes and files: `[+tok]` / `[-tok]` around marked tokens, `{{` and
+    `}}` around spans (character ranges of the text, on token boundaries)."""
     marker = {e.mask: e.marker for e in legend}
     out = []
+    open_until = None
     for p in pieces:
+        if open_until is None:
+            for s, e in spans:
+                if s <= p.start < e:
+                    out.append(SPAN_MARKERS[0])
+                    open_until = e
+                    break
         m = marker.get(p.mask, "")
         out.append(f"[{m}{p.text}]" if m and p.text else p.text)
+        if open_until is not None and p.end >= open_until:
+            out.append(SPAN_MARKERS[1])
+            open_until = None
+    if open_until is not None:
+        out.append(SPAN_MARKERS[1])
     return "".join(out)
+
+
+def marked_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """Plain text with `{{` and `}}` around spans (for schemes without per-token colours)."""
+    out, pos = [], 0
+    for s, e in sorted(spans):
+        s, e = max(pos, s), max(pos, e)
+        out += [text[pos:s], SPAN_MARKERS[0], text[s:e], SPAN_MARKERS[1]]
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def span_fields(det: SpanDetection | None, alpha: float, scheme: str = "") -> dict[str, Any]:
+    """The `wm detect --spans` JSON fields of one text: `spans` (start_char, end_char,
+    start_token, end_token: ends exclusive; p_value: family-wise) and the document-level span test
+    (`span_p_value`, valid over every window scanned, its verdict at alpha, the windows). `det`
+    None: the scheme has no span test, and `spans_note` says so."""
+    if det is None:
+        return {"spans": [], "spans_note": f"span detection is not available for the {scheme} scheme"}
+    return {
+        "spans": [s.to_dict() for s in det.spans],
+        "span_p_value": det.p_value,
+        "span_log10_p_value": det.log10_p_value,
+        "span_verdict": det.verdict(alpha),
+        "span_watermarked": det.watermarked(alpha),
+        "span_windows": det.num_windows,
+        "span_window_lengths": list(det.window_lengths),
+        "span_method": det.method,
+    }
 
 
 def legend_lines(legend: Sequence[LegendEntry]) -> list[str]:
@@ -196,6 +233,9 @@ def _stats(row: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("green fraction", f"{row['green_fraction']:.3f}"))
     if row.get("z_score") is not None:
         out.append(("z", f"{row['z_score']:.2f}"))
+    if row.get("span_p_value") is not None:
+        out.append(("span test p", format_p(row["span_p_value"], row.get("span_log10_p_value"))))
+        out.append(("spans", str(len(row.get("spans") or ()))))
     if row.get("p_value_floor", 0.0) >= 1e-6:  # a practical limit (permutation tests, short texts)
         out.append(("smallest reachable p", format_p(row["p_value_floor"])))
     return out
@@ -216,11 +256,12 @@ def result_html(
     pieces: Sequence[TokenPiece] | None = None,
     legend: Sequence[LegendEntry] | None = None,
     note: str | None = None,
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> str:
     """One result: verdict, p-value and statistics, legend, and the text with tokens coloured.
 
-    `pieces` None shows the text uncoloured (with `note` saying why); spans come from
-    `row["spans"]` (`start_char`/`end_char`) when present.
+    `pieces` None shows the text uncoloured (with `note` saying why); `spans`: character ranges of
+    `text` to underline (default: `row["spans"]`' `start_char`/`end_char`).
     """
     source = _e(row.get("source", ""))
     if "error" in row:
@@ -241,11 +282,12 @@ def result_html(
     ]
     if row.get("inconclusive_reason"):
         parts.append(f'<p class="wm-note">{_e(row["inconclusive_reason"])}</p>')
-    spans = [
-        (s["start_char"], s["end_char"])
-        for s in row.get("spans") or ()
-        if isinstance(s, dict) and "start_char" in s and "end_char" in s
-    ]
+    if spans is None:
+        spans = [
+            (s["start_char"], s["end_char"])
+            for s in row.get("spans") or ()
+            if isinstance(s, dict) and s.get("start_char") is not None and s.get("end_char") is not None
+        ]
     if row.get("spans_note"):
         parts.append(f'<p class="wm-meta">{_e(row["spans_note"])}</p>')
     if text is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -195,3 +195,49 @@ def fisher_combine(p_values: np.ndarray) -> float:
     """Fisher's method for independent p-values (used to combine blocks)."""
     p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1.0)
     return float(stats.chi2.sf(-2.0 * np.log(p).sum(), 2 * len(p)))
+
+
+# ---- vectorised tails (many windows of one text at once; the span scan) ------------------------
+
+
+def _fill_underflow(log10_p: np.ndarray, p: np.ndarray, scalar: Callable[[int], float]) -> np.ndarray:
+    """Entries whose float tail underflowed are recomputed one by one in log space."""
+    for i in np.flatnonzero(p <= _UNDERFLOW):
+        log10_p[i] = scalar(int(i))
+    return log10_p
+
+
+def log10_binomial_tails(successes: np.ndarray, trials: np.ndarray, prob: float) -> np.ndarray:
+    """`log10_binomial_tail` elementwise over arrays of counts."""
+    s, t = np.broadcast_arrays(np.asarray(successes, np.int64), np.asarray(trials, np.int64))
+    with np.errstate(divide="ignore"):
+        p = np.where(s <= 0, 1.0, special.bdtrc(np.maximum(s - 1, 0), t, prob))
+        p = np.where(s > t, 0.0, p)
+        out = np.log10(p)
+    live = (s > 0) & (s <= t)
+    return _fill_underflow(
+        out, np.where(live, p, 1.0), lambda i: log10_binomial_tail(int(s.flat[i]), int(t.flat[i]), prob)
+    )
+
+
+def log10_hypergeom_tails(
+    successes: np.ndarray, population: int, marked: int, draws: np.ndarray
+) -> np.ndarray:
+    """`log10_hypergeom_tail` elementwise over arrays of counts (one population and list)."""
+    s, d = np.broadcast_arrays(np.asarray(successes, np.int64), np.asarray(draws, np.int64))
+    p = np.where(d <= 0, 1.0, stats.hypergeom.sf(s - 1, population, marked, np.maximum(d, 0)))
+    with np.errstate(divide="ignore"):
+        out = np.log10(p)
+    return _fill_underflow(
+        out, p, lambda i: log10_hypergeom_tail(int(s.flat[i]), population, marked, int(d.flat[i]))
+    )
+
+
+def log10_gamma_tails(scores: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """`log10_gamma_tail` elementwise over arrays of sums and shapes."""
+    x, a = np.broadcast_arrays(np.asarray(scores, np.float64), np.asarray(shapes, np.float64))
+    live = (a > 0) & (x > 0)
+    p = np.where(live, special.gammaincc(np.where(a > 0, a, 1.0), np.maximum(x, 0.0)), 1.0)
+    with np.errstate(divide="ignore"):
+        out = np.log10(p)
+    return _fill_underflow(out, p, lambda i: log10_gamma_tail(float(x.flat[i]), float(a.flat[i])))

@@ -53,8 +53,10 @@ from .. import alignment, prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError, InputError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
+from ..spans import ShiftedGammaEvidence
 from ..stats import log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, sampling_warpers
+from .spans import SpanMixin
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 # configs of version 3 on align with a free end by default; older ones were made (and are read)
@@ -190,7 +192,7 @@ def exponential_argmin(uniforms: torch.Tensor, log_probs: torch.Tensor) -> torch
     return torch.log(torch.log(uniforms).neg_()).sub_(log_probs).argmin(dim=-1)
 
 
-class DistortionFreeScheme(WatermarkScheme):
+class DistortionFreeScheme(SpanMixin, WatermarkScheme):
     """EXP / ITS key, decoder and detectors for one key (see the module docstring)."""
 
     config_cls = DistortionFreeConfig
@@ -270,6 +272,31 @@ class DistortionFreeScheme(WatermarkScheme):
         return DistortionFreeLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     # ---- detection -----------------------------------------------------------------------------
+    @property
+    def has_spans(self) -> bool:
+        """Spans need a per-window null: the EXP family's Gamma tail (ITS has none here)."""
+        return self.family == "exp"
+
+    def span_evidence(self, ids: np.ndarray) -> ShiftedGammaEvidence:
+        """EXP: -log(1 - xi) of each token on each key shift, for `detect_spans` (exp and exp-edit
+        alike: the basic block statistic, whose windows have an exact Gamma null per shift)."""
+        cfg = self.config
+        if not self.has_spans:
+            raise ConfigError(
+                f"span detection is not available for the {cfg.scheme} scheme (EXP family only)"
+            )
+        if ids.size * cfg.key_length > MAX_COST_CELLS:
+            raise InputError(
+                f"text has {ids.size} tokens: with key_length {cfg.key_length} the span scan would hold "
+                f"{ids.size * cfg.key_length:,} (token, key row) scores, over its limit of {MAX_COST_CELLS:,}; "
+                "scan a shorter text"
+            )
+        uniq, inverse = np.unique(ids, return_inverse=True)  # the PRF runs once per distinct token
+        scores = -alignment.diagonal_costs(self.cost_matrix(uniq)[:, inverse.reshape(-1)])[0]
+        return ShiftedGammaEvidence(
+            scores, description="Gamma tail per window and key shift, union over shifts"
+        )
+
     def block_for(self, m: int) -> int:
         k = self.config.block_length
         return m if k is None else min(k, m)

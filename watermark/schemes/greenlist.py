@@ -26,6 +26,7 @@ from transformers import LogitsProcessor
 from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
+from ..spans import CountEvidence
 from ..stats import (
     binomial_tail,
     hypergeom_tail,
@@ -34,6 +35,7 @@ from ..stats import (
     z_score,
 )
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
+from .spans import SpanMixin
 
 SEEDINGS = ("lefthash", "selfhash")
 SELFHASH_DEFAULT_WIDTH = 4  # the paper's and transformers' h for selfhash: 3 previous ids + the candidate
@@ -127,7 +129,7 @@ class GreenListDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 green, 0 red, -1 not scored (context prefix)
 
 
-class GreenListScheme(WatermarkScheme):
+class GreenListScheme(SpanMixin, WatermarkScheme):
     config_cls = GreenListConfig
     config: GreenListConfig
 
@@ -193,30 +195,67 @@ class GreenListScheme(WatermarkScheme):
     def min_tokens(self) -> int:
         return self.config.prefix_length + 1
 
-    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GreenListDetection:
-        cfg = self.config
-        h = cfg.prefix_length
-        ids = as_token_array(token_ids, cfg.vocab_size)
-        n = ids.size
-        if n < self.min_tokens:
+    def scored_positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(green, counted) for the tokens after the first h: green under their own context, and
+        counted = the first occurrence of their (seed, token) pair (every token with count_repeats).
+        A repeated pair repeats the same coin flip, so only its first occurrence is scored."""
+        h = self.config.prefix_length
+        if ids.size < self.min_tokens:
             raise TextTooShortError(
-                f"text has {n} tokens; the {cfg.scheme} detector needs at least {self.min_tokens}"
+                f"text has {ids.size} tokens; the {self.config.scheme} detector needs at least {self.min_tokens}"
             )
         windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)  # (n - h, h + 1): context + token
         seeds = self.token_seeds(windows)
         tokens = windows[:, h].copy()
         green = self.is_green(torch.from_numpy(seeds), torch.from_numpy(tokens)).numpy()
-        # a repeated (seed, token) pair repeats the same coin flip: count it once unless asked
-        counted = np.ones(len(windows), dtype=bool) if cfg.count_repeats else first_occurrences(seeds, tokens)
+        counted = (
+            np.ones(len(windows), dtype=bool)
+            if self.config.count_repeats
+            else first_occurrences(seeds, tokens)
+        )
+        return green, counted
+
+    def fixed_list_size(self, ids: np.ndarray) -> tuple[int, int]:
+        """Unigram: (vocabulary V, green-list size K) of the one fixed list."""
+        cfg = self.config
+        vocab = cfg.vocab_size or int(ids.max()) + 1
+        k = int(self.fixed_green_mask(vocab).sum())
+        if not 0 < k < vocab:
+            raise ConfigError(f"the green list of gamma {cfg.gamma:g} holds {k} of {vocab} tokens: no test")
+        return vocab, k
+
+    @property
+    def has_spans(self) -> bool:
+        """Windows are exact only with each (context, token) pair scored once."""
+        return not self.config.count_repeats
+
+    def span_evidence(self, ids: np.ndarray) -> CountEvidence:
+        """Per-token green indicators for `detect_spans`: scored exactly as `detect` scores them."""
+        cfg = self.config
+        if cfg.count_repeats:
+            raise ConfigError("span detection scores each (context, token) pair once: drop count_repeats")
+        h = cfg.prefix_length
+        green, counted = self.scored_positions(ids)
+        scored = np.zeros(ids.size, dtype=bool)
+        hit = np.zeros(ids.size, dtype=bool)
+        scored[h:], hit[h:] = counted, green
+        if cfg.context_width == 0:
+            vocab, k = self.fixed_list_size(ids)
+            return CountEvidence(
+                scored, hit, k / vocab, hypergeom=(vocab, k), description="hypergeometric per window"
+            )
+        return CountEvidence(scored, hit, cfg.gamma, description="binomial per window")
+
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GreenListDetection:
+        cfg = self.config
+        h = cfg.prefix_length
+        ids = as_token_array(token_ids, cfg.vocab_size)
+        n = ids.size
+        green, counted = self.scored_positions(ids)
         t = int(counted.sum())
         g = int(green[counted].sum())
         if cfg.context_width == 0:  # one fixed list (unigram)
-            vocab = cfg.vocab_size or int(ids.max()) + 1
-            k = int(self.fixed_green_mask(vocab).sum())
-            if not 0 < k < vocab:
-                raise ConfigError(
-                    f"the green list of gamma {cfg.gamma:g} holds {k} of {vocab} tokens: no test"
-                )
+            vocab, k = self.fixed_list_size(ids)
             prob = k / vocab
             if cfg.count_repeats:
                 null = "binomial (repeats counted: approximate)"

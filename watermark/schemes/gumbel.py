@@ -18,10 +18,12 @@ import torch
 from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
+from ..spans import GammaEvidence
 from ..stats import gamma_tail, log10_gamma_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 from .greenlist import MAX_CONTEXT_WIDTH
+from .spans import SpanMixin
 
 
 @register_config("gumbel")
@@ -46,7 +48,7 @@ class GumbelDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 scored, 0 repeated pair, -1 context prefix
 
 
-class GumbelScheme(WatermarkScheme):
+class GumbelScheme(SpanMixin, WatermarkScheme):
     config_cls = GumbelConfig
     config: GumbelConfig
     acts_on_final_distribution = True
@@ -70,18 +72,33 @@ class GumbelScheme(WatermarkScheme):
         (see `FinalDistributionProcessor`)."""
         return GumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
+    def token_scores(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(-log(1 - r), counted) for the tokens after the first h; counted = the first occurrence
+        of the (context, token) pair (a repeat repeats the same r)."""
+        h = self.config.context_width
+        if ids.size < h + 1:
+            raise TextTooShortError(f"text has {ids.size} tokens; the gumbel detector needs at least {h + 1}")
+        windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)
+        seeds_np, tokens = self.seeds_for(windows[:, :h]), windows[:, h].copy()
+        counted = first_occurrences(seeds_np, tokens)
+        r = prf.uniforms(torch.from_numpy(seeds_np), torch.from_numpy(tokens))
+        return (-torch.log1p(-r)).numpy(), counted
+
+    def span_evidence(self, ids: np.ndarray) -> GammaEvidence:
+        """Per-token scores for `detect_spans`, scored exactly as `detect` scores them."""
+        h = self.config.context_width
+        scores, counted = self.token_scores(ids)
+        scored = np.zeros(ids.size, dtype=bool)
+        per_token = np.zeros(ids.size)
+        scored[h:], per_token[h:] = counted, scores
+        return GammaEvidence(scored, per_token, description="Gamma tail per window")
+
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> GumbelDetection:
         cfg = self.config
         h = cfg.context_width
         ids = as_token_array(token_ids, cfg.vocab_size)
         n = ids.size
-        if n < h + 1:
-            raise TextTooShortError(f"text has {n} tokens; the gumbel detector needs at least {h + 1}")
-        windows = np.lib.stride_tricks.sliding_window_view(ids, h + 1)
-        seeds_np, tokens = self.seeds_for(windows[:, :h]), windows[:, h].copy()
-        counted = first_occurrences(seeds_np, tokens)
-        r = prf.uniforms(torch.from_numpy(seeds_np), torch.from_numpy(tokens))
-        scores = (-torch.log1p(-r)).numpy()
+        scores, counted = self.token_scores(ids)
         t = int(counted.sum())
         s = float(scores[counted].sum())
         mask = np.full(n, -1, dtype=np.int64)

@@ -35,6 +35,7 @@ from transformers import LogitsProcessor
 from ..config import MAX_VOCAB_SIZE, SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..hfkeys import HashingKey
+from ..spans import SeedGroupedCountEvidence
 from ..stats import lattice_tail, log10_lattice_tail, z_score
 from .base import (
     Detection,
@@ -45,6 +46,7 @@ from .base import (
     sampling_warpers,
 )
 from .greenlist import MAX_CONTEXT_WIDTH, MAX_DELTA
+from .spans import SpanMixin
 
 SEEDINGS = ("lefthash", "selfhash")
 TABLE_SIZE = 1_000_003
@@ -89,7 +91,7 @@ class HfKgwDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 green, 0 red or repeated pair, -1 not scored
 
 
-class HfKgwScheme(WatermarkScheme):
+class HfKgwScheme(SpanMixin, WatermarkScheme):
     """Green lists exactly as transformers makes them, for one integer hashing key."""
 
     config_cls = HfKgwConfig
@@ -169,16 +171,15 @@ class HfKgwScheme(WatermarkScheme):
         return HfKgwLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
 
     # ---- detection -----------------------------------------------------------------------------
-    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> HfKgwDetection:
+    def scored_positions(self, ids: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(first scored position, effective seed, green, counted) of the scored tokens; counted =
+        the first occurrence of its (effective seed, token) pair."""
         cfg = self.config
-        ids = as_token_array(token_ids, cfg.vocab_size)
-        n = ids.size
         h = cfg.context_width
         need = h + 1 if cfg.seeding == "lefthash" else h
-        if n < need:
-            raise TextTooShortError(f"text has {n} tokens; the hf-kgw detector needs at least {need}")
+        if ids.size < need:
+            raise TextTooShortError(f"text has {ids.size} tokens; the hf-kgw detector needs at least {need}")
         v = self.permuted_size()
-        k = self.greenlist_size(v)
         start, seeds, tokens = self.scored(ids)
         effective = np.array([s & 0xFFFFFFFF for s in seeds], dtype=np.int64)  # what torch's CPU MT uses
         counted = first_occurrences(effective, tokens)
@@ -186,6 +187,34 @@ class HfKgwScheme(WatermarkScheme):
             [bool(t < v and self.green_mask(s, v)[t]) for s, t in zip(seeds, tokens.tolist(), strict=True)],
             dtype=bool,
         )
+        return start, effective, green, counted
+
+    def span_evidence(self, ids: np.ndarray) -> SeedGroupedCountEvidence:
+        """Per-token green indicators and seeds for `detect_spans`, scored exactly as `detect` does."""
+        v = self.permuted_size()
+        start, effective, green, counted = self.scored_positions(ids)
+        scored, hit, seeds = (
+            np.zeros(ids.size, dtype=bool),
+            np.zeros(ids.size, dtype=bool),
+            np.zeros(ids.size, dtype=np.int64),
+        )
+        scored[start:], hit[start:], seeds[start:] = counted, green, effective
+        return SeedGroupedCountEvidence(
+            scored,
+            hit,
+            seeds,
+            v,
+            self.greenlist_size(v),
+            description="hypergeometric per seed, convolved per window",
+        )
+
+    def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> HfKgwDetection:
+        cfg = self.config
+        ids = as_token_array(token_ids, cfg.vocab_size)
+        n = ids.size
+        v = self.permuted_size()
+        k = self.greenlist_size(v)
+        start, effective, green, counted = self.scored_positions(ids)
         t = int(counted.sum())
         g = int(green[counted].sum())
         _, per_seed = np.unique(effective[counted], return_counts=True)

@@ -32,9 +32,11 @@ import torch
 from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
+from ..spans import CountEvidence
 from ..stats import binomial_tail, lattice_tail, log10_binomial_tail, log10_lattice_tail
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
+from .spans import SpanMixin
 
 SCORES = ("weighted", "mean")
 MAX_LAYERS = 64  # one 64-bit PRF output per (context, token) gives every layer's bit
@@ -185,7 +187,7 @@ class SynthIDConfig(SchemeConfig):
             raise ConfigError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
 
 
-class SynthIDScheme(WatermarkScheme):
+class SynthIDScheme(SpanMixin, WatermarkScheme):
     config_cls = SynthIDConfig
     config: SynthIDConfig
     acts_on_final_distribution = True
@@ -216,6 +218,22 @@ class SynthIDScheme(WatermarkScheme):
         """The tournament sampler; give it the sampling settings unless it runs after
         transformers' warpers (see `FinalDistributionProcessor`)."""
         return SynthIDLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k)
+
+    def span_evidence(self, ids: np.ndarray) -> CountEvidence:
+        """`detect_spans` on the mean score: each token with a context not seen before in the text
+        carries m fair coins under H0 (its g-values), so a window's g-count is Binomial(m t, 1/2)."""
+        cfg = self.config
+        n = cfg.ngram_len
+        if ids.size < n:
+            raise TextTooShortError(f"text has {ids.size} tokens; the synthid detector needs at least {n}")
+        windows = np.lib.stride_tricks.sliding_window_view(ids, n)
+        kept = first_contexts(windows, n - 1)
+        trials = np.zeros(ids.size, dtype=np.int64)
+        hits = np.zeros(ids.size, dtype=np.int64)
+        at = np.flatnonzero(kept) + n - 1
+        trials[at] = cfg.num_layers
+        hits[at] = self.g_values(windows[kept, : n - 1], windows[kept, n - 1].copy()).sum(axis=1)
+        return CountEvidence(trials, hits, 0.5, description="binomial per window, mean g-value score")
 
     def detect(self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None) -> SynthIDDetection:
         cfg = self.config

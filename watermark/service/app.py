@@ -278,7 +278,7 @@ def create_app(
             "config": detector.config.to_dict(),
             "alpha": settings.alpha,
             "token_display": client.show_tokens,
-            "spans": hasattr(scheme, "detect_spans"),
+            "spans": bool(getattr(scheme, "has_spans", False)),
             "limits": {
                 "rate_limit_per_minute": settings.rate_limit
                 if client.rate_limit is None

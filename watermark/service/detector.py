@@ -8,7 +8,6 @@ copies cost a few megabytes. The key stays in this process's memory, as it does 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,15 +16,15 @@ from typing import Any
 from ..errors import InputError
 from ..generation import encode_texts
 from ..normalize import canonicalize
-from ..report import detection_row, mask_legend, result_html, token_pieces
+from ..report import detection_row, mask_legend, result_html, span_fields, token_pieces
 from ..schemes import build_scheme
 from ..schemes.base import WatermarkScheme
+from ..schemes.spans import spans_in_text
 
 TOKENS_HIDDEN = (
     "per-token colours are hidden: they reveal the key's green lists, and this server shows them only "
     'to clients the operator allows (a token with "show_tokens": true, or loopback with --allow-token-display)'
 )
-SPANS_UNAVAILABLE = "span detection is not available in this version of wm: no spans are reported"
 
 
 @dataclass
@@ -75,10 +74,10 @@ class Detector:
         out = DetectOutcome(rows=[])
         sections = []
         for text, source in zip(texts, sources, strict=True):
-            pieces = legend = None
+            pieces = legend = shown = None
             try:
                 # canonical text, as `wm detect` scores it (invisible characters, look-alikes)
-                text, norm = canonicalize(text, offsets=False)
+                text, norm = canonicalize(text, offsets=spans)
                 ids = encode_texts(tok, [text], normalize=False)[0]
                 det = scheme.detect(ids, alpha=self.alpha)
                 if tokens and show_tokens:
@@ -88,8 +87,10 @@ class Detector:
                     source, det, self.alpha, pieces, config=scheme.config.to_dict(), config_conflicts=[]
                 )
                 row.update(norm.to_dict())
-                if spans:
-                    row.update(_spans(scheme, ids))
+                if spans:  # JSON offsets index the text as sent; the page shows the canonical text
+                    found = spans_in_text(scheme, tok, text, ids, self.alpha)
+                    row.update(span_fields(found and found.mapped_to(norm.offsets), self.alpha, scheme.name))
+                    shown = [(x.start_char, x.end_char) for x in found.spans] if found is not None else []
             except InputError as exc:
                 row = {"source": source, "error": str(exc)}
             else:
@@ -102,25 +103,7 @@ class Detector:
                 note = TOKENS_HIDDEN if tokens and not show_tokens else None
                 if pieces is not None and legend is None:
                     note = row.get("tokens_note")
-                sections.append(result_html(row, text, pieces, legend, note))
+                sections.append(result_html(row, text, pieces, legend, note, spans=shown))
         if html:
             out.html = "".join(sections)
         return out
-
-
-def _spans(scheme: WatermarkScheme, ids: Sequence[int]) -> dict[str, Any]:
-    """Spans where the scheme can find them (`detect_spans`), else an empty list and why."""
-    find = getattr(scheme, "detect_spans", None)
-    if find is None:
-        return {"spans": [], "spans_note": SPANS_UNAVAILABLE}
-    found = find(ids)
-    found = getattr(found, "spans", found)
-    return {"spans": [_as_dict(s) for s in found]}
-
-
-def _as_dict(span: Any) -> dict[str, Any]:
-    if hasattr(span, "to_dict"):
-        return span.to_dict()
-    if dataclasses.is_dataclass(span):
-        return dataclasses.asdict(span)
-    return dict(span)
