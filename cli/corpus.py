@@ -130,7 +130,15 @@ def run_stream(
             from watermark.engines.ray_engine import detect_files
 
             rows: Iterator[dict] = detect_files(
-                files, key, plan, alpha, normalize, opts["text_field"], opts["lines"], opts["address"]
+                files,
+                key,
+                plan,
+                alpha,
+                normalize,
+                opts["text_field"],
+                opts["lines"],
+                opts["address"],
+                workers=opts["workers"] or 2,
             )
         else:
             rows = _local_rows(files, key, plan, alpha, normalize, opts)

@@ -231,3 +231,24 @@ def test_the_key_is_never_written_with_workers(env):
     assert len(rows) == 200 and rows[0]["config"]["key_fingerprint"] == key.fingerprint
     for text in [res.output, (env / "o.jsonl").read_text()]:
         assert not any(s in text for s in secrets)
+
+
+def test_ray_engine_gives_the_local_rows_row_for_row(env):
+    """`--engine ray` (a local Ray, two actors) on Parquet and JSONL: the same rows as the local run."""
+    pytest.importorskip("ray.data")
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import ray
+
+    texts = natural_texts(40, seed=9)
+    pq.write_table(pa.table({"text": [*texts[:20], None, *texts[20:]]}), env / "c.parquet", row_group_size=9)
+    jsonl(env / "c.jsonl", texts[:10], ["", "not json", '{"text": "hi"}'])
+    try:
+        for f in ("c.parquet", "c.jsonl"):
+            local = run("detect", f, "--key", "key", "--stream")
+            dist = run("detect", f, "--key", "key", "--engine", "ray", "--workers", "2")
+            assert dist.exit_code == local.exit_code == 2, dist.output
+            assert rows_of(dist.stdout) == rows_of(local.stdout)
+            assert dist.stderr == local.stderr
+    finally:
+        ray.shutdown()
