@@ -30,3 +30,16 @@ def test_processor_bias_matches_the_per_token_green_test_at_262k():
     green = scheme.is_green(seeds.reshape(-1, 1), torch.arange(v).reshape(1, -1))
     assert torch.equal(out[:, :v] - scores[:, :v] > 1.0, green)
     assert torch.equal(out[:, v:], scores[:, v:])
+
+
+@pytest.mark.parametrize("delta", [2.0, 1.7])
+def test_fused_processor_step_equals_the_mask_path(delta):
+    v = 262_144
+    scheme = build_scheme(GreenListConfig(vocab_size=v, delta=delta), Key.from_seed("big"))
+    ids = torch.tensor([[5, 17], [3, 262_143], [9, 9]])
+    scores = torch.randn(3, v + 6)
+    fused = scheme.processor()(ids, scores)
+    mask = scheme.processor().green_mask(ids, v)
+    reference = scores.clone()
+    reference[:, :v].add_(mask.to(scores.dtype), alpha=delta)
+    assert torch.equal(fused, reference)

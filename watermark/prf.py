@@ -183,8 +183,26 @@ def vocab_below_torch(seeds: torch.Tensor, vocab_size: int, fraction: float) -> 
 _FUSED: list = []
 
 
+def add_below_(scores: torch.Tensor, seeds: torch.Tensor, fraction: float, delta: float) -> bool:
+    """`scores[b, j] += delta` where `below(seeds[b], j, fraction)`, in place, in one pass over a
+    CPU float32 `scores` (batch, V); the green-list processor's step at large vocabularies. Returns
+    False (nothing done) where the fused kernel does not apply (GPU, other dtypes, no numba)."""
+    kernels = _fused_kernels() if scores.device.type == "cpu" and scores.dtype == torch.float32 else None
+    if kernels is None:
+        return False
+    s = seeds.reshape(-1).detach().to(torch.int64).numpy()
+    kernels[1](scores.numpy(), s, np.uint64(unit_threshold(fraction)), np.float32(delta))
+    return True
+
+
 def _fused_kernel():
-    """The numba kernel of `vocab_below` (compiled once, cached on disk), or None without numba."""
+    kernels = _fused_kernels()
+    return None if kernels is None else kernels[0]
+
+
+def _fused_kernels():
+    """The numba kernels (vocab_below, add_below_), compiled once and cached on disk; None without numba.
+    Both decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
     if not _FUSED:
         try:
             from numba import njit, prange
@@ -198,20 +216,32 @@ def _fused_kernel():
         )
         s33, s11, one = np.uint64(33), np.uint64(11), np.uint64(1)
 
+        @njit(inline="always")
+        def green(seed, j, threshold):  # pragma: no cover - compiled
+            z = seed + (np.uint64(j) + one) * g
+            z = (z ^ (z >> s33)) * m1
+            z = (z ^ (z >> s33)) * m2
+            z = z ^ (z >> s33)
+            return (z >> s11) < threshold
+
         @njit(cache=True, parallel=True)
         def fused(seeds, vocab_size, threshold):  # pragma: no cover - compiled
             out = np.empty((seeds.shape[0], vocab_size), dtype=np.bool_)
             for b in range(seeds.shape[0]):
                 seed = np.uint64(seeds[b])
                 for j in prange(vocab_size):
-                    z = seed + (np.uint64(j) + one) * g
-                    z = (z ^ (z >> s33)) * m1
-                    z = (z ^ (z >> s33)) * m2
-                    z = z ^ (z >> s33)
-                    out[b, j] = (z >> s11) < threshold
+                    out[b, j] = green(seed, j, threshold)
             return out
 
-        _FUSED.append(fused)
+        @njit(cache=True, parallel=True)
+        def add_fused(scores, seeds, threshold, delta):  # pragma: no cover - compiled
+            for b in range(scores.shape[0]):
+                seed = np.uint64(seeds[b])
+                for j in prange(scores.shape[1]):
+                    if green(seed, j, threshold):
+                        scores[b, j] += delta
+
+        _FUSED.append((fused, add_fused))
     return _FUSED[0]
 
 
