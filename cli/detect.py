@@ -37,6 +37,7 @@ from .common import (
     with_model_vocab_size,
     with_status,
 )
+from .corpus import check_stream_flags, corpus_options, run_stream, wants_stream
 from .report import TokenViews, span_ranges
 from .terminal import visible
 
@@ -95,22 +96,36 @@ from .terminal import visible
     default=None,
     help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
 )
+@corpus_options
 def detect(
     files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
 ):
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
     no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
     find_spans = kwargs.pop("find_spans")
+    stream_opts = {
+        k: kwargs.pop(k)
+        for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
+    }
+    streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
+    if streaming:
+        check_stream_flags(stream_opts, show_tokens, with_tokens, html_path, calibration_path)
+        if find_spans:
+            raise click.UsageError(
+                "--spans is not available in corpus mode (--workers, -o, --stream, Parquet)"
+            )
     if with_tokens and not as_json:
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
     scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
     resolver = ConfigResolver(scheme, config_path, flags)
     views = TokenViews(console, show_tokens and not as_json, html_path)
-    check_outputs([html_path], files, key_path)
+    check_outputs([html_path, stream_opts["output_path"]], files, key_path)
     key = resolve_key(key_path, secret)
+    if streaming:
+        return run_stream(files, key, resolver, model, alpha, not no_normalize, stream_opts, load_tokenizer)
     calib = Calibration.load(calibration_path) if calibration_path else None
-    records = [r for f in files for r in read_records(f)]
+    records = [r for f in files for r in read_records(f, field_name=stream_opts["text_field"])]
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
     rows = []

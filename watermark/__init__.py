@@ -19,6 +19,7 @@ _EXPORTS = {
     "available_schemes": ".schemes",
     "build_scheme": ".schemes",
     "config_from_dict": ".config",
+    "detect_texts": ".corpus",
     "load_config_file": ".config",
     "load_key_file": ".keys",
     "load_scheme": ".scheme_file",
@@ -35,6 +36,7 @@ __all__ = [
     "available_schemes",
     "build_scheme",
     "config_from_dict",
+    "detect_texts",
     "load_config_file",
     "load_key_file",
     "load_scheme",
@@ -45,6 +47,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .config import SchemeConfig, config_from_dict, load_config_file, save_config_file
+    from .corpus import detect_texts
     from .errors import WmError
     from .keys import Key, load_key_file, write_key_file
     from .scheme_file import load_scheme, save_scheme

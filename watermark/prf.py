@@ -163,8 +163,86 @@ def below(seeds: torch.Tensor, counters: torch.Tensor, fraction: float) -> torch
 
 
 def vocab_below(seeds: torch.Tensor, vocab_size: int, fraction: float) -> torch.Tensor:
-    """`below` for every token of the vocabulary under each seed: shape (len(seeds), vocab_size)."""
+    """`below` for every token of the vocabulary under each seed: shape (len(seeds), vocab_size).
+
+    On CPU one fused numba loop computes the same bits (`_fused_vocab_below`): the torch path
+    makes ~15 passes over an int64 (batch, vocab) tensor, which at a 262,144-token vocabulary
+    costs more per step than a small model's forward pass."""
+    kernel = _fused_kernel() if seeds.device.type == "cpu" else None
+    if kernel is not None:
+        s = seeds.reshape(-1).detach().to(torch.int64).numpy()
+        return torch.from_numpy(kernel(s, int(vocab_size), np.uint64(unit_threshold(fraction))))
+    return vocab_below_torch(seeds, vocab_size, fraction)
+
+
+def vocab_below_torch(seeds: torch.Tensor, vocab_size: int, fraction: float) -> torch.Tensor:
+    """The torch path of `vocab_below` (any device; the reference the fused kernel is tested on)."""
     return _top53_below(vocab_mix(seeds, vocab_size), fraction)
+
+
+_FUSED: list = []
+
+
+def add_below_(scores: torch.Tensor, seeds: torch.Tensor, fraction: float, delta: float) -> bool:
+    """`scores[b, j] += delta` where `below(seeds[b], j, fraction)`, in place, in one pass over a
+    CPU float32 `scores` (batch, V); the green-list processor's step at large vocabularies. Returns
+    False (nothing done) where the fused kernel does not apply (GPU, other dtypes, no numba)."""
+    kernels = _fused_kernels() if scores.device.type == "cpu" and scores.dtype == torch.float32 else None
+    if kernels is None:
+        return False
+    s = seeds.reshape(-1).detach().to(torch.int64).numpy()
+    kernels[1](scores.numpy(), s, np.uint64(unit_threshold(fraction)), np.float32(delta))
+    return True
+
+
+def _fused_kernel():
+    kernels = _fused_kernels()
+    return None if kernels is None else kernels[0]
+
+
+def _fused_kernels():
+    """The numba kernels (vocab_below, add_below_), compiled once and cached on disk; None without numba.
+    Both decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
+    if not _FUSED:
+        try:
+            from numba import njit, prange
+        except ImportError:  # pragma: no cover
+            _FUSED.append(None)
+            return None
+        g, m1, m2 = (
+            np.uint64(0x9E3779B97F4A7C15),
+            np.uint64(0xFF51AFD7ED558CCD),
+            np.uint64(0xC4CEB9FE1A85EC53),
+        )
+        s33, s11, one = np.uint64(33), np.uint64(11), np.uint64(1)
+
+        @njit(inline="always")
+        def green(seed, j, threshold):  # pragma: no cover - compiled
+            z = seed + (np.uint64(j) + one) * g
+            z = (z ^ (z >> s33)) * m1
+            z = (z ^ (z >> s33)) * m2
+            z = z ^ (z >> s33)
+            return (z >> s11) < threshold
+
+        @njit(cache=True, parallel=True)
+        def fused(seeds, vocab_size, threshold):  # pragma: no cover - compiled
+            out = np.empty((seeds.shape[0], vocab_size), dtype=np.bool_)
+            for b in range(seeds.shape[0]):
+                seed = np.uint64(seeds[b])
+                for j in prange(vocab_size):
+                    out[b, j] = green(seed, j, threshold)
+            return out
+
+        @njit(cache=True, parallel=True)
+        def add_fused(scores, seeds, threshold, delta):  # pragma: no cover - compiled
+            for b in range(scores.shape[0]):
+                seed = np.uint64(seeds[b])
+                for j in prange(scores.shape[1]):
+                    if green(seed, j, threshold):
+                        scores[b, j] += delta
+
+        _FUSED.append((fused, add_fused))
+    return _FUSED[0]
 
 
 def _top53_below(bits: torch.Tensor, fraction: float) -> torch.Tensor:

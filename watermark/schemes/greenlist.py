@@ -333,7 +333,11 @@ class GreenListLogitsProcessor(LogitsProcessor):
             if input_ids.shape[1] < self.h:
                 raise ConfigError(f"selfhash needs a prompt of at least {self.h} tokens")
             return scores + self.selfhash_bias(input_ids, scores, v)
-        mask = self.green_mask(input_ids, v)
-        bias = torch.zeros_like(scores)
-        bias[:, :v] = mask.to(scores.dtype) * self.delta
-        return scores + bias
+        out = scores.clone()
+        if self.h > 0 and input_ids.shape[1] >= self.h:  # CPU: one fused pass (large vocabularies)
+            ctx = input_ids[:, -self.h :].detach().to("cpu", torch.int64).numpy()
+            seeds = torch.from_numpy(self.scheme.seeds_for(ctx))
+            if prf.add_below_(out[:, :v], seeds, self.scheme.config.gamma, self.delta):
+                return out
+        out[:, :v].add_(self.green_mask(input_ids, v).to(scores.dtype), alpha=self.delta)
+        return out

@@ -1,0 +1,1 @@
+"""Distributed engines for corpus detection (optional extras)."""
