@@ -157,9 +157,8 @@ def run_stream(
 
 def _local_rows(files, key, plan, alpha, normalize, opts) -> Iterator[dict]:
     records = (r for f in files for r in corpus.iter_corpus(f, opts["text_field"], opts["lines"]))
-    detector = None
-    if (opts["workers"] or 1) <= 1:  # in this process, with the tokenizers the plan loaded
-        detector = corpus.Detector(key, alpha, normalize, tokenizers=plan._tokenizers)
+    # this process is one of the workers, with the tokenizers the plan loaded
+    detector = corpus.Detector(key, alpha, normalize, tokenizers=plan._tokenizers)
     for results in corpus.ordered_map(
         corpus.batched(records, plan), key, alpha, normalize, opts["workers"] or 1, detector=detector
     ):

@@ -233,6 +233,7 @@ def test_the_key_is_never_written_with_workers(env):
         assert not any(s in text for s in secrets)
 
 
+@pytest.mark.slow  # starting a local Ray and two actors: ~3 minutes on a loaded 2-core machine
 def test_ray_engine_gives_the_local_rows_row_for_row(env):
     """`--engine ray` (a local Ray, two actors) on Parquet and JSONL: the same rows as the local run."""
     pytest.importorskip("ray.data")

@@ -6,8 +6,8 @@ line, Parquet batch by batch), handed to the detector in batches of `BATCH` text
 been. One text is still capped (`textio.MAX_INPUT_BYTES`, tokenised in chunks by
 `watermark.encoding`), so a single huge record cannot fill memory either.
 
-With `workers > 1` the batches go to worker processes (spawned, so they share nothing with the
-parent): each gets the key and the public options once, in memory, through the pool's
+With `workers > 1` the batches go to this process and workers - 1 worker processes (spawned, so
+they share nothing with the parent): each worker gets the key and the public options once, in memory, through the pool's
 initializer arguments (pickled over the pool's pipe), and builds its own tokenizer and schemes.
 The key is never written to disk, never logged, and outputs carry only its fingerprint.
 
@@ -435,21 +435,40 @@ def ordered_map(
     detector: Detector | None = None,
 ) -> Iterator[list[Any]]:
     """Results of each batch, in order, with at most 2 x workers batches in flight (bounded memory).
-    `workers <= 1` runs in this process (with `detector` when given)."""
+
+    This process is one of the `workers` detectors (with `detector` when given): it tests every
+    workers-th batch itself while workers - 1 spawned processes test the others, so N workers
+    cost N copies of torch and the tokenizer in memory, not N + 1."""
+    det = detector or Detector(key, alpha, normalize)
     if workers <= 1:
-        det = detector or Detector(key, alpha, normalize)
         for batch in batches:
             yield det.run(batch, rows)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(key, alpha, normalize)) as pool:
+    with ctx.Pool(workers - 1, initializer=_init_worker, initargs=(key, alpha, normalize)) as pool:
         pending: deque = deque()
-        for batch in batches:
-            pending.append(pool.apply_async(_run_batch, (batch, rows)))
-            if len(pending) >= 2 * workers:
+        for i, batch in enumerate(batches):
+            if i % workers == 0:
+                pending.append(_Done(det.run(batch, rows)))
+            else:
+                pending.append(pool.apply_async(_run_batch, (batch, rows)))
+            while len(pending) >= 2 * workers or (pending and pending[0].ready()):
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+class _Done:
+    """A batch this process tested itself, queued in order with the pool's AsyncResults."""
+
+    def __init__(self, result: list[Any]):
+        self.result = result
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self) -> list[Any]:
+        return self.result
 
 
 def batched(records: Iterable[TextRecord], plan: ConfigPlan, size: int = BATCH) -> Iterator[list[tuple]]:
@@ -511,10 +530,10 @@ def detect_texts(
             yield r
 
     detector = None
-    if tok_obj is not None and workers <= 1:
+    if tok_obj is not None:
         detector = Detector(key, alpha, normalize, tokenizers={name: tok_obj})
-    elif tok_obj is not None:
-        _register_tokenizer(name, tok_obj)
+        if workers > 1:
+            _register_tokenizer(name, tok_obj)
     for results in ordered_map(
         batched(checked(records), plan), key, alpha, normalize, workers, rows=False, detector=detector
     ):
