@@ -112,6 +112,51 @@ class NgramRepetitionPenalty(LogitsProcessor):
         return scores
 
 
+class EstimatedZEosBan(LogitsProcessor):
+    """Jovanovic et al.'s spoofer does not stop while its own z-estimate of the response is below
+    `threshold` (their 5): the end-of-text tokens are banned until then. The estimate is the
+    one the scrubber plans with: every distinct (h previous tokens, token) item of the response
+    (the unit the detector counts once) is green with probability gamma + (1 - gamma) x boost,
+    and z = (sum - gamma T) / sqrt(gamma (1 - gamma) T) over the T items. The response starts
+    where this processor first saw the input; use one per batch. With `max_new_tokens` above the
+    usual length, a response whose estimate is low simply runs longer."""
+
+    def __init__(self, stolen: StolenList, eos_ids: Sequence[int], threshold: float = 5.0):
+        if not np.isfinite(threshold):
+            raise ConfigError(f"the z-estimate threshold must be finite, got {threshold}")
+        self.stolen, self.threshold = stolen, float(threshold)
+        self.eos = sorted({int(i) for i in eos_ids})
+        self.gamma = float(stolen.gamma or 0.25)
+        self._start: int | None = None
+        self._seen: list[dict[tuple[int, ...], float]] = []
+        self._done: list[int] = []  # response tokens already folded into each row's estimate
+
+    def estimate(self, row: int) -> float:
+        """The current z-estimate of row `row`'s response (0 before any item)."""
+        from .scrub import estimated_z
+
+        return estimated_z(list(self._seen[row].values()), self.gamma)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._start is None:
+            self._start = input_ids.shape[1]
+            self._seen = [{} for _ in range(input_ids.shape[0])]
+            self._done = [0] * input_ids.shape[0]
+        h, g = self.stolen.context_width, self.gamma
+        eos = [i for i in self.eos if i < scores.shape[-1]]
+        for row, full in enumerate(input_ids.tolist()):
+            resp = full[self._start :]
+            seen = self._seen[row]
+            for i in range(max(self._done[row], h), len(resp)):
+                key = tuple(resp[i - h : i + 1])
+                if key not in seen:
+                    seen[key] = g + (1 - g) * self.stolen.boosts(resp[i - h : i]).get(resp[i], 0.0)
+            self._done[row] = len(resp)
+            if eos and self.estimate(row) < self.threshold:
+                scores[row, eos] = -torch.inf
+        return scores
+
+
 def spoof_generate(
     model: Any,
     tokenizer: Any,
@@ -122,12 +167,18 @@ def spoof_generate(
     batch_size: int = 8,
     seed: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    eos_ban_z: float | None = None,
     **gen_kwargs: Any,
 ):
     """Generations from the unwatermarked model with the stolen-list bias (`delta` defaults to
-    `default_strength(stolen)`); `repetition_penalty` > 1 adds the n-gram penalty (n = h + 1).
+    `default_strength(stolen)`); `repetition_penalty` > 1 adds the n-gram penalty (n = h + 1);
+    `eos_ban_z` bans ending while the response's z-estimate is below it (`EstimatedZEosBan`).
     Processors are built per batch, so per-response state never leaks between batches."""
     from watermark.generation import generate
+
+    eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos.update(gen_eos if isinstance(gen_eos, list) else ([gen_eos] if gen_eos is not None else []))
 
     strength = default_strength(stolen) if delta is None else float(delta)
     out = []
@@ -135,6 +186,8 @@ def spoof_generate(
         procs: list[Any] = [StolenListLogitsProcessor(stolen, strength)]
         if repetition_penalty != 1.0:
             procs.insert(0, NgramRepetitionPenalty(stolen.context_width + 1, repetition_penalty))
+        if eos_ban_z is not None:
+            procs.append(EstimatedZEosBan(stolen, sorted(eos), eos_ban_z))
         out += generate(
             model,
             tokenizer,

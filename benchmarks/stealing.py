@@ -432,16 +432,20 @@ def planted_curves(time_limit, out_png):
 
 
 # ---- issue 13 on the real model: ratio stealing, spoofing and scrubbing at strength ---------------
-def _ppl(model, tok, rows_or_ids, prompts):
-    from watermark.evaluation import perplexities, prompt_prefix
+def _ppl(model, tok, texts, prompts):
+    """The one perplexity of issue 13's tables: the default model's exp(mean NLL) of the text,
+    re-tokenised as the detector sees it, given its prompt in the chat template
+    (`watermark.evaluation.text_perplexities`); used alike for plain, watermarked, spoofed and
+    scrubbed texts."""
+    from watermark.evaluation import text_perplexities
 
-    ids = [list(r) for r in rows_or_ids]
-    return perplexities(model, ids, [prompt_prefix(tok, p) for p in prompts])
+    return text_perplexities(model, tok, list(texts), list(prompts))
 
 
 def real_issue13(
     name, n, n_eval, time_limit, strengths, target_z, penalty, rep_penalty, curves=True,
-    scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True,
+    scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True, eos_ban_z=None, spoof_max_new=None,
+    spoof_batch=16, scrub_temperature=0.7, scrub_mode="sentence", scrub_batch=16,
 ):  # fmt: skip
     """Steal from `n` + `n` corpus texts, then spoof and scrub on `n_eval` held-out prompts.
 
@@ -498,21 +502,28 @@ def real_issue13(
     # spoofing on held-out prompts
     plain = heldout("natural", n_eval, model, tok)
     prompts = [r["prompt"] for r in plain]
-    p_plain = [scheme.detect(r["token_ids"]).p_value for r in plain]
-    ppl_plain = _ppl(model, tok, [r["token_ids"] for r in plain], prompts)
+    p_plain = [scheme.detect_text(r["text"], tok).p_value for r in plain]
+    ppl_plain = _ppl(model, tok, [r["text"] for r in plain], prompts)
     out["plain"] = {"flagged": int(sum(p < 1e-3 for p in p_plain)), "median_ppl": float(np.median(ppl_plain))}
     print(f"\nplain generation, {n_eval} held-out prompts: {json.dumps(out['plain'])}", flush=True)
     out["spoof"] = []
     for strength in (strengths or [default_strength(stolen)]) if spoof else []:
         t0 = time.perf_counter()
+        # fixed 200 tokens like the plain texts, or (eos_ban_z) up to spoof_max_new tokens with the
+        # end banned while the attacker's own z-estimate is below eos_ban_z
+        length = {"max_new_tokens": spoof_max_new or MAX_NEW_TOKENS, "min_new_tokens": None}
+        if eos_ban_z is None:
+            length = {"max_new_tokens": MAX_NEW_TOKENS, "min_new_tokens": MAX_NEW_TOKENS}
         gens = spoof_generate(model, tok, prompts, stolen, delta=strength, repetition_penalty=rep_penalty,
-                              max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=MAX_NEW_TOKENS, batch_size=16,
-                              temperature=TEMPERATURE, seed=HELDOUT_SEED)  # fmt: skip
-        p = [scheme.detect(g.token_ids).p_value for g in gens]
-        ppl = _ppl(model, tok, [g.token_ids for g in gens], prompts)
-        row = {"strength": strength, "repetition_penalty": rep_penalty, "texts": len(gens),
+                              batch_size=spoof_batch, temperature=TEMPERATURE, seed=HELDOUT_SEED,
+                              eos_ban_z=eos_ban_z, **length)  # fmt: skip
+        p = [scheme.detect_text(g.text, tok).p_value for g in gens]
+        ppl = _ppl(model, tok, [g.text for g in gens], prompts)
+        row = {"strength": strength, "repetition_penalty": rep_penalty, "eos_ban_z": eos_ban_z, "texts": len(gens),
                "flagged": int(sum(x < 1e-3 for x in p)), "median_p": float(np.median(p)),
-               "median_ppl": float(np.median(ppl)), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+               "median_ppl": float(np.median(ppl)), "median_tokens": float(np.median([g.num_tokens for g in gens])),
+               "seconds": round(time.perf_counter() - t0, 1),
+               "per_text": [[float(f"{a:.3g}"), round(float(b), 3)] for a, b in zip(p, ppl, strict=True)]}  # fmt: skip
         out["spoof"].append(row)
         print(f"spoof: {json.dumps(row)}", flush=True)
     # scrubbing the held-out watermarked texts
@@ -526,27 +537,28 @@ def real_issue13(
         if scrubber.startswith("paraphrase"):
             s = 0.0 if scrubber == "paraphrase0" else scrub_strength  # paraphrase0: no boost, the control
             texts = paraphrase_scrub(model, tok, [r["text"] for r in wm_eval], stolen, strength=s,
-                                     mode="sentence", temperature=0.7, seed=0, batch_size=16)  # fmt: skip
-            new_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-            ppl_after = _ppl(model, tok, new_ids, [r["prompt"] for r in wm_eval])
-            ppl_before = _ppl(model, tok, [r["token_ids"] for r in wm_eval], [r["prompt"] for r in wm_eval])
-            for r, ids, pa, pb in zip(wm_eval, new_ids, ppl_after, ppl_before, strict=True):
-                p_after = scheme.detect(ids).p_value if len(ids) > h else 1.0
-                rows.append((scheme.detect(r["token_ids"]).p_value, p_after, float(pb), float(pa), None))
+                                     mode=scrub_mode, temperature=scrub_temperature, seed=0, batch_size=scrub_batch)  # fmt: skip
+            ppl_after = _ppl(model, tok, texts, [r["prompt"] for r in wm_eval])
+            ppl_before = _ppl(model, tok, [r["text"] for r in wm_eval], [r["prompt"] for r in wm_eval])
+            for r, text, pa, pb in zip(wm_eval, texts, ppl_after, ppl_before, strict=True):
+                ids = tok(text, add_special_tokens=False)["input_ids"]
+                p_after = scheme.detect_text(text, tok).p_value if len(ids) > h else 1.0
+                rows.append((scheme.detect_text(r["text"], tok).p_value, p_after, float(pb), float(pa), None))
         else:
             for r in wm_eval:
                 prefix = prompt_prefix(tok, r["prompt"])
                 res = scrub_ids(model, r["token_ids"], stolen, prefix, top_k=30, max_edit_rate=0.5,
                                 banned_ids=banned, target_z=target_z, penalty=penalty, words=words)  # fmt: skip
                 text = tok.decode(list(res.edited_ids), skip_special_tokens=True)
-                ids = tok(text, add_special_tokens=False)["input_ids"]
-                rows.append((scheme.detect(r["token_ids"]).p_value, scheme.detect(ids).p_value, res.ppl_before,
-                             res.ppl_after, res.edit_rate))  # fmt: skip
+                pb, pa = _ppl(model, tok, [r["text"], text], [r["prompt"]] * 2)
+                rows.append((scheme.detect_text(r["text"], tok).p_value, scheme.detect_text(text, tok).p_value,
+                             float(pb), float(pa), res.edit_rate))  # fmt: skip
         ok = [pa > 0.05 and qa <= 2 * qb for _, pa, qb, qa, _ in rows]
         row = {
             "scrubber": scrubber, "texts": len(rows),
             **({"target_z": target_z, "penalty": penalty} if scrubber == "replace" else
-               {"strength": 0.0 if scrubber == "paraphrase0" else
+               {"temperature": scrub_temperature, "mode": scrub_mode,
+                "strength": 0.0 if scrubber == "paraphrase0" else
                 (scrub_strength if scrub_strength is not None else default_scrub_strength(stolen))}),
             "flagged_before": int(sum(pb < 1e-3 for pb, *_ in rows)),
             "p_above_0.05": int(sum(pa > 0.05 for _, pa, *_ in rows)),
@@ -557,6 +569,7 @@ def real_issue13(
             "median_ppl_ratio": float(np.median([r[3] / r[2] for r in rows])),
             "mean_edit_rate": float(np.mean([r[4] for r in rows])) if scrubber == "replace" else None,
             "seconds": round(time.perf_counter() - t0, 1),
+            "per_text": [[float(f"{a:.3g}"), round(qa / qb, 3)] for _, a, qb, qa, _ in rows],
         }  # fmt: skip
         out["scrub"].append(row)
         print(f"scrub: {json.dumps(row)}", flush=True)
@@ -584,6 +597,14 @@ def main() -> None:
     )
     ap.add_argument("--scrub-strength", type=float, default=None, help="--issue13: paraphrase boost (< 0)")
     ap.add_argument("--skip-spoof", action="store_true", help="--issue13: scrubbing only")
+    ap.add_argument("--eos-ban-z", type=float, default=None, help="--issue13: spoof until this z-estimate")
+    ap.add_argument(
+        "--spoof-max-new", type=int, default=None, help="--issue13: with --eos-ban-z, longest spoof"
+    )
+    ap.add_argument("--spoof-batch", type=int, default=16, help="--issue13: spoofed prompts per batch")
+    ap.add_argument("--scrub-temperature", type=float, default=0.7, help="--issue13: paraphraser temperature")
+    ap.add_argument("--scrub-mode", default="sentence", help="--issue13: paraphrase sentence or whole")
+    ap.add_argument("--scrub-batch", type=int, default=16, help="--issue13: paraphrased units per batch")
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
     ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
@@ -609,7 +630,10 @@ def main() -> None:
         res = real_issue13(args.issue13, args.n, args.eval, args.time_limit, strengths, args.target_z,
                            args.penalty, args.rep_penalty, curves=not args.no_curves,
                            scrubbers=tuple(x for x in args.scrubbers.split(",") if x),
-                           scrub_strength=args.scrub_strength, spoof=not args.skip_spoof)  # fmt: skip
+                           scrub_strength=args.scrub_strength, spoof=not args.skip_spoof,
+                           eos_ban_z=args.eos_ban_z, spoof_max_new=args.spoof_max_new,
+                           spoof_batch=args.spoof_batch, scrub_temperature=args.scrub_temperature,
+                           scrub_mode=args.scrub_mode, scrub_batch=args.scrub_batch)  # fmt: skip
         print(json.dumps({"benchmark": "stealing", "part": "issue13", **res}))
         return
     if args.curves_only:

@@ -130,3 +130,51 @@ def test_word_filter_edits_whole_words_into_whole_words(tokenizer):
     capital = tokenizer(" Stream", add_special_tokens=False)["input_ids"][0]
     comma = tokenizer(",", add_special_tokens=False)["input_ids"][0]
     assert wf.allows(ids[1], stream) and not wf.allows(ids[1], capital) and not wf.allows(ids[1], comma)
+
+
+def test_eos_ban_holds_the_end_until_the_estimate_reaches_the_threshold():
+    from attacks.spoof import EstimatedZEosBan
+
+    sl = StolenList([5, 6, 7, 8, 9, 10, 11, 12], "vanilla", gamma=0.25)  # boost 1 on these ids
+    prompt = [0, 1]  # the response starts after the first input the processor sees
+    ban = EstimatedZEosBan(sl, eos_ids=[2], threshold=3.0)
+    ban(torch.tensor([prompt, prompt]), torch.zeros(2, 20))
+    # row 0: eight distinct believed-green tokens; row 1: one green token repeated eight times,
+    # which the detector (and so the estimate) counts once
+    resp = torch.tensor([prompt + list(range(5, 13)), prompt + [5] * 8])
+    out = ban(resp, torch.zeros(2, 20))
+    z_green = (8 - 0.25 * 8) / (0.25 * 0.75 * 8) ** 0.5  # 4.9: every item green
+    assert ban.estimate(0) == pytest.approx(z_green)
+    assert ban.estimate(1) == pytest.approx((1 - 0.25) / (0.25 * 0.75) ** 0.5)  # 1.7
+    assert out[0, 2] == 0 and out[1, 2] == -torch.inf  # only the low estimate may not end
+    assert (out[:, [0, 1, 3]] == 0).all()  # nothing else is touched
+    # believed-red tokens lower the estimate: the ban returns
+    out = ban(torch.cat([resp, torch.tensor([list(range(13, 29))] * 2)], 1), torch.zeros(2, 40))
+    assert ban.estimate(0) == pytest.approx((8 + 0.25 * 16 - 0.25 * 24) / (0.25 * 0.75 * 24) ** 0.5)  # 2.8
+    assert out[0, 2] == -torch.inf
+
+
+def test_eos_ban_counts_context_token_items_for_h1():
+    from attacks.spoof import EstimatedZEosBan
+
+    pairs = StolenList([], "oracle", context_width=1, green_pairs=[(4, 5), (5, 4)], gamma=0.25)
+    ban = EstimatedZEosBan(pairs, eos_ids=[2], threshold=1.0)
+    ban(torch.tensor([[0]]), torch.zeros(1, 8))
+    ban(torch.tensor([[0, 4, 5, 4, 5, 4]]), torch.zeros(1, 8))
+    # items (4,5) and (5,4), each green: the repeats add nothing; the first token has no context
+    assert ban.estimate(0) == pytest.approx((2 - 0.5) / (0.25 * 0.75 * 2) ** 0.5)
+    with pytest.raises(WmError, match="threshold"):
+        EstimatedZEosBan(pairs, [2], threshold=float("nan"))
+
+
+def test_spoof_with_the_eos_ban_writes_on_until_its_estimate_is_high(tiny_model, tokenizer, true_list):
+    # the true list, a strong bias: a short answer is only allowed once it looks watermarked
+    gens = spoof_generate(
+        tiny_model, tokenizer, PROMPTS[:2], true_list, delta=4.0, max_new_tokens=40, seed=1, eos_ban_z=4.0
+    )
+    for g in gens:
+        ids = list(g.token_ids)
+        probs = {t: 0.25 + 0.75 * true_list.is_green(t) for t in ids}
+        from attacks.scrub import estimated_z
+
+        assert len(ids) == 40 or estimated_z(list(probs.values()), 0.25) >= 4.0
