@@ -30,7 +30,7 @@ those that contain no shorter significant window (where the evidence is, not eve
 covering it, such as the whole text) are merged where they overlap; each merged region, widened
 by its shortest window on both sides, is cut to the maximum-likelihood segment: the maximal-sum
 run of per-token log-likelihood ratios (watermarked at the rate of the region's best window
-against H0). A span's `p_value` is the smallest adjusted p-value of the significant windows
+against H0); spans closer than the shortest window are joined. A span's `p_value` is the smallest adjusted p-value of the significant windows
 that overlap it more than any other span: family-wise valid (in a text independent of the key, any span is
 reported with probability at most alpha); it is not a p-value of the refined ends, which are
 chosen after looking at the data.
@@ -367,7 +367,9 @@ def find_spans(
         if gain <= 0.0:  # cannot happen for a significant window; keep the best window then
             a, b = int(wins.starts[best]) - lo, int(wins.ends[best]) - lo
         span = TokenSpan(lo + a, lo + b, float(adjusted[best]))
-        if found and span.start < found[-1].end:  # widened regions can meet: one span
+        # widened regions can meet, and spans closer than the shortest window cannot be told apart
+        # by the scan: one span
+        if found and span.start - found[-1].end < wins.lengths[0]:
             prev = found.pop()
             span = TokenSpan(prev.start, max(prev.end, span.end), min(prev.log10_p_value, span.log10_p_value))
         found.append(span)
