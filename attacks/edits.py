@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from watermark.errors import InputError
+from wm_toolkit.watermark.errors import InputError
 
 
 def _positions(length: int, rate: float, rng: np.random.Generator) -> np.ndarray:

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from watermark.errors import InputError
-from watermark.evaluation import (
+from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.evaluation import (
     NOMINAL_ALPHA,
     GenerationSettings,
     ProgressFactory,
@@ -34,7 +34,7 @@ from watermark.evaluation import (
     text_perplexities,
     write_json,
 )
-from watermark.schemes.base import TextTooShortError, WatermarkScheme
+from wm_toolkit.watermark.schemes.base import TextTooShortError, WatermarkScheme
 
 from .registry import AttackContext, apply_attack, get_attack
 
@@ -146,7 +146,7 @@ def _detect_all(
     scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance, normalize: bool = True
 ) -> tuple[list, int]:
     """p-values (1.0 for texts too short to test) and how many were too short."""
-    from watermark.generation import encode_texts
+    from wm_toolkit.watermark.generation import encode_texts
 
     p, short = [], 0
     for t in texts:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from watermark.errors import ConfigError
+from wm_toolkit.watermark.errors import ConfigError
 
 DEFAULT_PROMPT = (
     "Paraphrase the following text. Keep its meaning but use different words. "
@@ -70,7 +70,7 @@ def paraphrase(
     finished, for progress bars. `extra_processors` (stateless logits processors) steer the
     rewriting model, e.g. away from a stolen green list (`attacks.scrub.paraphrase_scrub`).
     """
-    from watermark.generation import generate
+    from wm_toolkit.watermark.generation import generate
 
     if mode not in MODES:
         raise ConfigError(f"unknown paraphrase mode {mode!r}; known: {', '.join(MODES)}")

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from watermark.encoding import encode_text
-from watermark.errors import ConfigError, InputError
-from watermark.normalize import canonical_text
+from wm_toolkit.watermark.encoding import encode_text
+from wm_toolkit.watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.normalize import canonical_text
 
 from .metrics import fraction_changed
 from .unicode import MODES as UNICODE_MODES
@@ -33,7 +32,7 @@ from .unicode import MODES as UNICODE_MODES
 LONG_TEXT_CHARS = 100_000  # texts longer than this report progress inside themselves
 
 # modules that register further kinds (e.g. scrub, spoof); missing ones are skipped
-PLUGIN_MODULES: list[str] = ["attacks.scrub", "attacks.spoof"]
+PLUGIN_MODULES: list[str] = ["wm_toolkit.attacks.scrub", "wm_toolkit.attacks.spoof"]
 
 
 @dataclass(frozen=True)

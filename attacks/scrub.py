@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from watermark.errors import ConfigError, InputError
-from watermark.evaluation import perplexities, prompt_prefix
-from watermark.models import cache_keyword, returned_cache
+from wm_toolkit.watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.evaluation import perplexities, prompt_prefix
+from wm_toolkit.watermark.models import cache_keyword, returned_cache
 
 from .neighbour import NeighbourIndex
 from .stealing import StolenList
@@ -326,7 +325,7 @@ def scrub_texts(
 ) -> list[tuple[str, list[int], ScrubResult]]:
     """Scrub decoded texts: (new text, its re-tokenised ids as the detector sees them, result).
     `words_only`: edit whole words only (`WordFilter`)."""
-    from watermark.generation import encode_texts
+    from wm_toolkit.watermark.generation import encode_texts
 
     banned = set(tokenizer.all_special_ids)
     if words_only and kwargs.get("words") is None:

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import LogitsProcessor
-
-from watermark.errors import ConfigError
+from wm_toolkit.watermark.errors import ConfigError
 
 from .stealing import StolenList
 
@@ -174,7 +173,7 @@ def spoof_generate(
     `default_strength(stolen)`); `repetition_penalty` > 1 adds the n-gram penalty (n = h + 1);
     `eos_ban_z` bans ending while the response's z-estimate is below it (`EstimatedZEosBan`).
     Processors are built per batch, so per-response state never leaks between batches."""
-    from watermark.generation import generate
+    from wm_toolkit.watermark.generation import generate
 
     eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

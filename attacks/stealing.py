@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from watermark.atomic import write_text
-from watermark.errors import InputError
-from watermark.textio import decode_text, read_bytes
+from wm_toolkit.watermark.atomic import write_text
+from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.textio import decode_text, read_bytes
 
 from .stealing_data import (
     StealingConfigError,

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-
-from watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.errors import ConfigError, InputError
 
 
 class StealingInputError(InputError):

@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 from _common import emit
 from scipy import stats
-
-from watermark.calibration import Calibration, calibrate
-from watermark.config import default_config
-from watermark.generation import encode_texts
-from watermark.keys import Key
-from watermark.models import DEFAULT_MODEL, load_tokenizer
-from watermark.schemes import build_scheme
-from watermark.schemes.base import Detection, TextTooShortError
-from watermark.stats import clopper_pearson
-from watermark.textio import read_records
+from wm_toolkit.watermark.calibration import Calibration, calibrate
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.generation import encode_texts
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import DEFAULT_MODEL, load_tokenizer
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes.base import Detection, TextTooShortError
+from wm_toolkit.watermark.stats import clopper_pearson
+from wm_toolkit.watermark.textio import read_records
 
 
 def binomial_band(n: int, alpha: float, level: float = 0.95) -> tuple[float, float]:

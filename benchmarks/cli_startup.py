@@ -34,8 +34,8 @@ def main() -> None:
     args = ap.parse_args()
     py = sys.executable
     peer = _seconds([py, "-c", "pass"], args.repeats)
-    help_s = _seconds([py, "-m", "cli.main", "--help"], args.repeats)
-    version_s = _seconds([py, "-m", "cli.main", "--version"], args.repeats)
+    help_s = _seconds([py, "-m", "wm_toolkit.cli.main", "--help"], args.repeats)
+    version_s = _seconds([py, "-m", "wm_toolkit.cli.main", "--version"], args.repeats)
     torch_s = _seconds([py, "-c", "import torch"], max(3, args.repeats // 2))
     print("| command | median seconds | ratio to `python -c pass` |")
     print("|---|---|---|")

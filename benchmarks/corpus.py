@@ -96,8 +96,7 @@ def check_output(out_path: Path, corpus: Path, n: int) -> None:
 def hf_path(texts: list[str]) -> tuple[float, int]:
     """transformers' path on the same texts: tokenizer + WatermarkDetector (its KGW), one core."""
     from transformers import AutoConfig, WatermarkDetector, WatermarkingConfig
-
-    from watermark.models import load_tokenizer, resolve_name
+    from wm_toolkit.watermark.models import load_tokenizer, resolve_name
 
     tok = load_tokenizer()
     try:
@@ -133,9 +132,12 @@ def main() -> None:
     key = work / "key"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     subprocess.run(
-        [sys.executable, "-m", "cli.main", "keygen", "-o", str(key)], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "wm_toolkit.cli.main", "keygen", "-o", str(key)],
+        env=env,
+        check=True,
+        capture_output=True,
     )
-    wm = [sys.executable, "-m", "cli.main", "detect", "--key", str(key), "--json"]
+    wm = [sys.executable, "-m", "wm_toolkit.cli.main", "detect", "--key", str(key), "--json"]
     result: dict = {
         "corpus_mb": corpus.stat().st_size / 2**20,
         "records": n,
@@ -160,9 +162,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT))
-    from watermark.corpus import detect_texts
-    from watermark.keys import load_key_file
-    from watermark.models import load_tokenizer
+    from wm_toolkit.watermark.corpus import detect_texts
+    from wm_toolkit.watermark.keys import load_key_file
+    from wm_toolkit.watermark.models import load_tokenizer
 
     tok = load_tokenizer()
     k = load_key_file(key)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 from _common import ROOT, emit, load_prompts
-
-from watermark.generation import generate
-from watermark.keys import Key
-from watermark.models import load_model
-from watermark.schemes import GreenListConfig, build_scheme
-from watermark.stats import clopper_pearson
-from watermark.textio import text_lines
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.stats import clopper_pearson
+from wm_toolkit.watermark.textio import text_lines
 
 
 def load_cache(path: Path) -> list[list[int]]:

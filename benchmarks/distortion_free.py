@@ -34,12 +34,11 @@ import time
 import numpy as np
 import torch
 from _common import emit, load_prompts, peak_rss_mb
-
-from attacks.edits import delete_tokens, insert_tokens, substitute_tokens
-from watermark.generation import encode_texts, generate
-from watermark.keys import Key
-from watermark.models import load_model
-from watermark.schemes import build_scheme
+from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
+from wm_toolkit.watermark.generation import encode_texts, generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.schemes import build_scheme
 
 FAMILIES = ("plain", "exp", "its", "kgw")
 DETECTORS = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its", "kgw": "kgw"}

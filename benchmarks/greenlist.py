@@ -22,18 +22,17 @@ import torch
 from _common import ROOT, emit, load_prompts
 from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.watermarking import WatermarkLogitsProcessor
-
-from watermark.generation import generate
-from watermark.keys import Key
-from watermark.models import load_model
-from watermark.schemes import GreenListConfig, build_scheme
-from watermark.textio import text_lines
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.textio import text_lines
 
 MEM_SCRIPT = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
-from watermark.keys import Key
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 s = build_scheme(GreenListConfig(vocab_size=49152), Key.from_seed(0))
 ids = np.random.default_rng(0).integers(0, 49152, {n})
 def hwm():  # peak RSS of this process image (ru_maxrss would include the parent's pages at fork)

@@ -34,15 +34,14 @@ import numpy as np
 import torch
 from _common import ROOT, emit, load_prompts
 from robustness import markdown_table
-
-from attacks.grid import GridSetup, run_grid
-from attacks.registry import parse_attacks
-from watermark.config import default_config
-from watermark.evaluation import GenerationSettings, cached_generations, generation_tag
-from watermark.generation import format_prompt
-from watermark.keys import Key, write_key_file
-from watermark.models import DEFAULT_MODEL, load_model
-from watermark.schemes import build_scheme
+from wm_toolkit.attacks.grid import GridSetup, run_grid
+from wm_toolkit.attacks.registry import parse_attacks
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.evaluation import GenerationSettings, cached_generations, generation_tag
+from wm_toolkit.watermark.generation import format_prompt
+from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.models import DEFAULT_MODEL, load_model
+from wm_toolkit.watermark.schemes import build_scheme
 
 HF_KEY = 15485863
 SYNTHID_KEYS = (
@@ -122,7 +121,11 @@ def cached_jsonl(path: Path, make) -> list[dict]:
 def wm_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "wm_toolkit.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     if res.returncode != 0:
         raise RuntimeError(f"wm {' '.join(args[:3])} ...: exit {res.returncode}: {res.stderr.strip()[-500:]}")

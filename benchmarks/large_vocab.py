@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from _common import emit
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
-
-from watermark.keys import Key
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 VOCAB = 262_144
 

@@ -23,13 +23,12 @@ import time
 
 import numpy as np
 from _common import emit
-
-from watermark.config import default_config
-from watermark.generation import encode_texts
-from watermark.keys import Key
-from watermark.models import DEFAULT_MODEL, load_tokenizer
-from watermark.schemes import build_scheme
-from watermark.textio import read_records
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.generation import encode_texts
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import DEFAULT_MODEL, load_tokenizer
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import read_records
 
 
 def main() -> None:

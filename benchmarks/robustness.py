@@ -23,15 +23,14 @@ from pathlib import Path
 
 import torch
 from _common import ROOT, emit, load_prompts
-
-from attacks.grid import GridSetup, load_p_values, run_grid
-from attacks.registry import parse_attacks
-from watermark.config import default_config
-from watermark.evaluation import GenerationSettings, plot_roc, plot_strength, write_json
-from watermark.keys import Key
-from watermark.models import DEFAULT_MODEL, canonical_name, load_model
-from watermark.schemes import build_scheme
-from watermark.schemes.distortion_free import permutation_floor
+from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
+from wm_toolkit.attacks.registry import parse_attacks
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.evaluation import GenerationSettings, plot_roc, plot_strength, write_json
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import DEFAULT_MODEL, canonical_name, load_model
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes.distortion_free import permutation_floor
 
 ATTACKS = (
     "none,substitute:0.1,substitute:0.3,insert:0.1,insert:0.3,delete:0.1,delete:0.3,"

@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import ROOT, emit, load_prompts
-
-from watermark.keys import Key, write_key_file
-from watermark.models import load_tokenizer
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.models import load_tokenizer
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 
 def green_text(scheme, tok, cands: np.ndarray, n: int, rng: np.random.Generator) -> str:
@@ -147,7 +146,7 @@ def main() -> None:
         cmd = [
             sys.executable,
             "-m",
-            "cli.main",
+            "wm_toolkit.cli.main",
             "serve",
             "--key",
             str(key_file),

@@ -33,13 +33,12 @@ import numpy as np
 import torch
 from _common import ROOT, emit
 from spans_generate import KEY_SEED
-
-from watermark import spans
-from watermark.encoding import encode_array, token_offsets
-from watermark.keys import Key
-from watermark.models import load_tokenizer
-from watermark.normalize import canonical_text
-from watermark.schemes import build_scheme
+from wm_toolkit.watermark import spans
+from wm_toolkit.watermark.encoding import encode_array, token_offsets
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import load_tokenizer
+from wm_toolkit.watermark.normalize import canonical_text
+from wm_toolkit.watermark.schemes import build_scheme
 
 ALPHA = 1e-3
 

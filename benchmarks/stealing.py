@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attacks.stealing import (  # noqa: E402
+from wm_toolkit.attacks.stealing import (  # noqa: E402
     build_corpus,
     frequency_baseline,
     lexical_token_weights,
@@ -36,7 +36,7 @@ from attacks.stealing import (  # noqa: E402
     steal,
     steal_ratio,
 )
-from attacks.synthetic import SyntheticLM  # noqa: E402
+from wm_toolkit.attacks.synthetic import SyntheticLM  # noqa: E402
 
 THREATS = ("vanilla", "oracle", "pro", "blind")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,8 +152,9 @@ def real_part(
     n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pro"), corpora=UNIGRAM_CORPORA,
     scrub_corpora=("unigram-g0.25-d2",),
 ):  # fmt: skip
+    from wm_toolkit.watermark.models import load_tokenizer
+
     from benchmarks.stealing_corpus import load_corpus, scheme_for
-    from watermark.models import load_tokenizer
 
     nat_all = load_corpus("natural")
     tok = load_tokenizer()
@@ -198,9 +199,9 @@ def real_context_part(
     The true list has gamma * V^2 pairs, most never seen, so recall is over the observed pairs
     (`truth` = the observed pairs the real PRF calls green); precision is exact."""
     import torch
+    from wm_toolkit.watermark.models import load_tokenizer
 
     from benchmarks.stealing_corpus import load_corpus, scheme_for
-    from watermark.models import load_tokenizer
 
     nat_all, wm_all = load_corpus("natural"), load_corpus(name)
     n = min(len(nat_all), len(wm_all))
@@ -241,9 +242,9 @@ def real_context_part(
 def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats=("vanilla", "pro")):
     """Steal from the detector-labelled corpus (tokens, or pairs for h >= 1), then scrub the first
     `n_scrub` watermarked texts with each list and spoof `n_spoof` prompts with the vanilla list."""
-    from attacks.scrub import scrub_texts, success_rate
-    from attacks.spoof import flagged_rate, spoof_generate
-    from watermark.models import load_model
+    from wm_toolkit.attacks.scrub import scrub_texts, success_rate
+    from wm_toolkit.attacks.spoof import flagged_rate, spoof_generate
+    from wm_toolkit.watermark.models import load_model
 
     model, tok = load_model()
     det_w, det_h = [], []
@@ -292,9 +293,8 @@ def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats
 def context_part(n, vocab, time_limit):
     """h = 1: a Zipf Markov chain whose green bias follows the real PRF of the previous token."""
     import torch
-
-    from watermark.keys import Key
-    from watermark.schemes.greenlist import GreenListConfig, GreenListScheme
+    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.schemes.greenlist import GreenListConfig, GreenListScheme
 
     scheme = GreenListScheme(
         GreenListConfig(vocab_size=vocab, gamma=0.25, delta=2.0, context_width=1), Key.from_seed("bench-h1")
@@ -437,7 +437,7 @@ def _ppl(model, tok, texts, prompts):
     re-tokenised as the detector sees it, given its prompt in the chat template
     (`watermark.evaluation.text_perplexities`); used alike for plain, watermarked, spoofed and
     scrubbed texts."""
-    from watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.evaluation import text_perplexities
 
     return text_perplexities(model, tok, list(texts), list(prompts))
 
@@ -456,9 +456,11 @@ def real_issue13(
     subtracted ("paraphrase", sentence by sentence, the default model as rewriter); success =
     p > 0.05 at <= 2x the original's perplexity."""
     import torch
+    from wm_toolkit.attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
+    from wm_toolkit.attacks.spoof import default_strength, spoof_generate
+    from wm_toolkit.watermark.evaluation import prompt_prefix
+    from wm_toolkit.watermark.models import load_model
 
-    from attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
-    from attacks.spoof import default_strength, spoof_generate
     from benchmarks.stealing_corpus import (
         HELDOUT_SEED,
         MAX_NEW_TOKENS,
@@ -467,8 +469,6 @@ def real_issue13(
         load_corpus,
         scheme_for,
     )
-    from watermark.evaluation import prompt_prefix
-    from watermark.models import load_model
 
     torch.set_num_threads(1)
     model, tok = load_model()

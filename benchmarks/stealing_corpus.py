@@ -15,10 +15,10 @@ import json
 import time
 from pathlib import Path
 
-from watermark.config import config_from_dict
-from watermark.keys import Key
-from watermark.models import cache_dir
-from watermark.textio import read_prompts, text_lines
+from wm_toolkit.watermark.config import config_from_dict
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.models import cache_dir
+from wm_toolkit.watermark.textio import read_prompts, text_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEY = Key.from_seed("stealing-benchmark")
@@ -69,7 +69,7 @@ def heldout_prompts() -> list[str]:
 
 
 def scheme_for(name: str, vocab_size: int):
-    from watermark.schemes import build_scheme
+    from wm_toolkit.watermark.schemes import build_scheme
 
     cfg = CORPORA[name]
     if cfg is None:
@@ -85,9 +85,8 @@ def generate_corpora(
     `bf16`: run the model in bfloat16 (~1.7x faster on CPUs with avx512_bf16). The watermark is
     applied to the logits either way; the texts are the same model's output at lower precision."""
     import torch
-
-    from watermark.generation import generate
-    from watermark.models import load_model
+    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.models import load_model
 
     model, tok = load_model()
     if bf16:
@@ -132,8 +131,8 @@ def heldout(name: str, n: int, model=None, tok=None, batch_size: int = 16) -> li
     have = load_corpus(f"heldout-{name}")
     if len(have) >= n:
         return have[:n]
-    from watermark.generation import generate
-    from watermark.models import load_model
+    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.models import load_model
 
     if model is None:
         model, tok = load_model()

@@ -35,9 +35,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from watermark.models import canonical_name, load_model, load_tokenizer
-    from watermark.uncertainty import Estimator, SamplingConfig, load_similarity, parse_methods
-    from watermark.uncertainty.evaluate import evaluate, generate_cached, load_qa, plot_roc
+    from wm_toolkit.watermark.models import canonical_name, load_model, load_tokenizer
+    from wm_toolkit.watermark.uncertainty import Estimator, SamplingConfig, load_similarity, parse_methods
+    from wm_toolkit.watermark.uncertainty.evaluate import evaluate, generate_cached, load_qa, plot_roc
 
     items = load_qa(args.qa)[: 24 if args.quick else args.limit]
     model_name = canonical_name(args.model)

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 from _common import emit
-
-from attacks.unicode import MODES, unicode_attack
-from watermark.config import config_from_dict
-from watermark.generation import encode_texts
-from watermark.keys import load_key_file
-from watermark.models import load_tokenizer
-from watermark.normalize import canonicalize
-from watermark.schemes import build_scheme
-from watermark.textio import read_records
+from wm_toolkit.attacks.unicode import MODES, unicode_attack
+from wm_toolkit.watermark.config import config_from_dict
+from wm_toolkit.watermark.generation import encode_texts
+from wm_toolkit.watermark.keys import load_key_file
+from wm_toolkit.watermark.models import load_tokenizer
+from wm_toolkit.watermark.normalize import canonicalize
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import read_records
 
 DESCRIPTION = {
     "zwsp": "zero-width space after each space",

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-
-from attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
-from attacks.unicode import MODES as UNICODE_MODES
-from watermark.atomic import write_text
-from watermark.config_resolve import ConfigSource, resolve_config
-from watermark.errors import ConfigError
-from watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
-from watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
+from wm_toolkit.attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
+from wm_toolkit.attacks.unicode import MODES as UNICODE_MODES
+from wm_toolkit.watermark.atomic import write_text
+from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_config
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
+from wm_toolkit.watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
 from .common import (
     SEED_RANGE,
@@ -303,7 +302,7 @@ def paraphrase_command(
         prompt_text = decode_text(prompt_file, read_bytes(prompt_file))
     options: dict[str, Any] = {"batch_size": batch_size}
     if prompt_text:
-        from attacks.paraphrase import check_prompt
+        from wm_toolkit.attacks.paraphrase import check_prompt
 
         options["prompt"] = check_prompt(prompt_text)
     if model:

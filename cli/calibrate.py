@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import click
-
-from watermark.calibration import Calibration, calibrate
-from watermark.errors import ConfigError
-from watermark.generation import encode_texts
-from watermark.models import canonical_name, load_tokenizer
-from watermark.schemes import build_scheme
-from watermark.textio import read_records
+from wm_toolkit.watermark.calibration import Calibration, calibrate
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import encode_texts
+from wm_toolkit.watermark.models import canonical_name, load_tokenizer
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import read_records
 
 from .common import (
     check_outputs,

@@ -21,18 +21,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
-from watermark.atomic import check_output
-from watermark.config import SchemeConfig
-from watermark.config_resolve import ConfigSource
-from watermark.config_resolve import resolve_config as resolve_sources
-from watermark.errors import ConfigError, KeyFileError, OutputError
-from watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
-from watermark.interop import read_transformers_config
-from watermark.keys import default_key_path, write_key_file
-from watermark.models import model_vocab_size
-from watermark.report import format_p
-from watermark.schemes import available_schemes
+from wm_toolkit.watermark.atomic import check_output
+from wm_toolkit.watermark.config import SchemeConfig
+from wm_toolkit.watermark.config_resolve import ConfigSource
+from wm_toolkit.watermark.config_resolve import resolve_config as resolve_sources
+from wm_toolkit.watermark.errors import ConfigError, KeyFileError, OutputError
+from wm_toolkit.watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
+from wm_toolkit.watermark.interop import read_transformers_config
+from wm_toolkit.watermark.keys import default_key_path, write_key_file
+from wm_toolkit.watermark.models import model_vocab_size
+from wm_toolkit.watermark.report import format_p
+from wm_toolkit.watermark.schemes import available_schemes
 
 console = Console()
 err_console = Console(stderr=True)

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
-
-from watermark import corpus, textio
-from watermark.errors import InputError
+from wm_toolkit.watermark import corpus, textio
+from wm_toolkit.watermark.errors import InputError
 
 from .common import err_console
 
@@ -127,7 +126,7 @@ def run_stream(
     counts = [0, 0]  # rows, failures
     with corpus.RowSink(opts["output_path"]) as sink:
         if opts["engine"] == "ray":
-            from watermark.engines.ray_engine import detect_files
+            from wm_toolkit.watermark.engines.ray_engine import detect_files
 
             rows: Iterator[dict] = detect_files(
                 files,

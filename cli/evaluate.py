@@ -16,16 +16,15 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-
-from attacks.grid import GridSetup, load_p_values, run_grid
-from attacks.registry import parse_attacks
-from watermark.atomic import check_output_folder
-from watermark.config_resolve import bind_tokenizer
-from watermark.errors import InputError
-from watermark.evaluation import GenerationSettings, plot_roc, plot_strength
-from watermark.models import canonical_name, load_model
-from watermark.schemes import build_scheme
-from watermark.textio import read_prompts
+from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
+from wm_toolkit.attacks.registry import parse_attacks
+from wm_toolkit.watermark.atomic import check_output_folder
+from wm_toolkit.watermark.config_resolve import bind_tokenizer
+from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.evaluation import GenerationSettings, plot_roc, plot_strength
+from wm_toolkit.watermark.models import canonical_name, load_model
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import read_prompts
 
 from .common import (
     SEED_RANGE,
@@ -151,7 +150,7 @@ def eval_command(
     check_output_folder(output_dir)
     specs = parse_attacks(attacks)
     if paraphrase_prompt is not None:
-        from attacks.paraphrase import check_prompt
+        from wm_toolkit.attacks.paraphrase import check_prompt
 
         check_prompt(paraphrase_prompt)
     path = prompt_file or str(DEFAULT_PROMPTS)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import click
-
-from watermark.config import save_config_file
-from watermark.errors import InputError
-from watermark.generation import generate as generate_texts
-from watermark.models import canonical_name, load_model
-from watermark.schemes import build_scheme
-from watermark.textio import check_text, read_prompts, write_jsonl
+from wm_toolkit.watermark.config import save_config_file
+from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.generation import generate as generate_texts
+from wm_toolkit.watermark.models import canonical_name, load_model
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
     SEED_RANGE,

@@ -14,8 +14,7 @@ import sys
 import traceback
 
 import click
-
-from watermark.errors import WmError
+from wm_toolkit.watermark.errors import WmError
 
 from .terminal import visible
 
@@ -139,7 +138,7 @@ class WmGroup(click.Group):
 )
 def wm(allow_download: bool) -> None:
     """Watermark LLM text while it is generated, detect it with a p-value, and attack it."""
-    from watermark import offline
+    from wm_toolkit.watermark import offline
 
     offline.allow_download(allow_download, process_wide=True)
 

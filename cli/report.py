@@ -10,10 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-
-from watermark import __version__
-from watermark.atomic import write_text
-from watermark.report import (
+from wm_toolkit.watermark import __version__
+from wm_toolkit.watermark.atomic import write_text
+from wm_toolkit.watermark.report import (
     NO_MASK_NOTE,
     SPAN_MARKED_MEANING,
     SPAN_MEANING,
@@ -28,8 +27,8 @@ from watermark.report import (
     segments,
     token_pieces,
 )
-from watermark.schemes.base import Detection
-from watermark.schemes.spans import SpanDetection
+from wm_toolkit.watermark.schemes.base import Detection
+from wm_toolkit.watermark.schemes.spans import SpanDetection
 
 from .terminal import visible
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from watermark.errors import ConfigError, WmError
+from wm_toolkit.watermark.errors import ConfigError, WmError
 
 from .common import (
     err_console,
@@ -123,16 +122,15 @@ def serve(
     """Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."""
     try:
         import uvicorn
-
-        from watermark.service import create_app
+        from wm_toolkit.watermark.service import create_app
     except ImportError:
         raise WmError("wm serve needs FastAPI and uvicorn: pip install 'wm-toolkit[serve]'") from None
-    from watermark.config_resolve import bind_tokenizer
-    from watermark.models import canonical_name, load_tokenizer
-    from watermark.schemes import build_scheme
-    from watermark.service import ServiceSettings, TokenStore
-    from watermark.service.app import JsonLineLog
-    from watermark.service.policy import is_loopback
+    from wm_toolkit.watermark.config_resolve import bind_tokenizer
+    from wm_toolkit.watermark.models import canonical_name, load_tokenizer
+    from wm_toolkit.watermark.schemes import build_scheme
+    from wm_toolkit.watermark.service import ServiceSettings, TokenStore
+    from wm_toolkit.watermark.service.app import JsonLineLog
+    from wm_toolkit.watermark.service.policy import is_loopback
 
     loopback = is_loopback(host) or host == "localhost"
     if not loopback and not tokens_path:

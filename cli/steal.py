@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 from rich.table import Table
-
-from attacks.stealing import (
+from wm_toolkit.attacks.stealing import (
     GREEN_AT,
     METHODS,
     THREATS,
@@ -27,16 +26,16 @@ from attacks.stealing import (
     score_list,
     steal_ratio,
 )
-from attacks.stealing import steal as steal_list
-from attacks.stealing_data import StealingConfigError, build_corpus
-from attacks.stealing_ratio import default_params
-from watermark.config import SchemeConfig
-from watermark.config_resolve import ResolvedConfig, bind_tokenizer
-from watermark.errors import ConfigError, InputError
-from watermark.generation import encode_texts
-from watermark.models import canonical_name, load_model, load_tokenizer
-from watermark.schemes import build_scheme
-from watermark.textio import TextRecord, read_records, write_jsonl
+from wm_toolkit.attacks.stealing import steal as steal_list
+from wm_toolkit.attacks.stealing_data import StealingConfigError, build_corpus
+from wm_toolkit.attacks.stealing_ratio import default_params
+from wm_toolkit.watermark.config import SchemeConfig
+from wm_toolkit.watermark.config_resolve import ResolvedConfig, bind_tokenizer
+from wm_toolkit.watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.generation import encode_texts
+from wm_toolkit.watermark.models import canonical_name, load_model, load_tokenizer
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.textio import TextRecord, read_records, write_jsonl
 
 from .common import (
     SEED_RANGE,
@@ -449,7 +448,7 @@ def scrub_command(
 ):
     """Rewrite watermarked INPUT texts, replacing tokens the stolen list calls green (or, with
     --paraphrase, rewriting them away from the list)."""
-    from attacks.scrub import scrub_texts, success_rate
+    from wm_toolkit.attacks.scrub import scrub_texts, success_rate
 
     flags = pop_scheme_flags(kwargs)
     check_outputs([output], [input_path, stolen_path, config_path], key_path)
@@ -510,8 +509,8 @@ def scrub_command(
 
 def _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json) -> None:
     """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does."""
-    from attacks.scrub import default_scrub_strength, paraphrase_scrub, success_rate
-    from watermark.evaluation import text_perplexities
+    from wm_toolkit.attacks.scrub import default_scrub_strength, paraphrase_scrub, success_rate
+    from wm_toolkit.watermark.evaluation import text_perplexities
 
     s = default_scrub_strength(stolen) if strength is None else strength
     with progress() as bar:
@@ -603,7 +602,7 @@ def spoof_command(
     **kwargs,
 ):
     """Generate text biased toward the stolen list; with --key, measure how often it is flagged."""
-    from attacks.spoof import default_strength, flagged_rate, spoof_generate
+    from wm_toolkit.attacks.spoof import default_strength, flagged_rate, spoof_generate
 
     flags = pop_scheme_flags(kwargs)
     check_outputs([output], [prompt_file, stolen_path, config_path], key_path)

@@ -13,22 +13,27 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
-
-from watermark.atomic import check_output_folder, write_json
-from watermark.errors import InputError
-from watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer
-from watermark.textio import check_text
-from watermark.uncertainty import Estimator, SamplingConfig, load_nli, load_similarity, parse_methods
-from watermark.uncertainty.estimate import DEFAULT_CLUSTER_THRESHOLD, METHOD_LABELS, METHODS
-from watermark.uncertainty.evaluate import (
+from wm_toolkit.watermark.atomic import check_output_folder, write_json
+from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer
+from wm_toolkit.watermark.textio import check_text
+from wm_toolkit.watermark.uncertainty import (
+    Estimator,
+    SamplingConfig,
+    load_nli,
+    load_similarity,
+    parse_methods,
+)
+from wm_toolkit.watermark.uncertainty.estimate import DEFAULT_CLUSTER_THRESHOLD, METHOD_LABELS, METHODS
+from wm_toolkit.watermark.uncertainty.evaluate import (
     DEFAULT_CORRECT_THRESHOLD,
     evaluate,
     generate_cached,
     load_qa,
     plot_roc,
 )
-from watermark.uncertainty.sampling import DEFAULT_INSTRUCTION, sample_answers
-from watermark.uncertainty.scores import SENTENCE_TEMPERATURE
+from wm_toolkit.watermark.uncertainty.sampling import DEFAULT_INSTRUCTION, sample_answers
+from wm_toolkit.watermark.uncertainty.scores import SENTENCE_TEMPERATURE
 
 from .common import (
     SEED_RANGE,
@@ -126,7 +131,7 @@ def _common_options(func: Callable) -> Callable:
 
 
 def _sampling_config(opts: dict[str, Any]) -> SamplingConfig:
-    from watermark.uncertainty.sampling import DEFAULT_EXAMPLES
+    from wm_toolkit.watermark.uncertainty.sampling import DEFAULT_EXAMPLES
 
     return SamplingConfig(
         k=opts["k"],

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from attacks.dilution import dilute
+from wm_toolkit.attacks.dilution import dilute
 
 
 def strip_pieces(out, wm):

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from attacks.metrics import edit_distance, fraction_changed
+from wm_toolkit.attacks.metrics import edit_distance, fraction_changed
 
 
 def reference(a, b):
@@ -52,7 +51,7 @@ def quadratic_edit_distance(a, b):
 
 
 def edited(rng, a, vocab=1000):
-    from attacks.edits import delete_tokens, insert_tokens, substitute_tokens
+    from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
 
     b = substitute_tokens(a, rng.uniform(0, 0.3), vocab, rng)
     b = insert_tokens(b, rng.uniform(0, 0.1), vocab, rng)
@@ -72,8 +71,7 @@ def test_edit_distance_equals_the_previous_quadratic_implementation():
 
 def test_long_texts_are_cut_at_anchors_and_still_measured_exactly(monkeypatch):
     from rapidfuzz.distance import Levenshtein
-
-    from attacks import metrics
+    from wm_toolkit.attacks import metrics
 
     monkeypatch.setattr(metrics, "EXACT_TOKENS", 500)
     monkeypatch.setattr(metrics, "MIN_SEGMENT", 64)
@@ -90,8 +88,7 @@ def test_long_texts_are_cut_at_anchors_and_still_measured_exactly(monkeypatch):
 
 def test_the_anchored_measure_never_undercounts_and_a_rewrite_counts_whole(monkeypatch):
     from rapidfuzz.distance import Levenshtein
-
-    from attacks import metrics
+    from wm_toolkit.attacks import metrics
 
     monkeypatch.setattr(metrics, "EXACT_TOKENS", 200)
     monkeypatch.setattr(metrics, "MIN_SEGMENT", 16)
@@ -106,9 +103,8 @@ def test_the_anchored_measure_never_undercounts_and_a_rewrite_counts_whole(monke
 
 def test_a_long_single_record_shows_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
     from click.testing import CliRunner
-
-    from attacks import registry
-    from cli.main import wm
+    from wm_toolkit.attacks import registry
+    from wm_toolkit.cli.main import wm
 
     monkeypatch.setenv("WM_PROGRESS_INTERVAL", "0")
     monkeypatch.setattr(registry, "LONG_TEXT_CHARS", 1000)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from attacks.neighbour import NeighbourIndex, neighbour_substitute
+from wm_toolkit.attacks.neighbour import NeighbourIndex, neighbour_substitute
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog, and then it sleeps under a tall green tree. "

@@ -1,11 +1,10 @@
 """Paraphrase: sentence splitting, the user's prompt reaches the model, outputs are cleaned, seeded."""
 
 import pytest
-
-import watermark.generation as generation
-from attacks.paraphrase import DEFAULT_PROMPT, clean_output, paraphrase, split_sentences
-from watermark.errors import ConfigError
-from watermark.generation import Generation
+import wm_toolkit.watermark.generation as generation
+from wm_toolkit.attacks.paraphrase import DEFAULT_PROMPT, clean_output, paraphrase, split_sentences
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import Generation
 
 
 def test_split_sentences():

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from attacks.registry import (
+from wm_toolkit.attacks.registry import (
     AttackContext,
     AttackKind,
     AttackSpec,
@@ -16,7 +15,7 @@ from attacks.registry import (
     parse_attacks,
     register_attack,
 )
-from watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.errors import ConfigError, InputError
 
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
 

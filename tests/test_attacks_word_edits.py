@@ -2,8 +2,14 @@
 
 import numpy as np
 import pytest
-
-from attacks.word_edits import COMMON_WORDS, SYNONYMS, is_word, split_words, word_delete, word_substitute
+from wm_toolkit.attacks.word_edits import (
+    COMMON_WORDS,
+    SYNONYMS,
+    is_word,
+    split_words,
+    word_delete,
+    word_substitute,
+)
 
 TEXT = (
     "The old lighthouse keeper walked along the shore every morning. He was happy to see the big "

@@ -6,9 +6,8 @@ import stat
 
 import pytest
 from click.testing import CliRunner
-
-from cli.main import wm
-from watermark.keys import write_key_file
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.keys import write_key_file
 
 
 @pytest.fixture
@@ -195,7 +194,7 @@ def test_generate_usage_errors(env):
 
 
 def test_switching_scheme_keeps_the_records_non_default_generation_settings():
-    from cli.common import resolve_config
+    from wm_toolkit.cli.common import resolve_config
 
     record = {"scheme": "exp", "key_length": 128, "vocab_size": 49152, "key_fingerprint": "ab"}
     cfg = resolve_config("exp-edit", None, {}, record)
@@ -204,8 +203,8 @@ def test_switching_scheme_keeps_the_records_non_default_generation_settings():
 
 
 def test_seeding_flag_selects_selfhash_and_is_refused_for_other_schemes():
-    from cli.common import resolve_config
-    from watermark.errors import ConfigError
+    from wm_toolkit.cli.common import resolve_config
+    from wm_toolkit.watermark.errors import ConfigError
 
     assert resolve_config("kgw", None, {"seeding": "selfhash", "context_width": 3}).seeding == "selfhash"
     with pytest.raises(ConfigError, match="does not apply"):

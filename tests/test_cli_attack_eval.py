@@ -4,9 +4,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
-from cli.main import wm
-from watermark.keys import write_key_file
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.keys import write_key_file
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 import pytest
-
-from cli.common import AliasedOption
-from cli.main import COMMANDS, load_command
+from wm_toolkit.cli.common import AliasedOption
+from wm_toolkit.cli.main import COMMANDS, load_command
 
 # idea -> (the spelling every command shows, spellings that must not be shown anywhere)
 SPELLINGS = {

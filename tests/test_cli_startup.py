@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 import click
-
-from cli.main import COMMANDS, load_command, wm
+from wm_toolkit.cli.main import COMMANDS, load_command, wm
 
 
 def _imported_after(code: str) -> set[str]:
@@ -22,16 +21,16 @@ def _imported_after(code: str) -> set[str]:
 
 def test_the_help_imports_neither_torch_nor_transformers():
     mods = _imported_after(
-        "import sys\nfrom cli.main import wm\n"
+        "import sys\nfrom wm_toolkit.cli.main import wm\n"
         "try:\n    wm.main(['--help'], prog_name='wm')\nexcept SystemExit:\n    pass"
     )
     assert "torch" not in mods and "transformers" not in mods and "numpy" not in mods
 
 
 def test_the_package_root_loads_its_names_on_first_use():
-    mods = _imported_after("import watermark")
+    mods = _imported_after("import wm_toolkit.watermark")
     assert "torch" not in mods
-    import watermark
+    from wm_toolkit import watermark
 
     assert watermark.build_scheme.__name__ == "build_scheme" and "Key" in dir(watermark)
 

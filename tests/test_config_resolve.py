@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from cli.main import wm
-from watermark.config_resolve import ConfigSource, resolve_config
-from watermark.errors import ConfigError
-from watermark.keys import Key, write_key_file
-from watermark.schemes import build_scheme
-from watermark.schemes.greenlist import GreenListConfig
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_config
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 
 # ---- the rule itself ------------------------------------------------------------------------------
 

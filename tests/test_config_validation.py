@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 import pytest
+import wm_toolkit.watermark.schemes  # noqa: F401  (registers every config class)
 from click.testing import CliRunner
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.config import config_from_dict
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.keys import write_key_file
 
-import watermark.schemes  # noqa: F401  (registers every config class)
-from cli.main import wm
-from watermark.config import config_from_dict
-from watermark.errors import ConfigError
-from watermark.keys import write_key_file
+from wm_toolkit import watermark  # noqa: F401
 
 BAD = [
     ({"scheme": "kgw", "context_width": 1.5}, "must be an integer"),
@@ -85,9 +86,9 @@ def test_a_record_with_a_bad_config_is_one_error_line_and_exit_2(tmp_path, confi
 
 
 def test_exp_detection_refuses_more_cells_than_its_memory_budget():
-    from watermark.keys import Key
-    from watermark.schemes import build_scheme
-    from watermark.schemes.distortion_free import MAX_COST_CELLS
+    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.schemes import build_scheme
+    from wm_toolkit.watermark.schemes.distortion_free import MAX_COST_CELLS
 
     scheme = build_scheme({"scheme": "exp", "vocab_size": 1000, "key_length": 65_536}, Key.from_seed(0))
     m = MAX_COST_CELLS // 65_536 + 1

@@ -9,11 +9,10 @@ import random
 
 import pytest
 from click.testing import CliRunner
-
-from cli.main import wm
-from watermark import corpus, textio
-from watermark.config import config_from_dict
-from watermark.keys import load_key_file, write_key_file
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark import corpus, textio
+from wm_toolkit.watermark.config import config_from_dict
+from wm_toolkit.watermark.keys import load_key_file, write_key_file
 
 WORDS = [
     "river",
@@ -136,7 +135,7 @@ def test_in_flight_batches_are_bounded(tokenizer):
 
 
 def load_key_file_from_seed():
-    from watermark.keys import Key
+    from wm_toolkit.watermark.keys import Key
 
     return Key.from_seed("corpus-test")
 

@@ -9,14 +9,18 @@ import pytest
 import torch
 from scipy import stats as sps
 from transformers import LogitsProcessorList, TemperatureLogitsWarper
-
-from attacks.edits import insert_tokens, substitute_tokens
-from watermark import prf
-from watermark.config import config_from_dict, default_config
-from watermark.errors import ConfigError
-from watermark.generation import generate
-from watermark.keys import Key
-from watermark.schemes import DistortionFreeConfig, DistortionFreeScheme, TextTooShortError, build_scheme
+from wm_toolkit.attacks.edits import insert_tokens, substitute_tokens
+from wm_toolkit.watermark import prf
+from wm_toolkit.watermark.config import config_from_dict, default_config
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import (
+    DistortionFreeConfig,
+    DistortionFreeScheme,
+    TextTooShortError,
+    build_scheme,
+)
 
 SCHEMES = ["exp", "exp-edit", "its", "its-edit"]
 MU = np.array([0.30, 0.20, 0.15, 0.10, 0.08, 0.07, 0.05, 0.03, 0.015, 0.005, 0.0, 0.0])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from attacks.edits import delete_tokens, insert_tokens, substitute_tokens
-from watermark.errors import InputError
+from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
+from wm_toolkit.watermark.errors import InputError
 
 IDS = list(range(1000, 1100))
 

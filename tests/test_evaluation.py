@@ -6,12 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
-import watermark.generation as generation
-from attacks.grid import GridSetup, run_grid
-from attacks.registry import parse_attacks
-from watermark.config import default_config
-from watermark.evaluation import (
+import wm_toolkit.watermark.generation as generation
+from wm_toolkit.attacks.grid import GridSetup, run_grid
+from wm_toolkit.attacks.registry import parse_attacks
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.evaluation import (
     GenerationSettings,
     auroc_from_p_values,
     cached_generations,
@@ -24,7 +23,7 @@ from watermark.evaluation import (
     tpr_at_fpr,
     tpr_at_p,
 )
-from watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes import build_scheme
 
 NULL = [0.9, 0.5, 0.1, 0.3, 0.7, 0.05, 0.6, 0.2, 0.8, 0.4]  # 10 unwatermarked p-values
 

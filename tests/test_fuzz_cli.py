@@ -26,14 +26,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark import models
+from wm_toolkit.watermark.errors import ModelNotFoundError
+from wm_toolkit.watermark.keys import write_key_file
 
-import cli.attack
-import cli.detect
-import cli.steal
-from cli.main import wm
-from watermark import models
-from watermark.errors import ModelNotFoundError
-from watermark.keys import write_key_file
+from wm_toolkit import cli  # noqa: F401
 
 IO_HARDENED = os.environ.get("WM_FUZZ_IO", "1") == "1"
 needs_io_hardening = pytest.mark.skipif(not IO_HARDENED, reason="WM_FUZZ_IO=0")
@@ -152,7 +150,7 @@ def _cap(config: dict) -> dict:
 
 
 def _fields_of(scheme) -> list[str]:
-    from watermark.config import config_class
+    from wm_toolkit.watermark.config import config_class
 
     return (
         sorted(set(config_class(scheme).__dataclass_fields__) - {"scheme"}) if scheme in SCHEMES else FIELDS

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessorList, pipeline
-
-from watermark.generation import encode_texts, generate
-from watermark.keys import Key
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.generation import encode_texts, generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 PROMPTS = ["Hi", "Tell me a long story about the sea and the wind.", "Why?", "List three colours."]
 

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-from watermark.errors import ConfigError
-from watermark.keys import Key
-from watermark.schemes import GreenListConfig, build_scheme
-from watermark.stats import binomial_tail, hypergeom_tail
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.stats import binomial_tail, hypergeom_tail
 
 V = 1000
 
@@ -123,7 +122,7 @@ def test_selfhash_detector_agrees_with_the_processor_on_the_emitted_token():
 def test_selfhash_is_the_papers_self_salted_min_hash_with_h_4_by_default():
     """Kirchenbauer et al. (Reliability) algorithm 3 / transformers' selfhash: the window is the
     h - 1 previous ids plus the candidate, and the min runs over the whole window, (v, v) included."""
-    import watermark.prf as prf
+    import wm_toolkit.watermark.prf as prf
 
     s = scheme(seeding="selfhash")
     assert s.config.context_width == 4 and s.config.prefix_length == 3
@@ -152,7 +151,7 @@ def test_selfhash_repeated_seed_token_pairs_count_once():
 
 
 def test_a_config_made_by_the_old_selfhash_is_refused_with_a_clear_message():
-    from watermark.config import config_from_dict
+    from wm_toolkit.watermark.config import config_from_dict
 
     old = {
         "scheme": "kgw",

@@ -7,12 +7,11 @@ import pytest
 import torch
 from scipy import special
 from scipy import stats as sps
-
-from watermark.config import default_config
-from watermark.errors import ConfigError
-from watermark.generation import generate
-from watermark.keys import Key
-from watermark.schemes import GumbelScheme, TextTooShortError, build_scheme
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GumbelScheme, TextTooShortError, build_scheme
 
 MU = np.array([0.35, 0.25, 0.12, 0.1, 0.08, 0.05, 0.03, 0.02, 0.0])
 
@@ -44,7 +43,7 @@ def test_mean_score_of_the_chosen_token_matches_the_exponential_race():
     contexts = np.arange(6000).reshape(-1, 1)
     log_probs = torch.log(torch.tensor(MU, dtype=torch.float64)).expand(6000, -1)
     tokens = s.choose(contexts, log_probs).numpy()
-    from watermark import prf
+    from wm_toolkit.watermark import prf
 
     r = prf.uniforms(torch.from_numpy(s.seeds_for(contexts)), torch.from_numpy(tokens)).numpy()
     scores = -np.log1p(-r)

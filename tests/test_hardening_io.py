@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from cli.main import wm
-from cli.terminal import visible
-from watermark import atomic, encoding, models, offline, textio
-from watermark.errors import InputError, KeyFileError, ModelNotFoundError, OutputError
-from watermark.keys import Key, load_key_file, write_key_file
+from wm_toolkit.cli.main import wm
+from wm_toolkit.cli.terminal import visible
+from wm_toolkit.watermark import atomic, encoding, models, offline, textio
+from wm_toolkit.watermark.errors import InputError, KeyFileError, ModelNotFoundError, OutputError
+from wm_toolkit.watermark.keys import Key, load_key_file, write_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (
@@ -172,10 +171,10 @@ def test_the_cap_is_applied_while_reading_not_after(monkeypatch, small_cap):
 
 def test_every_reader_of_a_user_file_is_capped():
     """Configs, stolen lists, QA sets, prompts and keys: /dev/zero is one clean error each."""
-    from attacks.stealing import StolenList
-    from watermark.config import load_config_file
-    from watermark.errors import WmError
-    from watermark.uncertainty.evaluate import load_qa
+    from wm_toolkit.attacks.stealing import StolenList
+    from wm_toolkit.watermark.config import load_config_file
+    from wm_toolkit.watermark.errors import WmError
+    from wm_toolkit.watermark.uncertainty.evaluate import load_qa
 
     for read in (load_config_file, StolenList.load, load_qa, textio.read_prompts, load_key_file):
         with pytest.raises(WmError):
@@ -534,7 +533,7 @@ def test_output_never_replaces_the_key(env):
 
 
 def test_generate_refuses_existing_outputs_before_loading_a_model(env, monkeypatch):
-    monkeypatch.setattr("cli.generate.load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("wm_toolkit.cli.generate.load_model", lambda *a, **k: pytest.fail("model loaded"))
     (env / "out.jsonl").write_text("keep")
     (env / "cfg.json").write_text("keep")
     one_error(run("generate", "hi", "-o", env / "out.jsonl"), "already exists")
@@ -589,9 +588,9 @@ def test_full_disk_through_the_cli(attacked, monkeypatch):
 
 def test_every_writer_goes_through_the_atomic_helper(tmp_path, monkeypatch):
     """--config-out, `wm steal -o`, eval's results.json: a full disk loses none of them."""
-    from attacks.stealing import StolenList
-    from watermark.config import default_config, save_config_file
-    from watermark.evaluation import write_json
+    from wm_toolkit.attacks.stealing import StolenList
+    from wm_toolkit.watermark.config import default_config, save_config_file
+    from wm_toolkit.watermark.evaluation import write_json
 
     writers = {
         "config.json": lambda p: save_config_file(default_config("kgw"), p),
@@ -786,7 +785,7 @@ def test_three_processes_on_an_empty_model_cache_all_succeed(tmp_path):
     """The first load dequantises once (under the lock); the others wait and load the same files."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     env.pop("WM_CACHE_DIR", None)
-    code = "from watermark.models import load_model; m, t = load_model(); print(len(t))"
+    code = "from wm_toolkit.watermark.models import load_model; m, t = load_model(); print(len(t))"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

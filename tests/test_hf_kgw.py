@@ -8,12 +8,11 @@ import torch
 from scipy import stats as sps
 from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.logits_process import WatermarkLogitsProcessor
-
-from watermark.errors import ConfigError
-from watermark.generation import generate
-from watermark.hfkeys import HashingKey
-from watermark.keys import Key
-from watermark.schemes import HfKgwConfig, build_scheme
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.hfkeys import HashingKey
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import HfKgwConfig, build_scheme
 
 KEY = 15485863
 SETTINGS = [("lefthash", 1), ("lefthash", 3), ("selfhash", 1), ("selfhash", 2), ("selfhash", 4)]

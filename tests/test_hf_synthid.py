@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers import SynthIDTextWatermarkingConfig
 from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor
-
-from watermark.errors import ConfigError
-from watermark.hfkeys import SynthIDKeys
-from watermark.keys import Key
-from watermark.schemes import HfSynthIDConfig, build_scheme
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.hfkeys import SynthIDKeys
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import HfSynthIDConfig, build_scheme
 
 KEYS = [654, 400, 836, 123, 340, 443, 597, 160, 57, 29, 590, 639, 13, 715, 468, 990, 966, 226, 324, 585]
 KEYS += [118, 504, 421, 521, 129, 669, 732, 225, 90, 960]
@@ -116,7 +115,7 @@ def test_keys_are_required_and_config_validated():
 
 def test_wm_hf_synthid_generation_is_detected(tiny_model, tokenizer):
     """wm's processor (the same distribution as transformers', tested above) end to end."""
-    from watermark.generation import generate
+    from wm_toolkit.watermark.generation import generate
 
     s = scheme(vocab_size=len(tokenizer))
     gens = generate(

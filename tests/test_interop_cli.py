@@ -10,10 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from transformers import SynthIDTextWatermarkingConfig, WatermarkDetector, WatermarkingConfig
-
-from cli.main import wm
-from watermark.errors import KeyFileError
-from watermark.hfkeys import HashingKey, SynthIDKeys, load_any_key_file
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.errors import KeyFileError
+from wm_toolkit.watermark.hfkeys import HashingKey, SynthIDKeys, load_any_key_file
 
 HASHING_KEY = 987654321987
 SYNTHID = "654,400,836,123,340,443,597,160,57,29"
@@ -86,7 +85,7 @@ def test_hf_kgw_round_trip_and_transformers_detector_agrees(env, tiny_dir, tiny_
 
 
 def tiny_dir_tokenizer(path):
-    from watermark.models import load_tokenizer
+    from wm_toolkit.watermark.models import load_tokenizer
 
     return load_tokenizer(path)
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from watermark import prf
-from watermark.keys import Key
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark import prf
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 
 @pytest.mark.parametrize("vocab", [1, 7, 49_152, 262_144])

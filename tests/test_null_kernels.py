@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wm_toolkit.watermark import alignment
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import build_scheme
 
-from watermark import alignment
-from watermark.keys import Key
-from watermark.schemes import build_scheme
-
-nk = pytest.importorskip("watermark.null_kernels")
+nk = pytest.importorskip("wm_toolkit.watermark.null_kernels")
 if not nk.AVAILABLE:  # pragma: no cover
     pytest.skip("numba is not installed", allow_module_level=True)
 

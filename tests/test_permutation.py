@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from watermark.permutation import (
+from wm_toolkit.watermark.permutation import (
     draws_for_level,
     exact_size,
     largest_p_to_come,

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-
-from watermark import prf
-from watermark.keys import Key
+from wm_toolkit.watermark import prf
+from wm_toolkit.watermark.keys import Key
 
 MASK64 = (1 << 64) - 1
 

@@ -24,8 +24,8 @@ def test_the_readme_has_library_examples():
 
 
 def test_readme_python_blocks_run_and_detect_their_own_output(monkeypatch):
-    from watermark import Key
-    from watermark.schemes.distortion_free import DistortionFreeLogitsProcessor
+    from wm_toolkit.watermark import Key
+    from wm_toolkit.watermark.schemes.distortion_free import DistortionFreeLogitsProcessor
 
     monkeypatch.setattr(DistortionFreeLogitsProcessor, "shift_seed", 0)  # EXP/ITS key shifts too
     seeds = iter(range(100))

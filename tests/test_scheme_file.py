@@ -7,9 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
-from watermark import Key, build_scheme, load_scheme, save_scheme, write_key_file
-from watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark import Key, build_scheme, load_scheme, save_scheme, write_key_file
+from wm_toolkit.watermark.errors import ConfigError, InputError
 
 
 @pytest.fixture

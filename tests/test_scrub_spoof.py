@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from attacks.scrub import count_believed_green, perplexity, scrub_ids, success_rate
-from attacks.spoof import StolenListLogitsProcessor, flagged_rate, spoof_generate
-from attacks.stealing import StolenList
-from watermark.errors import WmError
-from watermark.generation import generate
-from watermark.schemes import build_scheme
-from watermark.schemes.greenlist import GreenListConfig
+from wm_toolkit.attacks.scrub import count_believed_green, perplexity, scrub_ids, success_rate
+from wm_toolkit.attacks.spoof import StolenListLogitsProcessor, flagged_rate, spoof_generate
+from wm_toolkit.attacks.stealing import StolenList
+from wm_toolkit.watermark.errors import WmError
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 
 ALPHA = 1e-3
 
 
 @pytest.fixture(scope="module")
 def unigram(tokenizer):
-    from watermark.keys import Key
+    from wm_toolkit.watermark.keys import Key
 
     cfg = GreenListConfig(scheme="unigram", gamma=0.25, delta=4.0, context_width=0, vocab_size=len(tokenizer))
     return build_scheme(cfg, Key.from_seed("scrub-spoof"))
@@ -97,7 +96,7 @@ def test_bad_scrub_and_spoof_parameters_are_clear_errors(tiny_model):
 
 
 def test_planned_scrub_edits_only_what_the_estimate_needs(tiny_model, tokenizer, unigram, true_list):
-    from attacks.scrub import estimated_z, plan_edits
+    from wm_toolkit.attacks.scrub import estimated_z, plan_edits
 
     gens = generate(tiny_model, tokenizer, PROMPTS[:2], scheme=unigram, max_new_tokens=30, seed=4)
     prefix = [tokenizer.eos_token_id]
@@ -118,7 +117,7 @@ def test_planned_scrub_edits_only_what_the_estimate_needs(tiny_model, tokenizer,
 
 
 def test_word_filter_edits_whole_words_into_whole_words(tokenizer):
-    from attacks.scrub import WordFilter
+    from wm_toolkit.attacks.scrub import WordFilter
 
     wf = WordFilter(tokenizer)
     ids = tokenizer(" The river flows past Nikolaus", add_special_tokens=False)["input_ids"]
@@ -133,7 +132,7 @@ def test_word_filter_edits_whole_words_into_whole_words(tokenizer):
 
 
 def test_eos_ban_holds_the_end_until_the_estimate_reaches_the_threshold():
-    from attacks.spoof import EstimatedZEosBan
+    from wm_toolkit.attacks.spoof import EstimatedZEosBan
 
     sl = StolenList([5, 6, 7, 8, 9, 10, 11, 12], "vanilla", gamma=0.25)  # boost 1 on these ids
     prompt = [0, 1]  # the response starts after the first input the processor sees
@@ -155,7 +154,7 @@ def test_eos_ban_holds_the_end_until_the_estimate_reaches_the_threshold():
 
 
 def test_eos_ban_counts_context_token_items_for_h1():
-    from attacks.spoof import EstimatedZEosBan
+    from wm_toolkit.attacks.spoof import EstimatedZEosBan
 
     pairs = StolenList([], "oracle", context_width=1, green_pairs=[(4, 5), (5, 4)], gamma=0.25)
     ban = EstimatedZEosBan(pairs, eos_ids=[2], threshold=1.0)
@@ -175,6 +174,6 @@ def test_spoof_with_the_eos_ban_writes_on_until_its_estimate_is_high(tiny_model,
     for g in gens:
         ids = list(g.token_ids)
         probs = {t: 0.25 + 0.75 * true_list.is_green(t) for t in ids}
-        from attacks.scrub import estimated_z
+        from wm_toolkit.attacks.scrub import estimated_z
 
         assert len(ids) == 40 or estimated_z(list(probs.values()), 0.25) >= 4.0

@@ -19,11 +19,10 @@ import torch
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'wm-toolkit[serve]'")
 from click.testing import CliRunner  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-
-from watermark.keys import Key, write_key_file  # noqa: E402
-from watermark.schemes import GreenListConfig, build_scheme  # noqa: E402
-from watermark.service import ServiceSettings, TokenStore, create_app  # noqa: E402
-from watermark.service.detector import Detector  # noqa: E402
+from wm_toolkit.watermark.keys import Key, write_key_file  # noqa: E402
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme  # noqa: E402
+from wm_toolkit.watermark.service import ServiceSettings, TokenStore, create_app  # noqa: E402
+from wm_toolkit.watermark.service.detector import Detector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_A = "alice-token-0123456789abcdef"  # may not see token colours
@@ -122,7 +121,7 @@ def test_watermarked_and_plain_texts_get_the_right_verdicts(kgw, tokenizer, wate
 
 
 def test_answers_carry_the_same_fields_as_wm_detect_json(kgw, tokenizer, watermarked, tmp_path):
-    from cli.main import wm
+    from wm_toolkit.cli.main import wm
 
     key_file = tmp_path / "key"
     write_key_file(key_file, kgw.key)
@@ -310,8 +309,8 @@ def test_html_view_escapes_the_input_text(kgw, tokenizer):
 
 
 def test_tokens_file_formats_and_refusals(tmp_path):
-    from watermark.errors import ConfigError
-    from watermark.service.policy import token_digest
+    from wm_toolkit.watermark.errors import ConfigError
+    from wm_toolkit.watermark.service.policy import token_digest
 
     plain = tmp_path / "t.txt"
     plain.write_text(f"# ops\n{TOKEN_A}\n\n{TOKEN_B}\n")
@@ -351,7 +350,7 @@ def live_server(kgw, watermarked, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "cli.main",
+        "wm_toolkit.cli.main",
         "serve",
         "--key",
         str(key_file),
@@ -434,7 +433,7 @@ def test_page_in_headless_chromium_shows_verdicts_and_coloured_tokens(live_serve
 
 
 def test_wm_serve_refuses_a_public_address_without_tokens(tmp_path):
-    from cli.main import wm
+    from wm_toolkit.cli.main import wm
 
     res = CliRunner().invoke(wm, ["serve", "--host", "0.0.0.0", "--key", str(tmp_path / "k")])
     assert res.exit_code == 2 and "needs --tokens" in res.stderr

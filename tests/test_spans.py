@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from cli.main import wm
-from watermark import prf, spans
-from watermark.errors import ConfigError
-from watermark.hfkeys import HashingKey
-from watermark.keys import Key, write_key_file
-from watermark.schemes import build_scheme
-from watermark.stats import (
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark import prf, spans
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.hfkeys import HashingKey
+from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.stats import (
     log10_binomial_tail,
     log10_binomial_tails,
     log10_gamma_tail,

@@ -4,8 +4,7 @@ from math import comb
 
 import numpy as np
 import pytest
-
-from watermark import stats
+from wm_toolkit.watermark import stats
 
 
 def brute_binomial_tail(g, t, p):
@@ -51,7 +50,12 @@ def test_gamma_tail_matches_scipy_gamma_sf():
 
 def test_log_space_tails_match_high_precision_values_below_the_float_range():
     """mpmath references at 50 digits: the float tails underflow to 0, the log10 tails do not."""
-    from watermark.stats import binomial_tail, log10_binomial_tail, log10_gamma_tail, log10_hypergeom_tail
+    from wm_toolkit.watermark.stats import (
+        binomial_tail,
+        log10_binomial_tail,
+        log10_gamma_tail,
+        log10_hypergeom_tail,
+    )
 
     assert abs(log10_binomial_tail(2501, 2501, 0.25) - 2501 * np.log10(0.25)) < 1e-9
     assert abs(log10_gamma_tail(2000, 500) - (-352.63788120526695)) < 1e-9
@@ -62,8 +66,7 @@ def test_log_space_tails_match_high_precision_values_below_the_float_range():
 
 def test_a_kgw_text_whose_p_value_underflows_reports_a_finite_log10_below_minus_300():
     import torch
-
-    from watermark import Key, build_scheme
+    from wm_toolkit.watermark import Key, build_scheme
 
     scheme = build_scheme({"scheme": "kgw", "vocab_size": 1000, "gamma": 0.25}, Key.from_seed(3))
     ids = [0]  # a chain of 1,500 tokens, each green in the context of the one before
@@ -111,7 +114,7 @@ def test_lattice_tail_of_fair_coins_is_the_binomial_tail_far_below_the_float_ran
 
 def test_weighted_synthid_score_tail_matches_direct_convolution():
     """Sum of c_l * Bernoulli(1/2) over 30 layers (c_l = 290 - 9 l) and 3 positions."""
-    from watermark.schemes.synthid import fair_coin_null
+    from wm_toolkit.watermark.schemes.synthid import fair_coin_null
 
     pmf = fair_coin_null(30).weighted_pmf
     total = 3 * (len(pmf) - 1)

@@ -11,8 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from attacks.stealing import (
+from wm_toolkit.attacks.stealing import (
     StealingConfigError,
     StealingInputError,
     StolenList,
@@ -22,9 +21,9 @@ from attacks.stealing import (
     score_list,
     steal,
 )
-from attacks.stealing_mip import get_solver, thresholds
-from attacks.synthetic import SyntheticLM
-from watermark.errors import WmError
+from wm_toolkit.attacks.stealing_mip import get_solver, thresholds
+from wm_toolkit.attacks.synthetic import SyntheticLM
+from wm_toolkit.watermark.errors import WmError
 
 V = 500
 
@@ -220,7 +219,7 @@ def test_stolen_list_json_round_trip_and_context_lookup(tmp_path):
 # ---- h >= 1: the program over (context, token) pairs ----------------------------------------------
 def context_dependent_texts(key, vocab: int, n: int, length: int, seed: int, watermarked: bool):
     """A Markov chain whose green bias depends on the previous token through the real PRF."""
-    from watermark.schemes.greenlist import GreenListConfig, GreenListScheme
+    from wm_toolkit.watermark.schemes.greenlist import GreenListConfig, GreenListScheme
 
     scheme = GreenListScheme(GreenListConfig(vocab_size=vocab, gamma=0.25, delta=3.0, context_width=1), key)
     seeds = torch.from_numpy(scheme.seeds_for(np.arange(vocab).reshape(-1, 1)))

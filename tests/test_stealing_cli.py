@@ -12,13 +12,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from cli.main import wm
-from cli.steal import scrub_command, spoof_command
-from watermark.config import save_config_file
-from watermark.keys import Key, write_key_file
-from watermark.schemes import build_scheme
-from watermark.schemes.greenlist import GreenListConfig
+from wm_toolkit.cli.main import wm
+from wm_toolkit.cli.steal import scrub_command, spoof_command
+from wm_toolkit.watermark.config import save_config_file
+from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 
 
 def run(*args):

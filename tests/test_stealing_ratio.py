@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from attacks.spoof import NgramRepetitionPenalty, StolenListLogitsProcessor, default_strength
-from attacks.stealing import (
+from wm_toolkit.attacks.spoof import NgramRepetitionPenalty, StolenListLogitsProcessor, default_strength
+from wm_toolkit.attacks.stealing import (
     StolenList,
     frequency_baseline,
     ranked_items,
@@ -25,9 +24,9 @@ from attacks.stealing import (
     steal,
     steal_ratio,
 )
-from attacks.stealing_ratio import RatioModel, RatioParams, default_params
-from attacks.synthetic import SyntheticLM
-from watermark.errors import WmError
+from wm_toolkit.attacks.stealing_ratio import RatioModel, RatioParams, default_params
+from wm_toolkit.attacks.synthetic import SyntheticLM
+from wm_toolkit.watermark.errors import WmError
 
 
 # ---- a transcription of the authors' code, dense and slow, for small vocabularies -----------------

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats as sps
-
-from watermark.config import default_config
-from watermark.errors import ConfigError
-from watermark.generation import generate
-from watermark.keys import Key
-from watermark.schemes import SynthIDScheme, TextTooShortError, build_scheme
-from watermark.schemes.synthid import fair_coin_null, layer_weights, tournament
+from wm_toolkit.watermark.config import default_config
+from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.schemes import SynthIDScheme, TextTooShortError, build_scheme
+from wm_toolkit.watermark.schemes.synthid import fair_coin_null, layer_weights, tournament
 
 MU = np.array([0.35, 0.25, 0.12, 0.1, 0.08, 0.05, 0.03, 0.02, 0.0])
 

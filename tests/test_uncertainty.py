@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from watermark.errors import ConfigError, InputError
-from watermark.uncertainty import Estimator, SamplingConfig, load_nli, load_similarity, sample_answers
-from watermark.uncertainty.estimate import texts_without_each_token
-from watermark.uncertainty.evaluate import load_qa, rouge_correctness
-from watermark.uncertainty.sampling import Answer, QuestionSamples, stop_token_ids, token_nlls
+from wm_toolkit.watermark.errors import ConfigError, InputError
+from wm_toolkit.watermark.uncertainty import (
+    Estimator,
+    SamplingConfig,
+    load_nli,
+    load_similarity,
+    sample_answers,
+)
+from wm_toolkit.watermark.uncertainty.estimate import texts_without_each_token
+from wm_toolkit.watermark.uncertainty.evaluate import load_qa, rouge_correctness
+from wm_toolkit.watermark.uncertainty.sampling import Answer, QuestionSamples, stop_token_ids, token_nlls
 
 
 def test_token_removal_is_by_position_not_by_string(tokenizer):
@@ -91,8 +96,7 @@ def test_bi_encoder_is_a_clipped_cosine_with_unit_diagonal():
 
 def _tiny_classifier(path, num_labels, id2label=None):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from watermark.models import similarity_model_path
+    from wm_toolkit.watermark.models import similarity_model_path
 
     tok = AutoTokenizer.from_pretrained(similarity_model_path())
     cfg = BertConfig(
@@ -125,7 +129,7 @@ def test_cross_encoder_and_nli_wrappers_on_tiny_models(tmp_path):
 
 
 def test_missing_similarity_model_is_a_one_line_error(tmp_path):
-    from watermark.errors import ModelNotFoundError
+    from wm_toolkit.watermark.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError):
         load_similarity(str(tmp_path / "nope"))
@@ -140,7 +144,7 @@ def tiny_samples(tiny_model, tokenizer):
 
 
 def test_samples_have_one_nll_per_generated_id_and_no_stop_tokens(tiny_samples, tiny_model, tokenizer):
-    from watermark.uncertainty.sampling import build_prompt
+    from wm_toolkit.watermark.uncertainty.sampling import build_prompt
 
     stop = set(stop_token_ids(tokenizer, tiny_model))
     for qs in tiny_samples:
@@ -157,7 +161,7 @@ def test_samples_have_one_nll_per_generated_id_and_no_stop_tokens(tiny_samples, 
 
 
 def test_most_likely_answer_is_greedy_and_sampling_is_seeded(tiny_samples, tiny_model, tokenizer):
-    from watermark.uncertainty.sampling import build_prompt
+    from wm_toolkit.watermark.uncertainty.sampling import build_prompt
 
     stop = stop_token_ids(tokenizer, tiny_model)
     qs = tiny_samples[0]
@@ -204,7 +208,7 @@ def test_load_qa_validates(tmp_path):
 
 
 def _run(*args):
-    from cli.main import wm
+    from wm_toolkit.cli.main import wm
 
     return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
 
@@ -275,7 +279,7 @@ def test_cli_errors_are_one_line(tiny_dir, tmp_path):
 
 @pytest.mark.slow
 def test_default_model_answers_an_easy_question_confidently():
-    from watermark.models import load_model
+    from wm_toolkit.watermark.models import load_model
 
     model, tok = load_model()
     qs = sample_answers(model, tok, ["What is the capital of France?"], SamplingConfig(k=5))[0]

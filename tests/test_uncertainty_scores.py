@@ -4,10 +4,9 @@ import math
 
 import numpy as np
 import pytest
-
-from watermark.metrics import auroc, roc_curve
-from watermark.uncertainty import scores
-from watermark.uncertainty.estimate import parse_methods
+from wm_toolkit.watermark.metrics import auroc, roc_curve
+from wm_toolkit.watermark.uncertainty import scores
+from wm_toolkit.watermark.uncertainty.estimate import parse_methods
 
 
 def test_token_relevance_is_one_minus_similarity_normalised():
@@ -151,7 +150,7 @@ def test_auroc_rejects_bad_input():
 
 
 def test_parse_methods():
-    from watermark.errors import ConfigError
+    from wm_toolkit.watermark.errors import ConfigError
 
     assert parse_methods("pe, SAR") == ("sar", "pe")
     assert len(parse_methods(None)) == 7

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from attacks.registry import AttackContext, apply_attack, parse_attack
-from attacks.unicode import MODES, unicode_attack
-from watermark.generation import encode_texts, generate
-from watermark.normalize import canonical_text, canonicalize
-from watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.attacks.registry import AttackContext, apply_attack, parse_attack
+from wm_toolkit.attacks.unicode import MODES, unicode_attack
+from wm_toolkit.watermark.generation import encode_texts, generate
+from wm_toolkit.watermark.normalize import canonical_text, canonicalize
+from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
 KIND = {  # which tampering count each mode shows up in
@@ -94,9 +93,8 @@ def test_canonical_text_of_clean_generations_is_unchanged_for_natural_prompts(te
 
 def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, tokenizer):
     from click.testing import CliRunner
-
-    from cli.main import wm
-    from watermark.keys import write_key_file
+    from wm_toolkit.cli.main import wm
+    from wm_toolkit.watermark.keys import write_key_file
 
     key = write_key_file(tmp_path / "key")
     monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
@@ -131,7 +129,7 @@ def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, t
 def test_real_model_watermark_survives_every_mode_and_its_output_is_unchanged(key):
     """Default model, three kgw texts: the generations show no sign of tampering, and canonical text
     gives back exactly the clean p-values after every mode (benchmarks/unicode.py prints the table)."""
-    from watermark.models import load_model
+    from wm_toolkit.watermark.models import load_model
 
     model, tok = load_model()
     scheme = build_scheme(GreenListConfig(vocab_size=len(tok)), key)

@@ -1,6 +1,6 @@
 """wm: watermark LLM text during generation, detect it with honest p-values, attack it.
 
-The names below load on first use (PEP 562), so `import watermark.errors` or the CLI's
+The names below load on first use (PEP 562), so `import wm_toolkit.watermark.errors` or the CLI's
 `wm --help` does not pay for torch and transformers.
 """
 
