@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from wm_toolkit.watermark.encoding import encode_text
 from wm_toolkit.watermark.errors import ConfigError, InputError
 from wm_toolkit.watermark.normalize import canonical_text

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from wm_toolkit.watermark.errors import ConfigError, InputError
 from wm_toolkit.watermark.evaluation import perplexities, prompt_prefix
 from wm_toolkit.watermark.models import cache_keyword, returned_cache

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import LogitsProcessor
+
 from wm_toolkit.watermark.errors import ConfigError
 
 from .stealing import StolenList

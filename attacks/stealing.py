@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from wm_toolkit.watermark.atomic import write_text
 from wm_toolkit.watermark.errors import InputError
 from wm_toolkit.watermark.textio import decode_text, read_bytes

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
 from wm_toolkit.watermark.errors import ConfigError, InputError
 
 

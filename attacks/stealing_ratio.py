@@ -30,6 +30,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+
 from wm_toolkit.watermark.errors import InputError
 
 from .stealing_data import StealingConfigError, StealingInputError

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from wm_toolkit.watermark.stats import z_score
 
 from .stealing_data import check_gamma

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from _common import emit
 from scipy import stats
+
 from wm_toolkit.watermark.calibration import Calibration, calibrate
 from wm_toolkit.watermark.config import default_config
 from wm_toolkit.watermark.generation import encode_texts

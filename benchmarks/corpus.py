@@ -96,6 +96,7 @@ def check_output(out_path: Path, corpus: Path, n: int) -> None:
 def hf_path(texts: list[str]) -> tuple[float, int]:
     """transformers' path on the same texts: tokenizer + WatermarkDetector (its KGW), one core."""
     from transformers import AutoConfig, WatermarkDetector, WatermarkingConfig
+
     from wm_toolkit.watermark.models import load_tokenizer, resolve_name
 
     tok = load_tokenizer()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from _common import ROOT, emit, load_prompts
+
 from wm_toolkit.watermark.generation import generate
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.models import load_model

@@ -34,6 +34,7 @@ import time
 import numpy as np
 import torch
 from _common import emit, load_prompts, peak_rss_mb
+
 from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
 from wm_toolkit.watermark.generation import encode_texts, generate
 from wm_toolkit.watermark.keys import Key

@@ -22,6 +22,7 @@ import torch
 from _common import ROOT, emit, load_prompts
 from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.watermarking import WatermarkLogitsProcessor
+
 from wm_toolkit.watermark.generation import generate
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.models import load_model

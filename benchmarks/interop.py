@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from _common import ROOT, emit, load_prompts
 from robustness import markdown_table
+
 from wm_toolkit.attacks.grid import GridSetup, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config import default_config

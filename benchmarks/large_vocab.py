@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from _common import emit
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 

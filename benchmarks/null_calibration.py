@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 from _common import emit
+
 from wm_toolkit.watermark.config import default_config
 from wm_toolkit.watermark.generation import encode_texts
 from wm_toolkit.watermark.keys import Key

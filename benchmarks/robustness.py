@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from _common import ROOT, emit, load_prompts
+
 from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config import default_config

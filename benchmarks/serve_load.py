@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import ROOT, emit, load_prompts
+
 from wm_toolkit.watermark.keys import Key, write_key_file
 from wm_toolkit.watermark.models import load_tokenizer
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme

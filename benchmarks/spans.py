@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from _common import ROOT, emit
 from spans_generate import KEY_SEED
+
 from wm_toolkit.watermark import spans
 from wm_toolkit.watermark.encoding import encode_array, token_offsets
 from wm_toolkit.watermark.keys import Key

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from _common import ROOT
+
 from wm_toolkit.watermark.generation import generate
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.models import load_model

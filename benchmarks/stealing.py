@@ -152,9 +152,8 @@ def real_part(
     n_scrub, n_spoof, time_limit, sizes, scrub_threats=("vanilla", "pro"), corpora=UNIGRAM_CORPORA,
     scrub_corpora=("unigram-g0.25-d2",),
 ):  # fmt: skip
-    from wm_toolkit.watermark.models import load_tokenizer
-
     from benchmarks.stealing_corpus import load_corpus, scheme_for
+    from wm_toolkit.watermark.models import load_tokenizer
 
     nat_all = load_corpus("natural")
     tok = load_tokenizer()
@@ -199,9 +198,9 @@ def real_context_part(
     The true list has gamma * V^2 pairs, most never seen, so recall is over the observed pairs
     (`truth` = the observed pairs the real PRF calls green); precision is exact."""
     import torch
-    from wm_toolkit.watermark.models import load_tokenizer
 
     from benchmarks.stealing_corpus import load_corpus, scheme_for
+    from wm_toolkit.watermark.models import load_tokenizer
 
     nat_all, wm_all = load_corpus("natural"), load_corpus(name)
     n = min(len(nat_all), len(wm_all))
@@ -293,6 +292,7 @@ def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats
 def context_part(n, vocab, time_limit):
     """h = 1: a Zipf Markov chain whose green bias follows the real PRF of the previous token."""
     import torch
+
     from wm_toolkit.watermark.keys import Key
     from wm_toolkit.watermark.schemes.greenlist import GreenListConfig, GreenListScheme
 
@@ -456,10 +456,6 @@ def real_issue13(
     subtracted ("paraphrase", sentence by sentence, the default model as rewriter); success =
     p > 0.05 at <= 2x the original's perplexity."""
     import torch
-    from wm_toolkit.attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
-    from wm_toolkit.attacks.spoof import default_strength, spoof_generate
-    from wm_toolkit.watermark.evaluation import prompt_prefix
-    from wm_toolkit.watermark.models import load_model
 
     from benchmarks.stealing_corpus import (
         HELDOUT_SEED,
@@ -469,6 +465,10 @@ def real_issue13(
         load_corpus,
         scheme_for,
     )
+    from wm_toolkit.attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
+    from wm_toolkit.attacks.spoof import default_strength, spoof_generate
+    from wm_toolkit.watermark.evaluation import prompt_prefix
+    from wm_toolkit.watermark.models import load_model
 
     torch.set_num_threads(1)
     model, tok = load_model()

@@ -85,6 +85,7 @@ def generate_corpora(
     `bf16`: run the model in bfloat16 (~1.7x faster on CPUs with avx512_bf16). The watermark is
     applied to the logits either way; the texts are the same model's output at lower precision."""
     import torch
+
     from wm_toolkit.watermark.generation import generate
     from wm_toolkit.watermark.models import load_model
 

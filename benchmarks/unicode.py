@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import emit
+
 from wm_toolkit.attacks.unicode import MODES, unicode_attack
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.generation import encode_texts

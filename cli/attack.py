@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
 from wm_toolkit.attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
 from wm_toolkit.attacks.unicode import MODES as UNICODE_MODES
 from wm_toolkit.watermark.atomic import write_text

@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
 from wm_toolkit.watermark.atomic import check_output
 from wm_toolkit.watermark.config import SchemeConfig
 from wm_toolkit.watermark.config_resolve import ConfigSource

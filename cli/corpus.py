@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+
 from wm_toolkit.watermark import corpus, textio
 from wm_toolkit.watermark.errors import InputError
 

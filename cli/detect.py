@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 from rich.table import Table
+
 from wm_toolkit.watermark.calibration import Calibration
 from wm_toolkit.watermark.config_resolve import bind_tokenizer
 from wm_toolkit.watermark.encoding import encode_array

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+
 from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.atomic import check_output_folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from wm_toolkit.watermark.config import save_config_file
 from wm_toolkit.watermark.errors import InputError
 from wm_toolkit.watermark.generation import generate as generate_texts

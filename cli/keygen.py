@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.hfkeys import (
     HashingKey,

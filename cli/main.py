@@ -14,6 +14,7 @@ import sys
 import traceback
 
 import click
+
 from wm_toolkit.watermark.errors import WmError
 
 from .terminal import visible

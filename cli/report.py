@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+
 from wm_toolkit.watermark import __version__
 from wm_toolkit.watermark.atomic import write_text
 from wm_toolkit.watermark.report import (

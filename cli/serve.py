@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from wm_toolkit.watermark.errors import ConfigError, WmError
 
 from .common import (
@@ -122,6 +123,7 @@ def serve(
     """Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."""
     try:
         import uvicorn
+
         from wm_toolkit.watermark.service import create_app
     except ImportError:
         raise WmError("wm serve needs FastAPI and uvicorn: pip install 'wm-toolkit[serve]'") from None

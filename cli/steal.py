@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+
 from wm_toolkit.attacks.stealing import (
     GREEN_AT,
     METHODS,

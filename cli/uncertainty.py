@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
+
 from wm_toolkit.watermark.atomic import check_output_folder, write_json
 from wm_toolkit.watermark.errors import InputError
 from wm_toolkit.watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer

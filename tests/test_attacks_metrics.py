@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from wm_toolkit.attacks.metrics import edit_distance, fraction_changed
 
 
@@ -71,6 +72,7 @@ def test_edit_distance_equals_the_previous_quadratic_implementation():
 
 def test_long_texts_are_cut_at_anchors_and_still_measured_exactly(monkeypatch):
     from rapidfuzz.distance import Levenshtein
+
     from wm_toolkit.attacks import metrics
 
     monkeypatch.setattr(metrics, "EXACT_TOKENS", 500)
@@ -88,6 +90,7 @@ def test_long_texts_are_cut_at_anchors_and_still_measured_exactly(monkeypatch):
 
 def test_the_anchored_measure_never_undercounts_and_a_rewrite_counts_whole(monkeypatch):
     from rapidfuzz.distance import Levenshtein
+
     from wm_toolkit.attacks import metrics
 
     monkeypatch.setattr(metrics, "EXACT_TOKENS", 200)
@@ -103,6 +106,7 @@ def test_the_anchored_measure_never_undercounts_and_a_rewrite_counts_whole(monke
 
 def test_a_long_single_record_shows_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
     from click.testing import CliRunner
+
     from wm_toolkit.attacks import registry
     from wm_toolkit.cli.main import wm
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from wm_toolkit.attacks.neighbour import NeighbourIndex, neighbour_substitute
 
 TEXT = (

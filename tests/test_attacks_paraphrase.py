@@ -1,6 +1,7 @@
 """Paraphrase: sentence splitting, the user's prompt reaches the model, outputs are cleaned, seeded."""
 
 import pytest
+
 import wm_toolkit.watermark.generation as generation
 from wm_toolkit.attacks.paraphrase import DEFAULT_PROMPT, clean_output, paraphrase, split_sentences
 from wm_toolkit.watermark.errors import ConfigError

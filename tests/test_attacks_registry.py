@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from wm_toolkit.attacks.registry import (
     AttackContext,
     AttackKind,

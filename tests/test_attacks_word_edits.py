@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from wm_toolkit.attacks.word_edits import (
     COMMON_WORDS,
     SYNONYMS,

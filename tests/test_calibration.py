@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.calibration import Calibration, calibrate
 from wm_toolkit.watermark.errors import ConfigError, InputError

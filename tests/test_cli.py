@@ -6,6 +6,7 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.keys import write_key_file
 

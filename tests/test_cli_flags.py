@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import pytest
+
 from wm_toolkit.cli.common import AliasedOption
 from wm_toolkit.cli.main import COMMANDS, load_command
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import click
+
 from wm_toolkit.cli.main import COMMANDS, load_command, wm
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_config
 from wm_toolkit.watermark.errors import ConfigError

@@ -5,14 +5,14 @@ import json
 
 import numpy as np
 import pytest
-import wm_toolkit.watermark.schemes  # noqa: F401  (registers every config class)
 from click.testing import CliRunner
+
+import wm_toolkit.watermark.schemes  # noqa: F401  (registers every config class)
+from wm_toolkit import watermark  # noqa: F401
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.keys import write_key_file
-
-from wm_toolkit import watermark  # noqa: F401
 
 BAD = [
     ({"scheme": "kgw", "context_width": 1.5}, "must be an integer"),

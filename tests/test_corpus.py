@@ -9,6 +9,7 @@ import random
 
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark import corpus, textio
 from wm_toolkit.watermark.config import config_from_dict

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import stats as sps
 from transformers import LogitsProcessorList, TemperatureLogitsWarper
+
 from wm_toolkit.attacks.edits import insert_tokens, substitute_tokens
 from wm_toolkit.watermark import prf
 from wm_toolkit.watermark.config import config_from_dict, default_config

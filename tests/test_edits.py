@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
 from wm_toolkit.watermark.errors import InputError
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 import wm_toolkit.watermark.generation as generation
 from wm_toolkit.attacks.grid import GridSetup, run_grid
 from wm_toolkit.attacks.registry import parse_attacks

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessorList, pipeline
+
 from wm_toolkit.watermark.generation import encode_texts, generate
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme

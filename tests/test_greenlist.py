@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme

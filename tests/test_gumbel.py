@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import special
 from scipy import stats as sps
+
 from wm_toolkit.watermark.config import default_config
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.generation import generate

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.cli.terminal import visible
 from wm_toolkit.watermark import atomic, encoding, models, offline, textio

@@ -8,6 +8,7 @@ import torch
 from scipy import stats as sps
 from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.logits_process import WatermarkLogitsProcessor
+
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.generation import generate
 from wm_toolkit.watermark.hfkeys import HashingKey

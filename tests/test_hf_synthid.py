@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import SynthIDTextWatermarkingConfig
 from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor
+
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.hfkeys import SynthIDKeys
 from wm_toolkit.watermark.keys import Key

@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from transformers import SynthIDTextWatermarkingConfig, WatermarkDetector, WatermarkingConfig
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.errors import KeyFileError
 from wm_toolkit.watermark.hfkeys import HashingKey, SynthIDKeys, load_any_key_file

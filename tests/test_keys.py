@@ -4,6 +4,7 @@ import os
 import stat
 
 import pytest
+
 from wm_toolkit.watermark.errors import KeyFileError
 from wm_toolkit.watermark.keys import Key, load_key_file, write_key_file
 

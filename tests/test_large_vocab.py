@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from wm_toolkit.watermark import prf
 from wm_toolkit.watermark.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark import models
 from wm_toolkit.watermark.errors import ModelNotFoundError

@@ -3,6 +3,7 @@ text a model writes (and text in other scripts) comes through unchanged."""
 
 import numpy as np
 import pytest
+
 from wm_toolkit.watermark.confusables import CONFUSABLES
 from wm_toolkit.watermark.normalize import _compat_map, canonical_text, canonicalize
 

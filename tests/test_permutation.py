@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from wm_toolkit.watermark.permutation import (
     draws_for_level,
     exact_size,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+
 from wm_toolkit.watermark import prf
 from wm_toolkit.watermark.keys import Key
 

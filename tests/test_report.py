@@ -8,6 +8,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.keys import Key, write_key_file
 from wm_toolkit.watermark.report import GREEN_LIST_LEGEND, TokenPiece, marked_text, result_html, segments

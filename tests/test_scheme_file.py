@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from wm_toolkit.watermark import Key, build_scheme, load_scheme, save_scheme, write_key_file
 from wm_toolkit.watermark.errors import ConfigError, InputError
 

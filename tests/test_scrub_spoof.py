@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from wm_toolkit.attacks.scrub import count_believed_green, perplexity, scrub_ids, success_rate
 from wm_toolkit.attacks.spoof import StolenListLogitsProcessor, flagged_rate, spoof_generate
 from wm_toolkit.attacks.stealing import StolenList

@@ -19,6 +19,7 @@ import torch
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'wm-toolkit[serve]'")
 from click.testing import CliRunner  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+
 from wm_toolkit.watermark.keys import Key, write_key_file  # noqa: E402
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme  # noqa: E402
 from wm_toolkit.watermark.service import ServiceSettings, TokenStore, create_app  # noqa: E402

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark import prf, spans
 from wm_toolkit.watermark.errors import ConfigError

@@ -4,6 +4,7 @@ from math import comb
 
 import numpy as np
 import pytest
+
 from wm_toolkit.watermark import stats
 
 
@@ -66,6 +67,7 @@ def test_log_space_tails_match_high_precision_values_below_the_float_range():
 
 def test_a_kgw_text_whose_p_value_underflows_reports_a_finite_log10_below_minus_300():
     import torch
+
     from wm_toolkit.watermark import Key, build_scheme
 
     scheme = build_scheme({"scheme": "kgw", "vocab_size": 1000, "gamma": 0.25}, Key.from_seed(3))

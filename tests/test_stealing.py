@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from wm_toolkit.attacks.stealing import (
     StealingConfigError,
     StealingInputError,

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from wm_toolkit.cli.main import wm
 from wm_toolkit.cli.steal import scrub_command, spoof_command
 from wm_toolkit.watermark.config import save_config_file

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from wm_toolkit.attacks.spoof import NgramRepetitionPenalty, StolenListLogitsProcessor, default_strength
 from wm_toolkit.attacks.stealing import (
     StolenList,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from wm_toolkit.watermark.errors import ConfigError, InputError
 from wm_toolkit.watermark.uncertainty import (
     Estimator,
@@ -96,6 +97,7 @@ def test_bi_encoder_is_a_clipped_cosine_with_unit_diagonal():
 
 def _tiny_classifier(path, num_labels, id2label=None):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
     from wm_toolkit.watermark.models import similarity_model_path
 
     tok = AutoTokenizer.from_pretrained(similarity_model_path())

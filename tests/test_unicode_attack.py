@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from wm_toolkit.attacks.registry import AttackContext, apply_attack, parse_attack
 from wm_toolkit.attacks.unicode import MODES, unicode_attack
 from wm_toolkit.watermark.generation import encode_texts, generate
@@ -93,6 +94,7 @@ def test_canonical_text_of_clean_generations_is_unchanged_for_natural_prompts(te
 
 def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, tokenizer):
     from click.testing import CliRunner
+
     from wm_toolkit.cli.main import wm
     from wm_toolkit.watermark.keys import write_key_file
 
