@@ -134,30 +134,36 @@ def _decode_line(where: str, raw: bytes, first: bool) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-def _iter_jsonl(path: str, text_field: str) -> Iterator[TextRecord]:
-    """JSONL records one line at a time; each line is checked as `textio.parse_jsonl` checks it."""
+def _too_large(where: str) -> TextRecord:
+    return _error_record(where, f"{where}: too large (more than the limit of {textio.MAX_INPUT_BYTES} bytes)")
+
+
+def _iter_lines(path: str, to_record: Callable[[str, str], TextRecord], if_none: str) -> Iterator[TextRecord]:
+    """One record per non-blank line (CRLF or LF), decoded as UTF-8; a line that cannot become a
+    record (too large, not UTF-8, `to_record` raising InputError) yields an error record in its place."""
     count = 0
     for n, raw in _LineReader(path, textio.MAX_INPUT_BYTES):
         where = f"{path}:{n}"
         if raw is None:
-            count += 1
-            yield _error_record(
-                where, f"{where}: too large (more than the limit of {textio.MAX_INPUT_BYTES} bytes)"
-            )
-            continue
-        try:
-            line = _decode_line(where, raw, n == 1)
-            if line.endswith("\r"):
-                line = line[:-1]
-            if not line.strip():
-                continue
-            count += 1
-            yield _jsonl_record(where, line, text_field)
-        except InputError as exc:
-            count += 1
-            yield _error_record(where, str(exc))
+            record = _too_large(where)
+        else:
+            try:
+                line = _decode_line(where, raw, n == 1)
+                line = line[:-1] if line.endswith("\r") else line
+                if not line.strip():
+                    continue
+                record = to_record(where, line)
+            except InputError as exc:
+                record = _error_record(where, str(exc))
+        count += 1
+        yield record
     if not count:
-        raise InputError(f"{path}: holds no records")
+        raise InputError(f"{path}: {if_none}")
+
+
+def _iter_jsonl(path: str, text_field: str) -> Iterator[TextRecord]:
+    """JSONL records one line at a time; each line is checked as `textio.parse_jsonl` checks it."""
+    return _iter_lines(path, lambda where, line: _jsonl_record(where, line, text_field), "holds no records")
 
 
 def _jsonl_record(where: str, line: str, text_field: str) -> TextRecord:
@@ -178,27 +184,7 @@ def _jsonl_record(where: str, line: str, text_field: str) -> TextRecord:
 
 def _iter_text_lines(path: str) -> Iterator[TextRecord]:
     """Plain text, one record a non-empty line."""
-    count = 0
-    for n, raw in _LineReader(path, textio.MAX_INPUT_BYTES):
-        where = f"{path}:{n}"
-        if raw is None:
-            count += 1
-            yield _error_record(
-                where, f"{where}: too large (more than the limit of {textio.MAX_INPUT_BYTES} bytes)"
-            )
-            continue
-        try:
-            line = _decode_line(where, raw, n == 1)
-        except InputError as exc:
-            count += 1
-            yield _error_record(where, str(exc))
-            continue
-        line = line[:-1] if line.endswith("\r") else line
-        if line.strip():
-            count += 1
-            yield TextRecord(where, line)
-    if not count:
-        raise InputError(f"{path}: is empty")
+    return _iter_lines(path, TextRecord, "is empty")
 
 
 def _iter_parquet(path: str, text_field: str) -> Iterator[TextRecord]:
@@ -223,9 +209,7 @@ def _iter_parquet(path: str, text_field: str) -> Iterator[TextRecord]:
             if not isinstance(value, str):
                 yield _error_record(where, f"{where}: {text_field!r} is not a string")
             elif len(value.encode("utf-8", "surrogatepass")) > textio.MAX_INPUT_BYTES:
-                yield _error_record(
-                    where, f"{where}: too large (more than the limit of {textio.MAX_INPUT_BYTES} bytes)"
-                )
+                yield _too_large(where)
             else:
                 yield TextRecord(where, value)
     if not row:
