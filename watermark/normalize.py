@@ -288,11 +288,11 @@ def _confusable_edits(text: str) -> list[tuple[int, int, str]]:
         if not hits:
             continue
         rest = [c for c in w if c not in CONFUSABLES]
-        if any(_LATIN_LETTER.match(c) for c in rest):
-            pass  # a word mixing Latin letters and look-alikes: never orthography
-        elif any(_LETTER.match(c) for c in rest):
-            continue  # a word of another script that happens to hold look-alikes
-        else:  # only look-alikes (and digits): Latin when the text around it is
+        # A word mixing Latin letters and look-alikes is never orthography: always mapped. Otherwise:
+        if not any(_LATIN_LETTER.match(c) for c in rest):
+            if any(_LETTER.match(c) for c in rest):
+                continue  # a word of another script that happens to hold look-alikes
+            # only look-alikes (and digits): Latin when the text around it is
             if w in _MATH_GREEK:
                 continue  # a lone Greek letter used in math, as in "the angle α"
             if latin_majority is None:
