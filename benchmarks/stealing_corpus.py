@@ -77,6 +77,27 @@ def scheme_for(name: str, vocab_size: int):
     return build_scheme(config_from_dict({**cfg, "vocab_size": vocab_size}), BENCH_KEY)
 
 
+def _generate_into(path: Path, name: str, model, tok, batch: list[str], batch_size: int, seed: int) -> list:
+    """Generate `batch` with corpus `name`'s scheme and append the records to `path` at once."""
+    from wm_toolkit.watermark.generation import generate
+
+    gens = generate(
+        model,
+        tok,
+        batch,
+        scheme=scheme_for(name, len(tok)),
+        max_new_tokens=MAX_NEW_TOKENS,
+        min_new_tokens=MAX_NEW_TOKENS,
+        batch_size=batch_size,
+        temperature=TEMPERATURE,
+        seed=seed,
+    )
+    with path.open("a", encoding="utf-8") as f:
+        for g in gens:
+            f.write(json.dumps({"prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}) + "\n")
+    return gens
+
+
 def generate_corpora(
     sizes: dict[str, int], round_size: int = 50, batch_size: int = 50, bf16: bool = False
 ) -> None:
@@ -86,7 +107,6 @@ def generate_corpora(
     applied to the logits either way; the texts are the same model's output at lower precision."""
     import torch
 
-    from wm_toolkit.watermark.generation import generate
     from wm_toolkit.watermark.models import load_model
 
     model, tok = load_model()
@@ -103,23 +123,8 @@ def generate_corpora(
             n = min(round_size, size - have)
             batch = [all_prompts[(have + i) % len(all_prompts)] for i in range(n)]
             t0 = time.time()
-            gens = generate(
-                model,
-                tok,
-                batch,
-                scheme=scheme_for(name, len(tok)),
-                max_new_tokens=MAX_NEW_TOKENS,
-                min_new_tokens=MAX_NEW_TOKENS,
-                batch_size=batch_size,
-                temperature=TEMPERATURE,
-                seed=1000 + have,  # same seed for a prompt's natural and watermarked text
-            )
-            with corpus_path(name).open("a", encoding="utf-8") as f:
-                for g in gens:
-                    f.write(
-                        json.dumps({"prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)})
-                        + "\n"
-                    )
+            # same seed for a prompt's natural and watermarked text
+            gens = _generate_into(corpus_path(name), name, model, tok, batch, batch_size, seed=1000 + have)
             toks = sum(g.num_tokens for g in gens)
             print(f"{name}: {have + n}/{size} ({toks / (time.time() - t0):.0f} tokens/s)", flush=True)
 
@@ -132,7 +137,6 @@ def heldout(name: str, n: int, model=None, tok=None, batch_size: int = 16) -> li
     have = load_corpus(f"heldout-{name}")
     if len(have) >= n:
         return have[:n]
-    from wm_toolkit.watermark.generation import generate
     from wm_toolkit.watermark.models import load_model
 
     if model is None:
@@ -141,22 +145,7 @@ def heldout(name: str, n: int, model=None, tok=None, batch_size: int = 16) -> li
     corpus_dir().mkdir(parents=True, exist_ok=True)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        gens = generate(
-            model,
-            tok,
-            batch,
-            scheme=scheme_for(name, len(tok)),
-            max_new_tokens=MAX_NEW_TOKENS,
-            min_new_tokens=MAX_NEW_TOKENS,
-            batch_size=batch_size,
-            temperature=TEMPERATURE,
-            seed=HELDOUT_SEED + len(have) + start,
-        )
-        with path.open("a", encoding="utf-8") as f:
-            for g in gens:
-                f.write(
-                    json.dumps({"prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}) + "\n"
-                )
+        _generate_into(path, name, model, tok, batch, batch_size, seed=HELDOUT_SEED + len(have) + start)
         print(f"heldout-{name}: {len(have) + start + len(batch)}/{n}", flush=True)
     return load_corpus(f"heldout-{name}")[:n]
 
