@@ -88,9 +88,12 @@ def wants_stream(files: tuple[str, ...], opts: dict[str, Any]) -> bool:
     return False
 
 
-def check_stream_flags(opts: dict[str, Any], show_tokens, with_tokens, html_path, calibration_path) -> None:
+def check_stream_flags(
+    opts: dict[str, Any], show_tokens, with_tokens, html_path, calibration_path, find_spans=False
+) -> None:
     """The per-text views need the whole run in memory: refused in corpus mode."""
     for flag, given in (
+        ("--spans", find_spans),
         ("--show-tokens", show_tokens),
         ("--tokens", with_tokens),
         ("--html", html_path),

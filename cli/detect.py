@@ -109,11 +109,7 @@ def detect(
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
     if streaming:
-        check_stream_flags(stream_opts, show_tokens, with_tokens, html_path, calibration_path)
-        if find_spans:
-            raise click.UsageError(
-                "--spans is not available in corpus mode (--workers, -o, --stream, Parquet)"
-            )
+        check_stream_flags(stream_opts, show_tokens, with_tokens, html_path, calibration_path, find_spans)
     if with_tokens and not as_json:
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)

@@ -202,6 +202,8 @@ def test_missing_parquet_column_and_refused_flags(env):
     assert res.exit_code == 2 and "no column 'text'" in res.stderr
     res = run("detect", "c.parquet", "--key", "key", "--text-field", "body", "--show-tokens")
     assert res.exit_code == 2 and "--show-tokens is not available in corpus mode" in res.stderr
+    res = run("detect", "c.parquet", "--key", "key", "--text-field", "body", "--spans")
+    assert res.exit_code == 2 and "--spans is not available in corpus mode" in res.stderr
 
 
 def test_plain_text_lines_and_existing_output_refused_without_force(env):
