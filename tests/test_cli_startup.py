@@ -34,6 +34,7 @@ def test_the_package_root_loads_its_names_on_first_use():
     from wm_toolkit import watermark
 
     assert watermark.build_scheme.__name__ == "build_scheme" and "Key" in dir(watermark)
+    assert sorted(watermark.__all__) == sorted(watermark._EXPORTS)  # the two lists name the same exports
 
 
 def test_the_listed_one_liners_are_each_commands_own_short_help():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,17 @@ def site(tmp_path_factory):
     """Our wheel and a stand-in for PyPI's `watermark` (a top-level `watermark` package) in one folder."""
     tmp = tmp_path_factory.mktemp("pkg")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    # built from a copy of the sources: setuptools leaves build/ behind, and a stale build/ in the
+    # checkout would put modules that no longer exist into the wheel
+    src = tmp / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    for name in ("wm_toolkit", "watermark", "attacks", "cli"):
+        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md", "data/prompts.jsonl"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
     subprocess.run(
-        [*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")], check=True
+        [*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")], check=True
     )
     (wheel,) = (tmp / "dist").glob("wm_toolkit-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp / "site"), str(wheel)], check=True)
