@@ -90,3 +90,28 @@ def test_scheme_gives_the_same_indicators_with_and_without_numba(name, free_end)
     slow = np.concatenate(list(s._null_indicators(ids, 20, observed, 150, fast=False)))
     assert slow.size == 150 and np.array_equal(fast, slow[: fast.size])
     assert fast.size == 150 or (fast.sum() == s.config.stop_after and fast[-1])
+
+
+def test_a_cache_entry_written_under_another_module_name_is_rebuilt_not_raised(monkeypatch):
+    # numba's on-disk cache records the module's import name; an entry written when this file was
+    # imported as `watermark.null_kernels` fails to load under `wm_toolkit` with an ImportError.
+    flushed = []
+
+    class StaleCache:
+        def flush(self):
+            flushed.append(True)
+
+    class Kernel:
+        _cache = StaleCache()
+        calls = 0
+
+        def __call__(self, x):
+            Kernel.calls += 1
+            if Kernel.calls == 1:
+                raise ModuleNotFoundError("No module named 'watermark'")
+            return x + 1
+
+    kernel = Kernel()
+    monkeypatch.setattr(nk, "_stale_probe", kernel, raising=False)
+    assert nk._call(kernel, 1) == 2
+    assert flushed and Kernel.calls == 2

@@ -380,6 +380,21 @@ if AVAILABLE:
 _TABLE = lower_table()
 
 
+def _call(kernel, *args):
+    """Call a cached kernel; numba's on-disk cache stores the module's import name, so an entry
+    written under another name (this file imported as `watermark.null_kernels` before the
+    package moved to `wm_toolkit`) fails to load with an ImportError. Drop every cache entry of
+    this module then and compile afresh, once, instead of failing the detection."""
+    try:
+        return kernel(*args)
+    except ImportError:
+        for obj in list(globals().values()):
+            cache = getattr(obj, "_cache", None)
+            if cache is not None and hasattr(cache, "flush"):
+                cache.flush()
+        return kernel(*args)
+
+
 def null_indicators(
     family: str,
     edit: bool,
@@ -401,7 +416,8 @@ def null_indicators(
     (Besag-Clifford stops there anyway; one lane group at a time keeps that order)."""
     threads = numba.get_num_threads()
     kernel = _indicators_parallel if threads > 1 and len(seeds) > LANES else _indicators_serial
-    hits, bounds, exact, done = kernel(
+    hits, bounds, exact, done = _call(
+        kernel,
         family == "exp",
         bool(edit),
         np.ascontiguousarray(seeds, dtype=np.int64),
@@ -425,8 +441,8 @@ def null_costs(family: str, seed: int, labels: np.ndarray, distinct: int, key_le
     """The (n, m) float64 costs of one null key (equals `DistortionFreeScheme.null_costs`)."""
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     out = np.empty((key_length, labels.size))
-    _exact_costs(family == "exp", np.uint64(np.int64(seed).view(np.uint64)), labels, distinct, key_length,
-                 out, np.empty(distinct))  # fmt: skip
+    seed64 = np.uint64(np.int64(seed).view(np.uint64))
+    _call(_exact_costs, family == "exp", seed64, labels, distinct, key_length, out, np.empty(distinct))
     return out
 
 
@@ -436,9 +452,11 @@ def edit_min(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) ->
     n = c.shape[0]
     e, prev, cur = np.empty(k * (n + k - 1)), np.empty((k + 1) * TILE), np.empty((k + 1) * TILE)
     b = np.empty(TILE + k)
-    return float(_edit_min(c, k, float(gamma), -np.inf, e, prev, cur, -1.0, 0.0, b, b.copy(), bool(free_end)))
+    return float(
+        _call(_edit_min, c, k, float(gamma), -np.inf, e, prev, cur, -1.0, 0.0, b, b.copy(), bool(free_end))
+    )
 
 
 def basic_min(costs: np.ndarray, k: int) -> float:
     """Exact basic statistic of one (n, m) cost matrix (equals `alignment.basic_min`)."""
-    return float(_basic_min(np.ascontiguousarray(costs, dtype=np.float64), k, -np.inf))
+    return float(_call(_basic_min, np.ascontiguousarray(costs, dtype=np.float64), k, -np.inf))
