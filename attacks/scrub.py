@@ -376,6 +376,147 @@ def paraphrase_scrub(
     return paraphrase(texts, model, tokenizer, extra_processors=[proc], **kwargs)
 
 
+def text_estimated_z(
+    ids: Sequence[int], stolen: StolenList, prefix_ids: Sequence[int] = (), gamma: float | None = None
+) -> float:
+    """The attacker's z-estimate of a whole text (no key): every distinct (h previous tokens,
+    token) item, the unit the detector counts once, is green with probability gamma + (1 -
+    gamma) x its stolen boost (`estimated_z`; the same estimate `plan_edits` and the spoofer's
+    EOS ban use)."""
+    ids, prefix = [int(t) for t in ids], [int(t) for t in prefix_ids]
+    gam = float(gamma or stolen.gamma or 0.25)
+    full = prefix + ids
+    probs = [
+        gam + (1 - gam) * stolen.boosts(full[: len(prefix) + pos[0]]).get(key[-1], 0.0)
+        for key, pos in _units(ids, prefix, stolen.context_width).items()
+    ]
+    return estimated_z(probs, gam)
+
+
+@dataclass(frozen=True)
+class RewriteChoice:
+    """What `rewrite_scrub` kept for one text, with the attacker's own numbers (no key)."""
+
+    text: str
+    rewrite: int  # index into the settings of the rewrite kept (the cheapest when none is within budget)
+    estimated_z: float  # the attacker's estimate for the kept text
+    estimated_z_before: float
+    ppl_before: float  # the attacker's model, given the prompt
+    ppl_after: float
+    edits: int  # planned token replacements on top of the rewrite
+    within_budget: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rewrite": self.rewrite,
+            "estimated_z": round(self.estimated_z, 3),
+            "estimated_z_before": round(self.estimated_z_before, 3),
+            "ppl_before": self.ppl_before,
+            "ppl_after": self.ppl_after,
+            "edits": self.edits,
+            "within_budget": self.within_budget,
+        }
+
+
+def rewrite_settings(strength: float) -> tuple[tuple[float, float], ...]:
+    """Default (temperature, strength) candidates: greedy and sampled rewrites at the authors'
+    strength and at twice it. Greedy keeps the perplexity low but copies words; sampling and a
+    stronger push leave fewer believed-green items at a higher perplexity."""
+    return ((0.0, strength), (0.0, 2 * strength), (0.7, strength), (0.7, 2 * strength))
+
+
+def rewrite_scrub(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    stolen: StolenList,
+    prompts: Sequence[str | None] | None = None,
+    settings: Sequence[tuple[float, float]] | None = None,
+    max_ppl_ratio: float = 2.0,
+    target_z: float | None = None,
+    mode: str = "sentence",
+    seed: int = 0,
+    batch_size: int = 16,
+    top_k: int = 30,
+    penalty: float = 1.0,
+) -> list[RewriteChoice]:
+    """Jovanovic et al.'s scrubber as an attacker with a budget would run it: rewrite each text
+    several ways away from the stolen list (`paraphrase_scrub`, one (temperature, strength)
+    pair of `settings` each), score every rewrite with the attacker's own model and scores only
+    (perplexity given the prompt, `text_estimated_z`). Among the rewrites within
+    `max_ppl_ratio` x the original's perplexity it keeps the most fluent one whose estimate is
+    at most `target_z`, else the lowest estimate (the cheapest rewrite when none is within the
+    budget). When the kept estimate is still above `target_z`, believed-green items left are
+    replaced by `plan_edits` until it falls to `target_z`, kept only if the budget still holds.
+    The attacker never sees the key: success is judged afterwards by the real detector."""
+    from wm_toolkit.watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.generation import encode_texts
+
+    if max_ppl_ratio <= 0:
+        raise ConfigError(f"the perplexity budget must be a positive ratio, got {max_ppl_ratio}")
+    prompts = list(prompts) if prompts is not None else [None] * len(texts)
+    if len(prompts) != len(texts):
+        raise InputError("give one prompt (or None) per text")
+    settings = list(settings or rewrite_settings(default_scrub_strength(stolen)))
+    rewrites = [
+        paraphrase_scrub(
+            model,
+            tokenizer,
+            texts,
+            stolen,
+            strength=st,
+            temperature=t,
+            mode=mode,
+            seed=seed + 1009 * i,
+            batch_size=batch_size,
+        )
+        for i, (t, st) in enumerate(settings)
+    ]
+    ppl_before = text_perplexities(model, tokenizer, texts, prompts)
+    ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
+    banned = sorted(set(tokenizer.all_special_ids))
+    out = []
+    for j, text in enumerate(texts):
+        prefix = prompt_prefix(tokenizer, prompts[j])
+
+        def z_of(t: str, prefix: list[int] = prefix) -> float:
+            return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix)
+
+        budget = max_ppl_ratio * float(ppl_before[j])
+        scored = [
+            (z_of(r[j]), float(q[j]), i) for i, (r, q) in enumerate(zip(rewrites, ppl_rewrites, strict=True))
+        ]
+        within = [c for c in scored if c[1] <= budget]
+        enough = [c for c in within if target_z is not None and c[0] <= target_z]
+        if enough:  # the goal is met: keep the most fluent rewrite that meets it
+            z, ppl, i = min(enough, key=lambda c: c[1])
+        else:
+            z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
+        kept, edits = rewrites[i][j], 0
+        if target_z is not None and within and z > target_z:
+            ids = encode_texts(tokenizer, [kept])[0]
+            res = scrub_ids(
+                model, ids, stolen, prefix, top_k=top_k, banned_ids=banned, target_z=target_z, penalty=penalty
+            )
+            edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
+            ppl_edited = float(text_perplexities(model, tokenizer, [edited], [prompts[j]])[0])
+            if res.edits and ppl_edited <= budget:
+                kept, edits, ppl, z = edited, res.edits, ppl_edited, z_of(edited)
+        out.append(
+            RewriteChoice(
+                text=kept,
+                rewrite=i,
+                estimated_z=z,
+                estimated_z_before=z_of(text),
+                ppl_before=float(ppl_before[j]),
+                ppl_after=ppl,
+                edits=edits,
+                within_budget=bool(within),
+            )
+        )
+    return out
+
+
 def success_rate(p_values: Sequence[float], alpha: float) -> float:
     """Fraction of scrubbed texts the real detector no longer flags (p >= alpha)."""
     p = np.asarray(p_values, dtype=np.float64)

@@ -417,6 +417,23 @@ class _Judge:
     default=None,
     help="--paraphrase: boost weight, <= 0 (default: the authors' -2 for h = 0, -2.5 LeftHash, -10 SelfHash).",
 )
+@click.option(
+    "--rewrites",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="--paraphrase: rewrite each text this many ways (greedy at --strength, greedy at twice it, then "
+    "sampled) and keep, within --max-ppl-ratio, the most fluent rewrite whose z-estimate is at most "
+    "--target-z, else the lowest estimate, judged by the attacker's model and stolen scores only; "
+    "believed-green items left above --target-z are then replaced.",
+)
+@click.option(
+    "--max-ppl-ratio",
+    type=click.FloatRange(0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="--rewrites: a rewrite's perplexity budget, as a multiple of the original's.",
+)
 @click.option("--candidates", type=click.Choice(["model", "embedding"]), default="model", show_default=True)
 @click.option("--max-edit-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
@@ -436,6 +453,8 @@ def scrub_command(
     whole_words,
     para,
     strength,
+    rewrites,
+    max_ppl_ratio,
     candidates,
     max_edit_rate,
     alpha,
@@ -461,7 +480,10 @@ def scrub_command(
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
     if para:
-        _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json)
+        selection = (rewrites, max_ppl_ratio, target_z) if rewrites > 1 else None
+        _paraphrase_scrub(
+            records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json, selection
+        )
         return
     out, p_before, p_after = [], [], []
     with progress() as bar:
@@ -508,28 +530,50 @@ def scrub_command(
     _kv_table("Scrubbing with a stolen list", summary)
 
 
-def _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json) -> None:
-    """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does."""
-    from wm_toolkit.attacks.scrub import default_scrub_strength, paraphrase_scrub, success_rate
+def _paraphrase_scrub(
+    records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json, selection=None
+) -> None:
+    """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does.
+    `selection`: (rewrites, max perplexity ratio, target z) for `rewrite_scrub`, else one rewrite."""
+    from wm_toolkit.attacks.scrub import (
+        default_scrub_strength,
+        paraphrase_scrub,
+        rewrite_scrub,
+        rewrite_settings,
+        success_rate,
+    )
     from wm_toolkit.watermark.evaluation import text_perplexities
 
     s = default_scrub_strength(stolen) if strength is None else strength
-    with progress() as bar:
-        task = bar.add_task("Paraphrasing", total=len(records))
-        texts = paraphrase_scrub(
-            lm, tok, [r.text for r in records], stolen, s, on_item=lambda n: bar.advance(task, n)
-        )
     prompts = [r.prompt for r in records]
+    choices = None
+    if selection is not None:
+        count, ratio, target = selection
+        with with_status(f"Rewriting {len(records)} texts {count} ways"):
+            choices = rewrite_scrub(lm, tok, [r.text for r in records], stolen, prompts,
+                                    settings=rewrite_settings(s)[:count], max_ppl_ratio=ratio,
+                                    target_z=target)  # fmt: skip
+        texts = [c.text for c in choices]
+    else:
+        with progress() as bar:
+            task = bar.add_task("Paraphrasing", total=len(records))
+            texts = paraphrase_scrub(
+                lm, tok, [r.text for r in records], stolen, s, on_item=lambda n: bar.advance(task, n)
+            )
     before = text_perplexities(lm, tok, [r.text for r in records], prompts)
     after = text_perplexities(lm, tok, texts, prompts)
     out, p_before, p_after = [], [], []
-    for rec, text, pb, pa, (truth, conflicts) in zip(records, texts, before, after, truths, strict=True):
+    for j, (rec, text, pb, pa, (truth, conflicts)) in enumerate(
+        zip(records, texts, before, after, truths, strict=True)
+    ):
         info: dict[str, Any] = {
-            "mode": "paraphrase",
+            "mode": "paraphrase" if choices is None else "rewrite",
             "strength": s,
             "ppl_before": float(pb),
             "ppl_after": float(pa),
         }
+        if choices is not None:
+            info.update({k: v for k, v in choices[j].to_dict().items() if not k.startswith("ppl")})
         if truth is not None:
             ids = encode_texts(tok, [text])[0]
             info["p_before"] = truth.detect(encode_texts(tok, [rec.text])[0]).p_value
@@ -539,7 +583,8 @@ def _paraphrase_scrub(records, lm, tok, stolen, strength, truths, judged, alpha,
             p_after.append(info["p_after"])
         out.append({**(rec.record or {}), "text": text, "scrub": info})
     write_jsonl(output, out)
-    summary: dict[str, Any] = {"output": output, "texts": len(out), "mode": "paraphrase", "strength": s}
+    mode = "paraphrase" if choices is None else "rewrite"
+    summary: dict[str, Any] = {"output": output, "texts": len(out), "mode": mode, "strength": s}
     summary["mean_ppl_before"] = float(sum(before) / max(len(out), 1))
     summary["mean_ppl_after"] = float(sum(after) / max(len(out), 1))
     if judged:

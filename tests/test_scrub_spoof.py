@@ -178,3 +178,60 @@ def test_spoof_with_the_eos_ban_writes_on_until_its_estimate_is_high(tiny_model,
         from wm_toolkit.attacks.scrub import estimated_z
 
         assert len(ids) == 40 or estimated_z(list(probs.values()), 0.25) >= 4.0
+
+
+def test_text_estimated_z_counts_each_distinct_item_once(tokenizer, true_list):
+    from wm_toolkit.attacks.scrub import estimated_z, text_estimated_z
+
+    green = true_list.green_token_ids[:2]
+    red = next(t for t in range(1000) if not true_list.is_green(t))
+    ids = [green[0], green[0], green[1], red, red]  # 3 distinct tokens: 2 believed green, 1 not
+    assert text_estimated_z(ids, true_list, gamma=0.25) == pytest.approx(estimated_z([1.0, 1.0, 0.25], 0.25))
+
+
+def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
+    tiny_model, tokenizer, unigram, true_list, monkeypatch
+):
+    # The attacker sees only its own model's perplexity and its stolen scores: of the rewrites
+    # within budget it keeps the one whose z-estimate is lowest, and the cheapest when none is.
+    from wm_toolkit.attacks import scrub
+
+    texts = ["A river flows to the sea.", "Trains run on rails."]
+    settings = [(0.0, -2.0), (0.7, -2.0), (0.7, -4.0)]
+    fake = {  # rewrite i of text j; perplexities below make rewrite 2 of text 0 too costly
+        (0, 0): "A river flows to the sea.", (1, 0): "The stream goes down.", (2, 0): "Water moves.",
+        (0, 1): "Trains run on rails.", (1, 1): "Trains run on rails.", (2, 1): "Engines roll.",
+    }  # fmt: skip
+    calls = []
+
+    def fake_paraphrase(model, tok, ts, stolen, strength, temperature, **kw):
+        i = settings.index((temperature, strength))
+        calls.append(i)
+        return [fake[(i, j)] for j in range(len(ts))]
+
+    ppl = {t: 10.0 for t in texts} | {
+        "The stream goes down.": 15.0,
+        "Water moves.": 50.0,
+        "Engines roll.": 50.0,
+    }
+    monkeypatch.setattr(scrub, "paraphrase_scrub", fake_paraphrase)
+    monkeypatch.setattr(
+        "wm_toolkit.watermark.evaluation.text_perplexities",
+        lambda model, tok, ts, prompts, **kw: np.array([ppl[t] for t in ts]),
+    )
+    z = {t: scrub.text_estimated_z(tokenizer(t, add_special_tokens=False)["input_ids"], true_list)
+         for t in set(fake.values())}  # fmt: skip
+    out = scrub.rewrite_scrub(tiny_model, tokenizer, texts, true_list, settings=settings, max_ppl_ratio=2.0)
+    assert sorted(calls) == [0, 1, 2]
+    best0 = min(["A river flows to the sea.", "The stream goes down."], key=lambda t: z[t])
+    assert out[0].text == best0 and out[0].within_budget and out[0].ppl_after <= 20.0
+    assert out[1].text == "Trains run on rails." and out[1].rewrite in (0, 1)  # "Engines roll." costs 5x
+    assert out[0].estimated_z == pytest.approx(z[best0])
+    lax = scrub.rewrite_scrub(tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=100.0)
+    assert lax[0].text == "A river flows to the sea." and lax[0].edits == 0  # goal met: the most fluent
+    tight = scrub.rewrite_scrub(
+        tiny_model, tokenizer, texts[:1], true_list, settings=settings, max_ppl_ratio=0.5
+    )
+    assert not tight[0].within_budget and tight[0].ppl_after == 10.0  # none fits: the cheapest is kept
+    with pytest.raises(WmError):
+        scrub.rewrite_scrub(tiny_model, tokenizer, texts, true_list, max_ppl_ratio=0.0)

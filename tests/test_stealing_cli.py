@@ -261,6 +261,18 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     assert summary["mode"] == "paraphrase" and summary["strength"] == -2.0 and summary["texts"] == 2
     rows = [json.loads(line) for line in (tmp_path / "para.jsonl").read_text().splitlines()]
     assert all("p_after" in r["scrub"] and r["text"] for r in rows)
+    res = invoke(
+        scrub_command,
+        [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--paraphrase", "--rewrites", 2, "--target-z", 0,
+         "-o", tmp_path / "rewrite.jsonl", *common],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["mode"] == "rewrite"
+    rows = [json.loads(line) for line in (tmp_path / "rewrite.jsonl").read_text().splitlines()]
+    assert all(r["scrub"]["rewrite"] in (0, 1) and "estimated_z" in r["scrub"] for r in rows)
+    assert all(
+        r["scrub"]["within_budget"] == (r["scrub"]["ppl_after"] <= 2 * r["scrub"]["ppl_before"]) for r in rows
+    )
 
 
 def test_bad_context_weights_are_one_line_errors(world, tmp_path):
