@@ -165,13 +165,16 @@ def spoof_generate(
     delta: float | None = None,
     repetition_penalty: float = 1.0,
     batch_size: int = 8,
+    repetition_ngram: int | None = None,
     seed: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     eos_ban_z: float | None = None,
     **gen_kwargs: Any,
 ):
     """Generations from the unwatermarked model with the stolen-list bias (`delta` defaults to
-    `default_strength(stolen)`); `repetition_penalty` > 1 adds the n-gram penalty (n = h + 1);
+    `default_strength(stolen)`); `repetition_penalty` > 1 adds the n-gram penalty (n =
+    `repetition_ngram`, default h + 1 as the authors: for h = 0 that penalises every repeated token,
+    a larger n only breaks loops, which the detector's count of distinct items gains nothing from);
     `eos_ban_z` bans ending while the response's z-estimate is below it (`EstimatedZEosBan`).
     Processors are built per batch, so per-response state never leaks between batches."""
     from wm_toolkit.watermark.generation import generate
@@ -185,7 +188,8 @@ def spoof_generate(
     for start in range(0, len(prompts), batch_size):
         procs: list[Any] = [StolenListLogitsProcessor(stolen, strength)]
         if repetition_penalty != 1.0:
-            procs.insert(0, NgramRepetitionPenalty(stolen.context_width + 1, repetition_penalty))
+            n = repetition_ngram if repetition_ngram is not None else stolen.context_width + 1
+            procs.insert(0, NgramRepetitionPenalty(n, repetition_penalty))
         if eos_ban_z is not None:
             procs.append(EstimatedZEosBan(stolen, sorted(eos), eos_ban_z))
         out += generate(

@@ -617,6 +617,13 @@ def _paraphrase_scrub(
     show_default=True,
     help="Divide the logit of a token that repeats an (h+1)-gram of the response (authors: 1.6 for h >= 1).",
 )
+@click.option(
+    "--repetition-ngram",
+    type=click.IntRange(1),
+    default=None,
+    help="n of the repetition penalty (default h + 1, the authors'; e.g. 3 for h = 0 breaks loops "
+    "without penalising every repeated word).",
+)
 @click.option("--max-new-tokens", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0), default=1.0, show_default=True)
@@ -634,6 +641,7 @@ def spoof_command(
     limit,
     delta_bias,
     repetition_penalty,
+    repetition_ngram,
     max_new_tokens,
     batch_size,
     temperature,
@@ -671,6 +679,7 @@ def spoof_command(
             stolen,
             delta=delta_bias,
             repetition_penalty=repetition_penalty,
+            repetition_ngram=repetition_ngram,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             temperature=temperature,

@@ -272,6 +272,22 @@ def test_ngram_repetition_penalty_divides_repeated_continuations():
     assert uni(torch.tensor([[0, 3]]), scores.clone())[0, 3] == 2.0
 
 
+def test_spoof_repetition_ngram_overrides_h_plus_one(monkeypatch):
+    # For h = 0 the authors' n = h + 1 = 1 penalises every repeated token; a larger n only breaks loops.
+    from wm_toolkit.attacks import spoof
+
+    seen = []
+    monkeypatch.setattr("wm_toolkit.watermark.generation.generate",
+                        lambda *a, extra_processors=(), **kw: seen.append(extra_processors) or [])  # fmt: skip
+    unigram = StolenList([1, 2], "ratio")
+    spoof.spoof_generate(None, type("T", (), {"eos_token_id": 0, "pad_token_id": 0})(), ["p"], unigram,
+                         repetition_penalty=1.3, repetition_ngram=3)  # fmt: skip
+    spoof.spoof_generate(None, type("T", (), {"eos_token_id": 0, "pad_token_id": 0})(), ["p"], unigram,
+                         repetition_penalty=1.3)  # fmt: skip
+    ns = [next(p.n for p in procs if isinstance(p, NgramRepetitionPenalty)) for procs in seen]
+    assert ns == [3, 1]
+
+
 def test_ratio_scores_are_consistent_with_the_likelihood_ratio_direction():
     # tokens boosted in watermarked text score 0.5..1, tokens suppressed score 0
     lm, wm, nat = planted()
