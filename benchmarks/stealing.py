@@ -445,7 +445,7 @@ def _ppl(model, tok, texts, prompts):
 def real_issue13(
     name, n, n_eval, time_limit, strengths, target_z, penalty, rep_penalty, curves=True,
     scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True, eos_ban_z=None, spoof_max_new=None,
-    spoof_batch=16, scrub_temperature=0.7, scrub_mode="sentence", scrub_batch=16,
+    spoof_batch=16, scrub_temperature=0.7, scrub_mode="sentence", scrub_batch=16, rewrites=2, rep_ngram=None,
 ):  # fmt: skip
     """Steal from `n` + `n` corpus texts, then spoof and scrub on `n_eval` held-out prompts.
 
@@ -465,7 +465,14 @@ def real_issue13(
         load_corpus,
         scheme_for,
     )
-    from wm_toolkit.attacks.scrub import WordFilter, default_scrub_strength, paraphrase_scrub, scrub_ids
+    from wm_toolkit.attacks.scrub import (
+        WordFilter,
+        default_scrub_strength,
+        paraphrase_scrub,
+        rewrite_scrub,
+        rewrite_settings,
+        scrub_ids,
+    )
     from wm_toolkit.attacks.spoof import default_strength, spoof_generate
     from wm_toolkit.watermark.evaluation import prompt_prefix
     from wm_toolkit.watermark.models import load_model
@@ -515,11 +522,13 @@ def real_issue13(
         if eos_ban_z is None:
             length = {"max_new_tokens": MAX_NEW_TOKENS, "min_new_tokens": MAX_NEW_TOKENS}
         gens = spoof_generate(model, tok, prompts, stolen, delta=strength, repetition_penalty=rep_penalty,
+                              repetition_ngram=rep_ngram,
                               batch_size=spoof_batch, temperature=TEMPERATURE, seed=HELDOUT_SEED,
                               eos_ban_z=eos_ban_z, **length)  # fmt: skip
         p = [scheme.detect_text(g.text, tok).p_value for g in gens]
         ppl = _ppl(model, tok, [g.text for g in gens], prompts)
-        row = {"strength": strength, "repetition_penalty": rep_penalty, "eos_ban_z": eos_ban_z, "texts": len(gens),
+        row = {"strength": strength, "repetition_penalty": rep_penalty, "repetition_ngram": rep_ngram,
+               "eos_ban_z": eos_ban_z, "texts": len(gens),
                "flagged": int(sum(x < 1e-3 for x in p)), "median_p": float(np.median(p)),
                "median_ppl": float(np.median(ppl)), "median_tokens": float(np.median([g.num_tokens for g in gens])),
                "seconds": round(time.perf_counter() - t0, 1),
@@ -534,10 +543,20 @@ def real_issue13(
     for scrubber in scrubbers:
         t0 = time.perf_counter()
         rows = []
-        if scrubber.startswith("paraphrase"):
+        choices = None
+        if scrubber.startswith("paraphrase") or scrubber == "rewrite":
             s = 0.0 if scrubber == "paraphrase0" else scrub_strength  # paraphrase0: no boost, the control
-            texts = paraphrase_scrub(model, tok, [r["text"] for r in wm_eval], stolen, strength=s,
-                                     mode=scrub_mode, temperature=scrub_temperature, seed=0, batch_size=scrub_batch)  # fmt: skip
+            if scrubber == "rewrite":  # several rewrites, the attacker keeps one (its own model and scores)
+                st = scrub_strength if scrub_strength is not None else default_scrub_strength(stolen)
+                choices = rewrite_scrub(model, tok, [r["text"] for r in wm_eval], stolen,
+                                        [r["prompt"] for r in wm_eval], settings=rewrite_settings(st)[:rewrites],
+                                        max_ppl_ratio=2.0, target_z=target_z, mode=scrub_mode,
+                                        batch_size=scrub_batch)  # fmt: skip
+                texts = [c.text for c in choices]
+            else:
+                texts = paraphrase_scrub(model, tok, [r["text"] for r in wm_eval], stolen, strength=s,
+                                         mode=scrub_mode, temperature=scrub_temperature, seed=0,
+                                         batch_size=scrub_batch)  # fmt: skip
             ppl_after = _ppl(model, tok, texts, [r["prompt"] for r in wm_eval])
             ppl_before = _ppl(model, tok, [r["text"] for r in wm_eval], [r["prompt"] for r in wm_eval])
             for r, text, pa, pb in zip(wm_eval, texts, ppl_after, ppl_before, strict=True):
@@ -557,6 +576,8 @@ def real_issue13(
         row = {
             "scrubber": scrubber, "texts": len(rows),
             **({"target_z": target_z, "penalty": penalty} if scrubber == "replace" else
+               {"target_z": target_z, "max_ppl_ratio": 2.0, "mode": scrub_mode, "rewrites": rewrites,
+                "kept": [c.to_dict() for c in choices]} if scrubber == "rewrite" else
                {"temperature": scrub_temperature, "mode": scrub_mode,
                 "strength": 0.0 if scrubber == "paraphrase0" else
                 (scrub_strength if scrub_strength is not None else default_scrub_strength(stolen))}),
@@ -589,6 +610,9 @@ def main() -> None:
     ap.add_argument("--target-z", type=float, default=0.0, help="--issue13: scrubber's estimated-z target")
     ap.add_argument("--penalty", type=float, default=1.0, help="--issue13: scrubber's boost penalty")
     ap.add_argument("--rep-penalty", type=float, default=1.0, help="--issue13: spoofer's n-gram penalty")
+    ap.add_argument(
+        "--rep-ngram", type=int, default=None, help="--issue13: n of that penalty (default h + 1)"
+    )
     ap.add_argument("--no-curves", action="store_true", help="--issue13: skip the precision curves")
     ap.add_argument(
         "--scrubbers",
@@ -605,6 +629,9 @@ def main() -> None:
     ap.add_argument("--scrub-temperature", type=float, default=0.7, help="--issue13: paraphraser temperature")
     ap.add_argument("--scrub-mode", default="sentence", help="--issue13: paraphrase sentence or whole")
     ap.add_argument("--scrub-batch", type=int, default=16, help="--issue13: paraphrased units per batch")
+    ap.add_argument(
+        "--rewrites", type=int, default=2, help="--issue13: rewrites per text (scrubber 'rewrite')"
+    )
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
     ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
@@ -633,7 +660,8 @@ def main() -> None:
                            scrub_strength=args.scrub_strength, spoof=not args.skip_spoof,
                            eos_ban_z=args.eos_ban_z, spoof_max_new=args.spoof_max_new,
                            spoof_batch=args.spoof_batch, scrub_temperature=args.scrub_temperature,
-                           scrub_mode=args.scrub_mode, scrub_batch=args.scrub_batch)  # fmt: skip
+                           scrub_mode=args.scrub_mode, scrub_batch=args.scrub_batch,
+                           rewrites=args.rewrites, rep_ngram=args.rep_ngram)  # fmt: skip
         print(json.dumps({"benchmark": "stealing", "part": "issue13", **res}))
         return
     if args.curves_only:
