@@ -165,10 +165,10 @@ def spoof_generate(
     delta: float | None = None,
     repetition_penalty: float = 1.0,
     batch_size: int = 8,
-    repetition_ngram: int | None = None,
     seed: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     eos_ban_z: float | None = None,
+    repetition_ngram: int | None = None,
     **gen_kwargs: Any,
 ):
     """Generations from the unwatermarked model with the stolen-list bias (`delta` defaults to
