@@ -24,8 +24,7 @@ from rich.progress import (
 
 from wm_toolkit.watermark.atomic import check_output
 from wm_toolkit.watermark.config import SchemeConfig
-from wm_toolkit.watermark.config_resolve import ConfigSource
-from wm_toolkit.watermark.config_resolve import resolve_config as resolve_sources
+from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_record
 from wm_toolkit.watermark.errors import ConfigError, KeyFileError, OutputError
 from wm_toolkit.watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
 from wm_toolkit.watermark.interop import read_transformers_config
@@ -209,18 +208,15 @@ class ConfigResolver:
 
     def __call__(self, record_config: dict[str, Any] | None = None, where: str | None = None):
         """`where`: the record's place (file:line), named in errors about its config."""
-        record = (
-            ConfigSource.complete(record_config, "the record's config", f"{where} config" if where else None)
-            if record_config
-            else None
+        return resolve_record(
+            record_config,
+            where,
+            self.file,
+            self.flags,
+            default_scheme=self.default_scheme,
+            warned=self._warned,
+            warn=lambda message: err_console.print(f"warning: {message}", markup=False, highlight=False),
         )
-        resolved = resolve_sources(record, self.file, self.flags, default_scheme=self.default_scheme)
-        for conflict in resolved.conflicts:
-            message = conflict.message()
-            if message not in self._warned:
-                self._warned.add(message)
-                err_console.print(f"warning: {message}", markup=False, highlight=False)
-        return resolved
 
 
 def resolve_config(

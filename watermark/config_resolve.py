@@ -12,7 +12,7 @@ carries over, kgw's default h = 1 does not become unigram's h). Unset (null) fie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,33 @@ def resolve_config(*sources: ConfigSource | None, default_scheme: str = "kgw") -
             raise ConfigError(f"{src.name_of(k)} does not apply to scheme {scheme!r}")
     config = default_config(scheme, **{k: v for k, (v, _) in values.items()})
     return ResolvedConfig(config, tuple(conflicts))
+
+
+def resolve_record(
+    record_config: Mapping[str, Any] | None,
+    where: str | None,
+    *sources: ConfigSource | None,
+    default_scheme: str = "kgw",
+    warned: set[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ResolvedConfig:
+    """One record's config (a `wm generate` record's `config`, named by its place `where`,
+    file:line, in errors) resolved before `sources`; each distinct conflict message is passed to
+    `warn` once per `warned` set, which the caller keeps for its whole run."""
+    record = (
+        ConfigSource.complete(record_config, "the record's config", f"{where} config" if where else None)
+        if record_config
+        else None
+    )
+    resolved = resolve_config(record, *sources, default_scheme=default_scheme)
+    if warn is not None:
+        for conflict in resolved.conflicts:
+            message = conflict.message()
+            if warned is None or message not in warned:
+                if warned is not None:
+                    warned.add(message)
+                warn(message)
+    return resolved
 
 
 def bind_tokenizer(config: SchemeConfig, vocab_size: int, tokenizer_name: str) -> SchemeConfig:

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import atomic, textio
 from .config import SchemeConfig, config_from_dict
-from .config_resolve import ConfigSource, bind_tokenizer, resolve_config
+from .config_resolve import ConfigSource, bind_tokenizer, resolve_record
 from .encoding import CHUNK_CHARS, encode_array
 from .errors import InputError, OutputError
 from .normalize import NormalizationReport, canonicalize
@@ -241,7 +241,7 @@ class Prepared:
 @dataclass
 class ConfigPlan:
     """The config sources of a run (--config file, flags) and the tokenizer override; resolves each
-    record's config with `config_resolve.resolve_config`, caching by the record's config."""
+    record's config with `config_resolve.resolve_record`, caching by the record's config."""
 
     file: ConfigSource | None = None
     flags: ConfigSource | None = None
@@ -266,17 +266,8 @@ class ConfigPlan:
             return hit
         from .models import canonical_name, load_tokenizer, model_vocab_size
 
-        record = (
-            ConfigSource.complete(record_config, "the record's config", f"{where} config" if where else None)
-            if record_config
-            else None
-        )
-        resolved = resolve_config(record, self.file, self.flags, default_scheme=self.default_scheme)
-        for conflict in resolved.conflicts:
-            message = conflict.message()
-            if self.warn and message not in self._warned:
-                self._warned.add(message)
-                self.warn(message)
+        resolved = resolve_record(record_config, where, self.file, self.flags, default_scheme=self.default_scheme,
+                                  warned=self._warned, warn=self.warn)  # fmt: skip
         config = resolved.config
         tok_name = canonical_name(self.model or config.tokenizer)
         if tok_name not in self._tokenizers:
