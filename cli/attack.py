@@ -5,12 +5,14 @@ dispatch `wm eval` uses. JSONL in gives JSONL out: each record keeps its fields 
 included) with `text` replaced and an `attack` field added (kind, strength, seed, options and
 `fraction_changed`). Plain text in gives the attacked plain text out.
 
-Other commands join the group with `attack.add_command(cmd)` (cli/steal.py adds `scrub` and
-`spoof`); `attack_options()` is the shared INPUT / -o / --rate / --seed / --model decorator.
+Kinds defined in other modules are listed in `ELSEWHERE` and imported when asked for (`scrub` and
+`spoof` live in cli/steal.py); `attack_options()` is the shared INPUT / -o / --rate / --seed / --model
+decorator.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ import click
 from wm_toolkit.attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
 from wm_toolkit.attacks.unicode import MODES as UNICODE_MODES
 from wm_toolkit.watermark.atomic import write_text
-from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_config
+from wm_toolkit.watermark.config_resolve import resolve_record
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
 from wm_toolkit.watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
@@ -35,8 +37,30 @@ from .common import (
     with_status,
 )
 
+# kind -> (module, attribute) of the commands defined elsewhere, imported on first use
+ELSEWHERE: dict[str, tuple[str, str]] = {
+    "scrub": (".steal", "scrub_command"),
+    "spoof": (".steal", "spoof_command"),
+}
 
-@click.group("attack")
+
+class AttackGroup(click.Group):
+    """The attack kinds, with `ELSEWHERE`'s loaded when named or listed (not only after some other
+    import happened to register them)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(ELSEWHERE))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in ELSEWHERE:
+            module, attr = ELSEWHERE[cmd_name]
+            command = getattr(importlib.import_module(module, __package__), attr)
+            self.add_command(command, cmd_name)
+        return command
+
+
+@click.group("attack", cls=AttackGroup)
 def attack() -> None:
     """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode.
 
@@ -108,7 +132,7 @@ def _tokenizer_name(records: list[TextRecord], model: str | None) -> str:
     cfg = records[0].config
     if model or not cfg:
         return canonical_name(model or DEFAULT_MODEL)
-    config = resolve_config(ConfigSource.complete(cfg, "the record's config", f"{records[0].source} config"))
+    config = resolve_record(cfg, records[0].source)
     return canonical_name(config.config.tokenizer or DEFAULT_MODEL)
 
 

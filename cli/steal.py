@@ -727,12 +727,4 @@ def _kv_table(title: str, d: dict[str, Any]) -> None:
 
 steal = steal_command  # the name cli/main.py registers
 
-try:  # register under `wm attack` when that group exists (cli/attack.py is owned elsewhere)
-    from .attack import attack as _attack_group
-
-    _attack_group.add_command(scrub_command)
-    _attack_group.add_command(spoof_command)
-except (ImportError, AttributeError):  # no attack group yet: `wm steal` only
-    pass
-
 __all__ = ["InputError", "scrub_command", "spoof_command", "steal"]

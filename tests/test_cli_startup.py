@@ -49,3 +49,19 @@ def test_every_command_runs_through_the_lazy_group():
     assert wm.list_commands(ctx) == sorted(COMMANDS)
     assert all(wm.get_command(ctx, n) is not None for n in COMMANDS)
     assert wm.get_command(ctx, "no-such-command") is None
+
+
+def test_attack_kinds_defined_elsewhere_are_reachable_from_a_fresh_interpreter():
+    # `wm attack scrub` / `spoof` live in cli/steal.py; they must not depend on some other import
+    # having registered them first (they did, and a fresh `wm attack scrub` was "No such command").
+    for kind in ("scrub", "spoof"):
+        out = subprocess.run(
+            [sys.executable, "-m", "wm_toolkit.cli.main", "attack", kind, "--help"],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0 and f"wm attack {kind}" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "wm_toolkit.cli.main", "attack", "--help"], capture_output=True, text=True
+    )
+    assert "scrub" in out.stdout and "spoof" in out.stdout
