@@ -557,8 +557,11 @@ def real_issue13(
                 texts = paraphrase_scrub(model, tok, [r["text"] for r in wm_eval], stolen, strength=s,
                                          mode=scrub_mode, temperature=scrub_temperature, seed=0,
                                          batch_size=scrub_batch)  # fmt: skip
-            ppl_after = _ppl(model, tok, texts, [r["prompt"] for r in wm_eval])
-            ppl_before = _ppl(model, tok, [r["text"] for r in wm_eval], [r["prompt"] for r in wm_eval])
+            if choices is not None:  # scored by rewrite_scrub with the same perplexity function
+                ppl_after, ppl_before = [c.ppl_after for c in choices], [c.ppl_before for c in choices]
+            else:
+                ppl_after = _ppl(model, tok, texts, [r["prompt"] for r in wm_eval])
+                ppl_before = _ppl(model, tok, [r["text"] for r in wm_eval], [r["prompt"] for r in wm_eval])
             for r, text, pa, pb in zip(wm_eval, texts, ppl_after, ppl_before, strict=True):
                 ids = tok(text, add_special_tokens=False)["input_ids"]
                 p_after = scheme.detect_text(text, tok).p_value if len(ids) > h else 1.0

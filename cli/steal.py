@@ -560,8 +560,11 @@ def _paraphrase_scrub(
             texts = paraphrase_scrub(
                 lm, tok, [r.text for r in records], stolen, s, on_item=lambda n: bar.advance(task, n)
             )
-    before = text_perplexities(lm, tok, [r.text for r in records], prompts)
-    after = text_perplexities(lm, tok, texts, prompts)
+    if choices is not None:  # rewrite_scrub scored them already, with the same function
+        before, after = [c.ppl_before for c in choices], [c.ppl_after for c in choices]
+    else:
+        before = text_perplexities(lm, tok, [r.text for r in records], prompts)
+        after = text_perplexities(lm, tok, texts, prompts)
     out, p_before, p_after = [], [], []
     for j, (rec, text, pb, pa, (truth, conflicts)) in enumerate(
         zip(records, texts, before, after, truths, strict=True)
