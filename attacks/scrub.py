@@ -131,6 +131,13 @@ def _units(ids: list[int], prefix: list[int], h: int) -> dict[tuple[int, ...], l
     return units
 
 
+def _unit_boosts(
+    units: dict[tuple[int, ...], list[int]], full: list[int], off: int, stolen: StolenList
+) -> dict[tuple[int, ...], float]:
+    """Each distinct item's stolen boost, read in the context of its first occurrence."""
+    return {key: stolen.boosts(full[: off + pos[0]]).get(key[-1], 0.0) for key, pos in units.items()}
+
+
 @torch.inference_mode()
 def plan_edits(
     model: Any,
@@ -159,13 +166,11 @@ def plan_edits(
     banned = {int(t) for t in banned_ids}
     full = prefix + ids
     units = _units(ids, prefix, h)
-    prob: dict[tuple[int, ...], float] = {}
+    boost = _unit_boosts(units, full, len(prefix), stolen)
+    prob = {key: gam + (1 - gam) * b for key, b in boost.items()}
     gains: list[tuple[float, float, tuple[int, ...]]] = []
     for key, pos in units.items():
-        ctx = full[: len(prefix) + pos[0]]
-        b = stolen.boosts(ctx).get(key[-1], 0.0)
-        prob[key] = gam + (1 - gam) * b
-        if b <= 0:
+        if boost[key] <= 0:
             continue
         cost, gain_new = 0.0, 0.0
         if words is not None and not all(words.editable(ids, i) for i in pos):
@@ -385,12 +390,8 @@ def text_estimated_z(
     EOS ban use)."""
     ids, prefix = [int(t) for t in ids], [int(t) for t in prefix_ids]
     gam = float(gamma or stolen.gamma or 0.25)
-    full = prefix + ids
-    probs = [
-        gam + (1 - gam) * stolen.boosts(full[: len(prefix) + pos[0]]).get(key[-1], 0.0)
-        for key, pos in _units(ids, prefix, stolen.context_width).items()
-    ]
-    return estimated_z(probs, gam)
+    boost = _unit_boosts(_units(ids, prefix, stolen.context_width), prefix + ids, len(prefix), stolen)
+    return estimated_z([gam + (1 - gam) * b for b in boost.values()], gam)
 
 
 @dataclass(frozen=True)
