@@ -16,6 +16,14 @@ chance of being green as gamma + (1 - gamma) x boost (their z-estimate) and edit
 the best estimated-green-removed per nat of log-likelihood lost (for h = 0 a unit is every
 occurrence of one token, since the detector counts each distinct token once) until the estimated
 z falls to `target_z`. Fewer, cheaper edits keep the perplexity down.
+
+Copied items (h >= 1). A rewrite keeps many (context, token) pairs of the watermarked original
+that the attacker's data never showed, and an unseen pair would count at gamma. But a pair the
+watermarked text chose is green about as often as the watermarked text's pairs are (about half
+of them at gamma 0.25, delta 2, where a 200-token text has z near 8), so with the original's
+items given as `copied` the estimate counts each copied item at least at `copied_rate`
+(`default_copied_rate`: 0.5 for h >= 1; off for h = 0, where the list scores nearly every
+token itself and its score is the better estimate), and the planner edits copied items too.
 Success is judged by the real detector on the re-tokenised output (`ScrubResult.token_ids`).
 """
 
@@ -131,6 +139,34 @@ def _units(ids: list[int], prefix: list[int], h: int) -> dict[tuple[int, ...], l
     return units
 
 
+def default_copied_rate(stolen: StolenList) -> float:
+    """The green share the attacker assumes for an item copied from the watermarked original (see
+    the module docstring): 0.5 for h >= 1, 0 (off) for h = 0."""
+    return 0.5 if stolen.context_width >= 1 else 0.0
+
+
+def copied_items(ids: Sequence[int], stolen: StolenList, prefix_ids: Sequence[int] = ()) -> frozenset:
+    """The scored items (context..., token) of a watermarked text, to pass as `copied`."""
+    return frozenset(_units([int(t) for t in ids], [int(t) for t in prefix_ids], stolen.context_width))
+
+
+def _unit_probs(
+    units: dict[tuple[int, ...], list[int]],
+    boost: dict[tuple[int, ...], float],
+    gamma: float,
+    copied: frozenset | set | None,
+    copied_rate: float,
+) -> dict[tuple[int, ...], float]:
+    """Each item's believed chance of being green: gamma + (1 - gamma) x boost, and at least
+    `copied_rate` for an item copied from the watermarked original."""
+    prob = {key: gamma + (1 - gamma) * b for key, b in boost.items()}
+    if copied and copied_rate > 0:
+        for key in units:
+            if key in copied:
+                prob[key] = max(prob[key], copied_rate)
+    return prob
+
+
 def _unit_boosts(
     units: dict[tuple[int, ...], list[int]], full: list[int], off: int, stolen: StolenList
 ) -> dict[tuple[int, ...], float]:
@@ -151,9 +187,12 @@ def plan_edits(
     banned_ids: Sequence[int] = (),
     gamma: float | None = None,
     words: WordFilter | None = None,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
 ) -> set[int]:
     """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
-    cost (see the module docstring); empty when the text already estimates below it."""
+    cost (see the module docstring); empty when the text already estimates below it. `copied`:
+    the watermarked original's items (`copied_items`), counted at least at `copied_rate`."""
     ids = [int(t) for t in ids]
     prefix = [int(t) for t in prefix_ids]
     if not ids:
@@ -167,10 +206,11 @@ def plan_edits(
     full = prefix + ids
     units = _units(ids, prefix, h)
     boost = _unit_boosts(units, full, len(prefix), stolen)
-    prob = {key: gam + (1 - gam) * b for key, b in boost.items()}
+    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
+    prob = _unit_probs(units, boost, gam, copied, rate)
     gains: list[tuple[float, float, tuple[int, ...]]] = []
     for key, pos in units.items():
-        if boost[key] <= 0:
+        if prob[key] <= gam:
             continue
         cost, gain_new = 0.0, 0.0
         if words is not None and not all(words.editable(ids, i) for i in pos):
@@ -240,13 +280,16 @@ def scrub_ids(
     target_z: float | None = None,
     penalty: float = 0.0,
     words: WordFilter | None = None,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
 ) -> ScrubResult:
     """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
 
     `candidates="embedding"` draws replacements from `neighbours` (default: an index over the
     model's input embeddings without word masks; `scrub_texts` passes a word-aware one).
     `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions.
-    `words`: edit whole words only, replacing them by whole words (`WordFilter`)."""
+    `words`: edit whole words only, replacing them by whole words (`WordFilter`). `copied`,
+    `copied_rate`: the watermarked original's items and their assumed rate, for the planner."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -266,7 +309,18 @@ def scrub_ids(
     planned = None
     if target_z is not None:
         planned = plan_edits(
-            model, ids, stolen, prefix, target_z, top_k, penalty, max_edit_rate, sorted(banned), words=words
+            model,
+            ids,
+            stolen,
+            prefix,
+            target_z,
+            top_k,
+            penalty,
+            max_edit_rate,
+            sorted(banned),
+            words=words,
+            copied=copied,
+            copied_rate=copied_rate,
         )
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
@@ -382,16 +436,23 @@ def paraphrase_scrub(
 
 
 def text_estimated_z(
-    ids: Sequence[int], stolen: StolenList, prefix_ids: Sequence[int] = (), gamma: float | None = None
+    ids: Sequence[int],
+    stolen: StolenList,
+    prefix_ids: Sequence[int] = (),
+    gamma: float | None = None,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
 ) -> float:
     """The attacker's z-estimate of a whole text (no key): every distinct (h previous tokens,
     token) item, the unit the detector counts once, is green with probability gamma + (1 -
     gamma) x its stolen boost (`estimated_z`; the same estimate `plan_edits` and the spoofer's
-    EOS ban use)."""
+    EOS ban use), and an item of `copied` (the watermarked original's) at least `copied_rate`."""
     ids, prefix = [int(t) for t in ids], [int(t) for t in prefix_ids]
     gam = float(gamma or stolen.gamma or 0.25)
-    boost = _unit_boosts(_units(ids, prefix, stolen.context_width), prefix + ids, len(prefix), stolen)
-    return estimated_z([gam + (1 - gam) * b for b in boost.values()], gam)
+    units = _units(ids, prefix, stolen.context_width)
+    boost = _unit_boosts(units, prefix + ids, len(prefix), stolen)
+    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
+    return estimated_z(list(_unit_probs(units, boost, gam, copied, rate).values()), gam)
 
 
 @dataclass(frozen=True)
@@ -440,6 +501,7 @@ def rewrite_scrub(
     batch_size: int = 16,
     top_k: int = 30,
     penalty: float = 1.0,
+    copied_rate: float | None = None,
 ) -> list[RewriteChoice]:
     """Jovanovic et al.'s scrubber as an attacker with a budget would run it: rewrite each text
     several ways away from the stolen list (`paraphrase_scrub`, one (temperature, strength)
@@ -449,7 +511,8 @@ def rewrite_scrub(
     at most `target_z`, else the lowest estimate (the cheapest rewrite when none is within the
     budget). When the kept estimate is still above `target_z`, believed-green items left are
     replaced by `plan_edits` until it falls to `target_z`, kept only if the budget still holds.
-    The attacker never sees the key: success is judged afterwards by the real detector."""
+    Items a rewrite copies from the original count at least at `copied_rate` (None:
+    `default_copied_rate`; 0 turns it off). The attacker never sees the key: success is judged afterwards by the real detector."""
     from wm_toolkit.watermark.evaluation import text_perplexities
     from wm_toolkit.watermark.generation import encode_texts
 
@@ -476,12 +539,14 @@ def rewrite_scrub(
     ppl_before = text_perplexities(model, tokenizer, texts, prompts)
     ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
     banned = sorted(set(tokenizer.all_special_ids))
+    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
     out = []
     for j, text in enumerate(texts):
         prefix = prompt_prefix(tokenizer, prompts[j])
+        copied = copied_items(encode_texts(tokenizer, [text])[0], stolen, prefix)
 
-        def z_of(t: str, prefix: list[int] = prefix) -> float:
-            return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix)
+        def z_of(t: str, prefix: list[int] = prefix, copied: frozenset = copied) -> float:
+            return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix, None, copied, rate)
 
         budget = max_ppl_ratio * float(ppl_before[j])
         scored = [
@@ -497,7 +562,16 @@ def rewrite_scrub(
         if target_z is not None and within and z > target_z:
             ids = encode_texts(tokenizer, [kept])[0]
             res = scrub_ids(
-                model, ids, stolen, prefix, top_k=top_k, banned_ids=banned, target_z=target_z, penalty=penalty
+                model,
+                ids,
+                stolen,
+                prefix,
+                top_k=top_k,
+                banned_ids=banned,
+                target_z=target_z,
+                penalty=penalty,
+                copied=copied,
+                copied_rate=rate,
             )
             edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
             ppl_edited = float(text_perplexities(model, tokenizer, [edited], [prompts[j]])[0])

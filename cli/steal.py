@@ -434,6 +434,13 @@ class _Judge:
     show_default=True,
     help="--rewrites: a rewrite's perplexity budget, as a multiple of the original's.",
 )
+@click.option(
+    "--copied-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="--rewrites: count every (context, token) item a rewrite copies from the watermarked original "
+    "as green at least this often in the attacker's estimate (default: 0.5 for h >= 1, off for h = 0).",
+)
 @click.option("--candidates", type=click.Choice(["model", "embedding"]), default="model", show_default=True)
 @click.option("--max-edit-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
@@ -455,6 +462,7 @@ def scrub_command(
     strength,
     rewrites,
     max_ppl_ratio,
+    copied_rate,
     candidates,
     max_edit_rate,
     alpha,
@@ -480,7 +488,7 @@ def scrub_command(
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
     if para:
-        selection = (rewrites, max_ppl_ratio, target_z) if rewrites > 1 else None
+        selection = (rewrites, max_ppl_ratio, target_z, copied_rate) if rewrites > 1 else None
         _paraphrase_scrub(
             records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json, selection
         )
@@ -534,7 +542,8 @@ def _paraphrase_scrub(
     records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json, selection=None
 ) -> None:
     """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does.
-    `selection`: (rewrites, max perplexity ratio, target z) for `rewrite_scrub`, else one rewrite."""
+    `selection`: (rewrites, max perplexity ratio, target z, copied rate) for `rewrite_scrub`, else
+    one rewrite."""
     from wm_toolkit.attacks.scrub import (
         default_scrub_strength,
         paraphrase_scrub,
@@ -548,11 +557,11 @@ def _paraphrase_scrub(
     prompts = [r.prompt for r in records]
     choices = None
     if selection is not None:
-        count, ratio, target = selection
+        count, ratio, target, copied_rate = selection
         with with_status(f"Rewriting {len(records)} texts {count} ways"):
             choices = rewrite_scrub(lm, tok, [r.text for r in records], stolen, prompts,
                                     settings=rewrite_settings(s)[:count], max_ppl_ratio=ratio,
-                                    target_z=target)  # fmt: skip
+                                    target_z=target, copied_rate=copied_rate)  # fmt: skip
         texts = [c.text for c in choices]
     else:
         with progress() as bar:

@@ -235,3 +235,32 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
     assert not tight[0].within_budget and tight[0].ppl_after == 10.0  # none fits: the cheapest is kept
     with pytest.raises(WmError):
         scrub.rewrite_scrub(tiny_model, tokenizer, texts, true_list, max_ppl_ratio=0.0)
+
+
+def test_items_copied_from_the_watermarked_original_count_at_the_copied_rate(tiny_model):
+    # h = 1: a rewrite that keeps (context, token) pairs of the watermarked original the attacker
+    # never scored must not look clean: each copied pair counts at least at the copied rate
+    # (0.5 by default for h >= 1), and the planner edits copied pairs although none is scored.
+    from wm_toolkit.attacks.scrub import (
+        copied_items,
+        default_copied_rate,
+        estimated_z,
+        plan_edits,
+        text_estimated_z,
+    )
+
+    pairs = StolenList([], "vanilla", context_width=1, green_pairs=[(5, 6)], gamma=0.25)
+    assert default_copied_rate(pairs) == 0.5
+    assert default_copied_rate(StolenList([1], "vanilla")) == 0.0  # h = 0: the list's own score
+    original, prefix = [11, 12, 13, 14, 15, 16], [1]
+    copied = copied_items(original, pairs, prefix)
+    assert copied == {(11, 12), (12, 13), (13, 14), (14, 15), (15, 16)}  # as the detector scores them
+    rewrite = [11, 12, 13, 20, 21, 22]  # keeps (11, 12) and (12, 13); (13, 20), ... are new
+    assert text_estimated_z(rewrite, pairs, prefix) == pytest.approx(estimated_z([0.25] * 5, 0.25))
+    with_copies = text_estimated_z(rewrite, pairs, prefix, copied=copied)
+    assert with_copies == pytest.approx(estimated_z([0.5] * 2 + [0.25] * 3, 0.25))
+    assert text_estimated_z(rewrite, pairs, prefix, copied=copied, copied_rate=0.0) < with_copies
+    assert plan_edits(tiny_model, rewrite, pairs, prefix, target_z=-5.0, top_k=50) == set()
+    planned = plan_edits(tiny_model, rewrite, pairs, prefix, target_z=-5.0, top_k=50, max_edit_rate=1.0,
+                         copied=copied)  # fmt: skip
+    assert planned and planned <= {1, 2}  # only the copied pairs are worth editing
