@@ -264,7 +264,7 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     res = invoke(
         scrub_command,
         [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--paraphrase", "--rewrites", 2, "--target-z", 0,
-         "-o", tmp_path / "rewrite.jsonl", *common],
+         "--copied-rate", 0.6, "-o", tmp_path / "rewrite.jsonl", *common],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["mode"] == "rewrite"
