@@ -14,9 +14,13 @@ Issue 12 asks its-edit to call >= 14 of 16 texts of 120 tokens "watermarked" at 
 5. `--gaps`: the z-score of the observed edit statistic among `--nulls` null keys for asymmetric
    gap costs (an unmatched token, a skipped key row), on the texts its-edit misses and a few it
    finds; a cheap screen of statistics, not a p-value.
+6. `--forward`: the same screen for the forward (soft-min) statistic at inverse temperatures beta,
+   -1/beta log of the sum over shifts and free-end alignments of exp(-beta x cost), against the
+   default minimum (beta -> infinity), on the first `--forward-texts` texts.
 
     python benchmarks/its_edit_power.py --n 32                 # about 6 min on an idle 2-core CPU
     python benchmarks/its_edit_power.py --n 32 --gaps 0.4:0.4,0.4:1.0,0.45:0.8,0.3:0.6
+    python benchmarks/its_edit_power.py --n 8 --forward 5,10,20 --nulls 60
 
 The last line printed is one JSON object.
 """
@@ -24,6 +28,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 
 import numba
@@ -76,6 +81,40 @@ def edit_statistic(cost: np.ndarray, gap_token: float, gap_row: float) -> float:
     return best
 
 
+@numba.njit(cache=False)
+def soft_statistic(cost: np.ndarray, gap: float, beta: float) -> float:
+    """-1/beta log of the sum over shifts and free-end alignments of exp(-beta x alignment cost):
+    the forward algorithm over the lattice `edit_statistic` minimises over (beta -> inf: equal)."""
+    n, m = cost.shape
+    d = np.empty((m + 1, m + 1))
+    total = -np.inf
+    for s in range(n):
+        for j in range(m + 1):
+            d[0, j] = -beta * gap * j
+        for t in range(1, m + 1):
+            d[t, 0] = -beta * gap * t
+            for j in range(1, m + 1):
+                a = d[t - 1, j - 1] - beta * cost[(s + j - 1) % n, t - 1]
+                b = d[t - 1, j] - beta * gap
+                c = d[t, j - 1] - beta * gap
+                top = max(a, max(b, c))
+                d[t, j] = top + math.log(math.exp(a - top) + math.exp(b - top) + math.exp(c - top))
+        for j in range(m + 1):
+            top = max(total, d[m, j])
+            total = top + math.log(math.exp(total - top) + math.exp(d[m, j] - top))
+    return -total / beta
+
+
+def null_z(its, ids: np.ndarray, salt: int, nulls: int, statistic) -> float:
+    """z of the observed statistic among `nulls` independent null keys (lower = more watermark)."""
+    _, inverse = np.unique(ids, return_inverse=True)
+    seeds = np.arange(1, nulls + 1, dtype=np.int64) * 7919 + salt
+    null_costs = its.null_costs(seeds, inverse, int(inverse.max()) + 1)
+    observed = statistic(its.cost_matrix(ids))
+    null = np.array([statistic(null_costs[b]) for b in range(nulls)])
+    return round(float((null.mean() - observed) / null.std()), 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="ITS texts")
@@ -84,6 +123,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=1e-3)
     ap.add_argument("--gaps", default="", help="TOKEN:ROW gap pairs to screen, e.g. 0.4:0.4,0.4:1.0")
     ap.add_argument("--nulls", type=int, default=200, help="null keys per text in the --gaps screen")
+    ap.add_argument("--forward", default="", help="inverse temperatures beta to screen, e.g. 5,10,20")
+    ap.add_argument("--forward-texts", type=int, default=8, help="texts in the --forward screen")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, tok = load_model()
@@ -136,19 +177,29 @@ def main() -> None:
         for r in misses + hits:
             ids = np.asarray(r["edited"])
             cost = its.cost_matrix(ids)
-            _, inverse = np.unique(ids, return_inverse=True)
-            seeds = np.arange(1, args.nulls + 1, dtype=np.int64) * 7919 + r["text"]
-            nulls = its.null_costs(seeds, inverse, int(inverse.max()) + 1)
-            zs = {}
             g = its_edit.config.edit_gamma
             assert abs(edit_statistic(cost, g, g) - levenshtein_min(cost, len(ids), g, True)[0]) < 1e-9
-            for gt, gr in gaps:
-                obs = edit_statistic(cost, gt, gr)
-                null = np.array([edit_statistic(nulls[b], gt, gr) for b in range(args.nulls)])
-                zs[f"{gt}:{gr}"] = round(float((null.mean() - obs) / null.std()), 2)
+            zs = {
+                f"{gt}:{gr}": null_z(
+                    its, ids, r["text"], args.nulls, lambda c, a=gt, b=gr: edit_statistic(c, a, b)
+                )
+                for gt, gr in gaps
+            }
             screen[r["text"]] = {"missed": r in misses, **zs}
             print(f"text {r['text']} ({'missed' if r in misses else 'found'}): {zs}", flush=True)
-    emit({"benchmark": "its_edit_power", **summary, "gap_screen": screen, "alpha": args.alpha,
+    forward = {}
+    g = its_edit.config.edit_gamma
+    for r in rows[: args.forward_texts] if args.forward else []:
+        ids = np.asarray(r["edited"])
+        zs = {"min": null_z(its, ids, r["text"], args.nulls, lambda c: edit_statistic(c, g, g))}
+        for beta in (float(b) for b in args.forward.split(",")):
+            zs[f"beta={beta:g}"] = null_z(
+                its, ids, r["text"], args.nulls, lambda c, b=beta: soft_statistic(c, g, b)
+            )
+        forward[r["text"]] = {"its_edit_p": r["its_edit_inserted_p"], **zs}
+        print(f"text {r['text']} forward: {forward[r['text']]}", flush=True)
+    emit({"benchmark": "its_edit_power", **summary, "gap_screen": screen, "forward_screen": forward,
+          "alpha": args.alpha,
           "tokens": args.tokens, "rate": args.rate})  # fmt: skip
 
 
