@@ -189,10 +189,13 @@ def plan_edits(
     words: WordFilter | None = None,
     copied: frozenset | set | None = None,
     copied_rate: float | None = None,
+    max_cost: float | None = None,
 ) -> set[int]:
     """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
     cost (see the module docstring); empty when the text already estimates below it. `copied`:
-    the watermarked original's items (`copied_items`), counted at least at `copied_rate`."""
+    the watermarked original's items (`copied_items`), counted at least at `copied_rate`.
+    `max_cost`: the most log-likelihood (nats, as the one forward pass prices each replacement)
+    the edits may lose in all; the best units that fit are edited even if z stays above target."""
     ids = [int(t) for t in ids]
     prefix = [int(t) for t in prefix_ids]
     if not ids:
@@ -237,19 +240,21 @@ def plan_edits(
         if math.isfinite(cost):
             gain = prob[key] - gain_new
             if gain > 0:
-                gains.append((gain / max(cost, 0.05), gain, key))
+                gains.append((gain / max(cost, 0.05), gain, key, cost))
     z = estimated_z(list(prob.values()), gam)
     budget = int(math.floor(max_edit_rate * len(ids)))
     chosen: set[int] = set()
     total = sum(prob.values())
     t = len(prob)
-    for _, gain, key in sorted(gains, key=lambda g: -g[0]):
+    spent = 0.0
+    for _, gain, key, cost in sorted(gains, key=lambda g: -g[0]):
         if z <= target_z:
             break
         pos = units[key]
-        if len(chosen) + len(pos) > budget:
+        if len(chosen) + len(pos) > budget or (max_cost is not None and spent + cost > max_cost):
             continue
         chosen.update(pos)
+        spent += cost
         total -= gain
         z = (total - gam * t) / math.sqrt(gam * (1 - gam) * t)
     return chosen
@@ -282,6 +287,7 @@ def scrub_ids(
     words: WordFilter | None = None,
     copied: frozenset | set | None = None,
     copied_rate: float | None = None,
+    max_cost: float | None = None,
 ) -> ScrubResult:
     """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
 
@@ -289,7 +295,8 @@ def scrub_ids(
     model's input embeddings without word masks; `scrub_texts` passes a word-aware one).
     `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions.
     `words`: edit whole words only, replacing them by whole words (`WordFilter`). `copied`,
-    `copied_rate`: the watermarked original's items and their assumed rate, for the planner."""
+    `copied_rate`, `max_cost`: the watermarked original's items, their assumed rate and the
+    log-likelihood budget, for the planner."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -321,6 +328,7 @@ def scrub_ids(
             words=words,
             copied=copied,
             copied_rate=copied_rate,
+            max_cost=max_cost,
         )
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
@@ -487,6 +495,56 @@ def rewrite_settings(strength: float) -> tuple[tuple[float, float], ...]:
     return ((0.0, strength), (0.0, 2 * strength), (0.7, strength), (0.7, 2 * strength))
 
 
+EDIT_TRIES = (0.8, 0.4)  # shares of the perplexity headroom offered to the planner, in turn
+
+
+def _edit_within_budget(
+    model: Any,
+    tokenizer: Any,
+    stolen: StolenList,
+    rewrites: list[list[str]],
+    scored: list[tuple[float, float, int]],
+    kept: int,
+    j: int,
+    prefix: list[int],
+    prompt: str | None,
+    budget: float,
+    target_z: float,
+    z_of: Any,
+    scrub_kwargs: dict[str, Any],
+) -> tuple[str, int, float, float, int] | None:
+    """Replace believed-green items left in a rewrite without leaving the perplexity budget:
+    the kept rewrite first, then the most fluent one within budget (the paraphrase itself may use
+    most of the budget). The planner gets a share of the headroom in log-likelihood (tokens x
+    log(budget / perplexity)) and keeps the edits worth most per nat within it; the real
+    perplexity is checked after, with a smaller share on a miss. The edited text with the lowest
+    estimate within budget wins; None when no edit fits. -> (text, edits, ppl, estimate, rewrite)"""
+    from wm_toolkit.watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.generation import encode_texts
+
+    within = sorted((c for c in scored if c[1] <= budget), key=lambda c: c[1])
+    order = [kept] + [c[2] for c in within if c[2] != kept][:1]
+    ppl_of = {c[2]: c[1] for c in scored}
+    best = None
+    for r in order:
+        ids = encode_texts(tokenizer, [rewrites[r][j]])[0]
+        for share in EDIT_TRIES:
+            headroom = len(ids) * math.log(budget / ppl_of[r]) * share
+            res = scrub_ids(model, ids, stolen, prefix, max_cost=headroom, **scrub_kwargs)
+            if not res.edits:
+                break
+            edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
+            ppl = float(text_perplexities(model, tokenizer, [edited], [prompt])[0])
+            if ppl <= budget:
+                z = z_of(edited)
+                if best is None or z < best[3]:
+                    best = (edited, res.edits, ppl, z, r)
+                break
+        if best is not None and best[3] <= target_z:
+            break
+    return best
+
+
 def rewrite_scrub(
     model: Any,
     tokenizer: Any,
@@ -510,7 +568,8 @@ def rewrite_scrub(
     `max_ppl_ratio` x the original's perplexity it keeps the most fluent one whose estimate is
     at most `target_z`, else the lowest estimate (the cheapest rewrite when none is within the
     budget). When the kept estimate is still above `target_z`, believed-green items left are
-    replaced by `plan_edits` until it falls to `target_z`, kept only if the budget still holds.
+    replaced by `plan_edits` within the perplexity headroom (`_edit_within_budget`: the kept
+    rewrite, then the most fluent one), kept only if the budget still holds.
     Items a rewrite copies from the original count at least at `copied_rate` (None:
     `default_copied_rate`; 0 turns it off). The attacker never sees the key: success is judged afterwards by the real detector."""
     from wm_toolkit.watermark.evaluation import text_perplexities
@@ -560,23 +619,13 @@ def rewrite_scrub(
             z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
         kept, edits = rewrites[i][j], 0
         if target_z is not None and within and z > target_z:
-            ids = encode_texts(tokenizer, [kept])[0]
-            res = scrub_ids(
-                model,
-                ids,
-                stolen,
-                prefix,
-                top_k=top_k,
-                banned_ids=banned,
-                target_z=target_z,
-                penalty=penalty,
-                copied=copied,
-                copied_rate=rate,
-            )
-            edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
-            ppl_edited = float(text_perplexities(model, tokenizer, [edited], [prompts[j]])[0])
-            if res.edits and ppl_edited <= budget:
-                kept, edits, ppl, z = edited, res.edits, ppl_edited, z_of(edited)
+            best = _edit_within_budget(
+                model, tokenizer, stolen, rewrites, scored, i, j, prefix, prompts[j], budget, target_z, z_of,
+                dict(top_k=top_k, banned_ids=banned, target_z=target_z, penalty=penalty, copied=copied,
+                     copied_rate=rate),
+            )  # fmt: skip
+            if best is not None:
+                kept, edits, ppl, z, i = best
         out.append(
             RewriteChoice(
                 text=kept,

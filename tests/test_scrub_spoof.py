@@ -209,6 +209,7 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
         calls.append(i)
         return [fake[(i, j)] for j in range(len(ts))]
 
+    edited_ppl = [12.0]  # the perplexity of any text the planner edits
     ppl = {t: 10.0 for t in texts} | {
         "The stream goes down.": 15.0,
         "Water moves.": 50.0,
@@ -217,7 +218,7 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
     monkeypatch.setattr(scrub, "paraphrase_scrub", fake_paraphrase)
     monkeypatch.setattr(
         "wm_toolkit.watermark.evaluation.text_perplexities",
-        lambda model, tok, ts, prompts, **kw: np.array([ppl[t] for t in ts]),
+        lambda model, tok, ts, prompts, **kw: np.array([ppl.get(t, edited_ppl[0]) for t in ts]),
     )
     z = {t: scrub.text_estimated_z(tokenizer(t, add_special_tokens=False)["input_ids"], true_list)
          for t in set(fake.values())}  # fmt: skip
@@ -233,6 +234,12 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
         tiny_model, tokenizer, texts[:1], true_list, settings=settings, max_ppl_ratio=0.5
     )
     assert not tight[0].within_budget and tight[0].ppl_after == 10.0  # none fits: the cheapest is kept
+    # a goal no rewrite meets: believed-green tokens are replaced, kept while within the budget
+    edited = scrub.rewrite_scrub(tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0)
+    assert edited[0].edits > 0 and edited[0].ppl_after == 12.0 and edited[0].estimated_z < out[0].estimated_z
+    edited_ppl[0] = 25.0  # every edit now leaves the 2x budget: the rewrite is kept as it was
+    over = scrub.rewrite_scrub(tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0)
+    assert over[0].edits == 0 and over[0].text in fake.values()
     with pytest.raises(WmError):
         scrub.rewrite_scrub(tiny_model, tokenizer, texts, true_list, max_ppl_ratio=0.0)
 
@@ -264,3 +271,6 @@ def test_items_copied_from_the_watermarked_original_count_at_the_copied_rate(tin
     planned = plan_edits(tiny_model, rewrite, pairs, prefix, target_z=-5.0, top_k=50, max_edit_rate=1.0,
                          copied=copied)  # fmt: skip
     assert planned and planned <= {1, 2}  # only the copied pairs are worth editing
+    free = dict(target_z=-5.0, top_k=50, max_edit_rate=1.0, copied=copied)
+    assert plan_edits(tiny_model, rewrite, pairs, prefix, max_cost=1e9, **free) == planned
+    assert plan_edits(tiny_model, rewrite, pairs, prefix, max_cost=-1.0, **free) == set()  # nothing fits
