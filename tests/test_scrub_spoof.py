@@ -235,10 +235,14 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
     )
     assert not tight[0].within_budget and tight[0].ppl_after == 10.0  # none fits: the cheapest is kept
     # a goal no rewrite meets: believed-green tokens are replaced, kept while within the budget
-    edited = scrub.rewrite_scrub(tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0)
+    edited = scrub.rewrite_scrub(
+        tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0
+    )
     assert edited[0].edits > 0 and edited[0].ppl_after == 12.0 and edited[0].estimated_z < out[0].estimated_z
     edited_ppl[0] = 25.0  # every edit now leaves the 2x budget: the rewrite is kept as it was
-    over = scrub.rewrite_scrub(tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0)
+    over = scrub.rewrite_scrub(
+        tiny_model, tokenizer, texts[:1], true_list, settings=settings, target_z=-100.0
+    )
     assert over[0].edits == 0 and over[0].text in fake.values()
     with pytest.raises(WmError):
         scrub.rewrite_scrub(tiny_model, tokenizer, texts, true_list, max_ppl_ratio=0.0)
