@@ -16,6 +16,7 @@ chance of being green as gamma + (1 - gamma) x boost (their z-estimate) and edit
 the best estimated-green-removed per nat of log-likelihood lost (for h = 0 a unit is every
 occurrence of one token, since the detector counts each distinct token once) until the estimated
 z falls to `target_z`. Fewer, cheaper edits keep the perplexity down.
+Success is judged by the real detector on the re-tokenised output (`ScrubResult.token_ids`).
 
 Copied items (h >= 1). A rewrite keeps many (context, token) pairs of the watermarked original
 that the attacker's data never showed, and an unseen pair would count at gamma. But a pair the
@@ -24,7 +25,6 @@ of them at gamma 0.25, delta 2, where a 200-token text has z near 8), so with th
 items given as `copied` the estimate counts each copied item at least at `copied_rate`
 (`default_copied_rate`: 0.5 for h >= 1; off for h = 0, where the list scores nearly every
 token itself and its score is the better estimate), and the planner edits copied items too.
-Success is judged by the real detector on the re-tokenised output (`ScrubResult.token_ids`).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def plan_edits(
     boost = _unit_boosts(units, full, len(prefix), stolen)
     rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
     prob = _unit_probs(units, boost, gam, copied, rate)
-    gains: list[tuple[float, float, tuple[int, ...]]] = []
+    gains: list[tuple[float, float, tuple[int, ...], float]] = []  # (gain per nat, gain, unit, nats)
     for key, pos in units.items():
         if prob[key] <= gam:
             continue
@@ -569,9 +569,10 @@ def rewrite_scrub(
     at most `target_z`, else the lowest estimate (the cheapest rewrite when none is within the
     budget). When the kept estimate is still above `target_z`, believed-green items left are
     replaced by `plan_edits` within the perplexity headroom (`_edit_within_budget`: the kept
-    rewrite, then the most fluent one), kept only if the budget still holds.
-    Items a rewrite copies from the original count at least at `copied_rate` (None:
-    `default_copied_rate`; 0 turns it off). The attacker never sees the key: success is judged afterwards by the real detector."""
+    rewrite, then the most fluent one), kept only if the budget still holds. Items a rewrite
+    copies from the original count at least at `copied_rate` (None: `default_copied_rate`; 0
+    turns it off). The attacker never sees the key: success is judged afterwards by the real
+    detector."""
     from wm_toolkit.watermark.evaluation import text_perplexities
     from wm_toolkit.watermark.generation import encode_texts
 
