@@ -12,7 +12,6 @@ decorator.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from .common import (
     progress,
     with_status,
 )
+from .lazy import LazyGroup
 
 # kind -> (module, attribute) of the commands defined elsewhere, imported on first use
 ELSEWHERE: dict[str, tuple[str, str]] = {
@@ -44,20 +44,11 @@ ELSEWHERE: dict[str, tuple[str, str]] = {
 }
 
 
-class AttackGroup(click.Group):
+class AttackGroup(LazyGroup):
     """The attack kinds, with `ELSEWHERE`'s loaded when named or listed (not only after some other
     import happened to register them)."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(ELSEWHERE))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in ELSEWHERE:
-            module, attr = ELSEWHERE[cmd_name]
-            command = getattr(importlib.import_module(module, __package__), attr)
-            self.add_command(command, cmd_name)
-        return command
+    lazy = ELSEWHERE
 
 
 @click.group("attack", cls=AttackGroup)

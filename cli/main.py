@@ -8,7 +8,6 @@ error, 130 interrupted. Usage errors (unknown option, missing argument, bad choi
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import sys
 import traceback
@@ -17,6 +16,7 @@ import click
 
 from wm_toolkit.watermark.errors import WmError
 
+from .lazy import LazyGroup, import_command
 from .terminal import visible
 
 
@@ -49,19 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def load_command(name: str) -> click.Command:
     """Import one command's module (the only place the CLI pays for its dependencies)."""
     module_name, attr, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module_name, __package__), attr)
+    return import_command(module_name, attr)
 
 
-class WmGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in COMMANDS:
-            command = load_command(cmd_name)
-            self.add_command(command, cmd_name)
-        return command
+class WmGroup(LazyGroup):
+    lazy = {name: (module_name, attr) for name, (module_name, attr, _) in COMMANDS.items()}
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from COMMANDS' one-liners: listing does not import the commands."""
