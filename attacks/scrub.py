@@ -139,9 +139,11 @@ def _units(ids: list[int], prefix: list[int], h: int) -> dict[tuple[int, ...], l
     return units
 
 
-def default_copied_rate(stolen: StolenList) -> float:
+def default_copied_rate(stolen: StolenList, given: float | None = None) -> float:
     """The green share the attacker assumes for an item copied from the watermarked original (see
-    the module docstring): 0.5 for h >= 1, 0 (off) for h = 0."""
+    the module docstring): `given` when set, else 0.5 for h >= 1 and 0 (off) for h = 0."""
+    if given is not None:
+        return float(given)
     return 0.5 if stolen.context_width >= 1 else 0.0
 
 
@@ -209,7 +211,7 @@ def plan_edits(
     full = prefix + ids
     units = _units(ids, prefix, h)
     boost = _unit_boosts(units, full, len(prefix), stolen)
-    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
+    rate = default_copied_rate(stolen, copied_rate)
     prob = _unit_probs(units, boost, gam, copied, rate)
     gains: list[tuple[float, float, tuple[int, ...], float]] = []  # (gain per nat, gain, unit, nats)
     for key, pos in units.items():
@@ -459,7 +461,7 @@ def text_estimated_z(
     gam = float(gamma or stolen.gamma or 0.25)
     units = _units(ids, prefix, stolen.context_width)
     boost = _unit_boosts(units, prefix + ids, len(prefix), stolen)
-    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
+    rate = default_copied_rate(stolen, copied_rate)
     return estimated_z(list(_unit_probs(units, boost, gam, copied, rate).values()), gam)
 
 
@@ -599,7 +601,7 @@ def rewrite_scrub(
     ppl_before = text_perplexities(model, tokenizer, texts, prompts)
     ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
     banned = sorted(set(tokenizer.all_special_ids))
-    rate = default_copied_rate(stolen) if copied_rate is None else float(copied_rate)
+    rate = default_copied_rate(stolen, copied_rate)
     out = []
     for j, text in enumerate(texts):
         prefix = prompt_prefix(tokenizer, prompts[j])
