@@ -25,6 +25,12 @@ of them at gamma 0.25, delta 2, where a 200-token text has z near 8), so with th
 items given as `copied` the estimate counts each copied item at least at `copied_rate`
 (`default_copied_rate`: 0.5 for h >= 1; off for h = 0, where the list scores nearly every
 token itself and its score is the better estimate), and the planner edits copied items too.
+
+Following items (h >= 1). Replacing the token at i also changes the context of the next h items,
+so an edit removes those items as well (each that occurs only there becomes an item with the new
+token in its context, believed green at its own boost). The planner counts that gain, so it plans
+about half as many edits for h = 1 as when it counted each edit's own item only, and never counts
+one item twice when neighbouring edits overlap.
 """
 
 from __future__ import annotations
@@ -192,74 +198,192 @@ def plan_edits(
     copied: frozenset | set | None = None,
     copied_rate: float | None = None,
     max_cost: float | None = None,
+    lookahead: int = 0,
 ) -> set[int]:
     """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
     cost (see the module docstring); empty when the text already estimates below it. `copied`:
     the watermarked original's items (`copied_items`), counted at least at `copied_rate`.
-    `max_cost`: the most log-likelihood (nats, as the one forward pass prices each replacement)
-    the edits may lose in all; the best units that fit are edited even if z stays above target."""
+    `max_cost`: the most log-likelihood (nats) the edits may lose in all; the best units that fit
+    are edited even if z stays above target. `lookahead` > 0: the `lookahead` replacements that
+    cost least by their own token are priced on the whole text (`_edit_costs`, one forward pass
+    each, batched) and only those are planned."""
+    plan = _plan(model, ids, stolen, prefix_ids, target_z, top_k, penalty, max_edit_rate, banned_ids, gamma,
+                 words, copied, copied_rate, max_cost, lookahead)  # fmt: skip
+    return set(plan)
+
+
+LOOKAHEAD = 48  # `rewrite_scrub`'s planner prices this many candidate edits on the whole text
+LOOKAHEAD_BATCH = 16  # edited texts per forward pass when pricing them
+
+
+@torch.inference_mode()
+def _edit_costs(model: Any, full: list[int], edits: list[tuple[int, int]], start: int) -> list[float]:
+    """Log-likelihood of `full[start:]` lost by each single edit (index into `full` -> new
+    token), every edited text scored whole. A replacement that fits its slot can still clash with
+    the words after it, a few or a hundred tokens on (a noun the text repeats, a verb its object
+    no longer fits): measured on KGW h = 1 rewrites, edits priced by their own token at 0.7 nats
+    each lost 3.6 each in the real perplexity, and a 4-token look-ahead over 16 tokens of context
+    still priced half of them at 0 that cost 4-9 nats. Only the whole text prices them right."""
+    device = next(model.parameters()).device
+    base_x = torch.tensor(full, device=device)
+    out: list[float] = []
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(model(input_ids=x).logits[:, start - 1 : -1].float(), dim=-1)
+        return logp.gather(-1, x[:, start:, None])[..., 0].sum(-1)
+
+    base = float(score(base_x[None])[0])
+    for b in range(0, len(edits), LOOKAHEAD_BATCH):
+        chunk = edits[b : b + LOOKAHEAD_BATCH]
+        x = base_x.repeat(len(chunk), 1)
+        for r, (i, c) in enumerate(chunk):
+            x[r, i] = c
+        out += [max(base - float(v), 0.0) for v in score(x)]
+    return out
+
+
+@torch.inference_mode()
+def _plan(
+    model: Any,
+    ids: Sequence[int],
+    stolen: StolenList,
+    prefix_ids: Sequence[int],
+    target_z: float,
+    top_k: int = 10,
+    penalty: float = 0.0,
+    max_edit_rate: float = 0.5,
+    banned_ids: Sequence[int] = (),
+    gamma: float | None = None,
+    words: WordFilter | None = None,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
+    max_cost: float | None = None,
+    lookahead: int = 0,
+) -> dict[int, int]:
+    """`plan_edits` with the replacement chosen for each position: {position: new token}."""
     ids = [int(t) for t in ids]
     prefix = [int(t) for t in prefix_ids]
     if not ids:
-        return set()
+        return {}
     gam = float(gamma or stolen.gamma or 0.25)
     h = stolen.context_width
+    off = len(prefix)
     device = next(model.parameters()).device
     logits = model(input_ids=torch.tensor([prefix + ids], device=device)).logits[0]
-    logp = torch.log_softmax(logits[len(prefix) - 1 : len(prefix) - 1 + len(ids)].float(), dim=-1)
+    logp = torch.log_softmax(logits[off - 1 : off - 1 + len(ids)].float(), dim=-1)
     banned = {int(t) for t in banned_ids}
     full = prefix + ids
     units = _units(ids, prefix, h)
-    boost = _unit_boosts(units, full, len(prefix), stolen)
+    boost = _unit_boosts(units, full, off, stolen)
     rate = default_copied_rate(stolen, copied_rate)
     prob = _unit_probs(units, boost, gam, copied, rate)
-    gains: list[tuple[float, float, tuple[int, ...], float]] = []  # (gain per nat, gain, unit, nats)
+    # the believed-red replacements worth pricing at each position, best first by the model
+    choices: dict[int, list[int]] = {}
     for key, pos in units.items():
-        if prob[key] <= gam:
+        if prob[key] <= gam and h == 0:  # for h >= 1 an edit may still pay by the items after it
             continue
-        cost, gain_new = 0.0, 0.0
         if words is not None and not all(words.editable(ids, i) for i in pos):
             continue
         for i in pos:
-            c_ctx = full[: len(prefix) + i]
+            c_ctx = full[: off + i]
             boosts = stolen.boosts(c_ctx)
             lp = logp[i]
-            best, best_val = None, -math.inf
+            red = []
             for c in torch.topk(lp, top_k).indices.tolist():
-                bc = boosts.get(c, 0.0)
                 if c == ids[i] or c in banned or stolen.is_green(c, c_ctx):
                     continue
                 if words is not None and not words.allows(ids[i], c):
                     continue
-                val = float(lp[c]) - penalty * bc
-                if val > best_val:
-                    best, best_val = c, val
-            if best is None:
-                cost = math.inf
+                red.append((float(lp[c]) - penalty * boosts.get(c, 0.0), c))
+            red.sort(reverse=True)
+            choices[i] = [c for _, c in red[:1]]
+    price: dict[int, float] = {}  # position -> whole-text cost of its replacement (`lookahead`)
+    if lookahead:
+        one = {i: max(float(logp[i, ids[i]]) - float(logp[i, cs[0]]), 0.0) for i, cs in choices.items() if cs}
+        first = sorted(one, key=lambda i: one[i])[:lookahead]  # the cheapest by their own token
+        costs = _edit_costs(model, full, [(off + i, choices[i][0]) for i in first], off)
+        price = dict(zip(first, costs, strict=True))
+    # (gain per nat, unit, nats, its new chance, items after it -> new chance, replacements)
+    gains: list[tuple[float, tuple[int, ...], float, float, dict, dict]] = []
+    for key, pos in units.items():
+        if any(not choices.get(i) for i in pos):
+            continue
+        cost, gain_new = 0.0, 0.0
+        after: dict[tuple[int, ...], float] = {}  # following items whose context the edit changes -> new prob
+        reps: dict[int, int] = {}
+        for i in pos:
+            best = choices[i][0]
+            if lookahead and i not in price:
+                cost = math.inf  # not among the edits priced on the whole text
                 break
-            cost += max(float(lp[ids[i]]) - float(lp[best]), 0.0)
-            gain_new = max(gain_new, gam + (1 - gam) * boosts.get(best, 0.0))
-        if math.isfinite(cost):
-            gain = prob[key] - gain_new
-            if gain > 0:
-                gains.append((gain / max(cost, 0.05), gain, key, cost))
+            cost += price[i] if lookahead else max(float(logp[i, ids[i]]) - float(logp[i, best]), 0.0)
+            reps[i] = best
+            gain_new = max(gain_new, gam + (1 - gam) * stolen.boost(full[: off + i], best))
+            after.update(_following_items(ids, full, off, i, best, units, prob, stolen, gam, copied, rate))
+        gain = prob[key] - gain_new + sum(prob[k] - q for k, q in after.items() if k != key)
+        if gain > 0 and math.isfinite(cost):
+            gains.append((gain / max(cost, 0.05), key, cost, gain_new, after, reps))
     z = estimated_z(list(prob.values()), gam)
     budget = int(math.floor(max_edit_rate * len(ids)))
-    chosen: set[int] = set()
+    chosen: dict[int, int] = {}
     total = sum(prob.values())
     t = len(prob)
     spent = 0.0
-    for _, gain, key, cost in sorted(gains, key=lambda g: -g[0]):
+    now = dict(prob)  # each item's believed chance as the chosen edits leave it
+    edited: set[tuple[int, ...]] = set()
+    for _, key, cost, new_prob, after, reps in sorted(gains, key=lambda g: -g[0]):
         if z <= target_z:
             break
         pos = units[key]
         if len(chosen) + len(pos) > budget or (max_cost is not None and spent + cost > max_cost):
             continue
-        chosen.update(pos)
+        # an item an earlier edit already removed or moved to a new context is not removed twice
+        drops = {k: now[k] - q for k, q in after.items() if k not in edited and now[k] > q}
+        drops[key] = now[key] - new_prob
+        gain = sum(d for d in drops.values() if d > 0)
+        if gain <= 0:
+            continue
+        chosen.update(reps)
         spent += cost
+        edited.add(key)
+        for k, d in drops.items():
+            now[k] -= max(d, 0.0)
         total -= gain
         z = (total - gam * t) / math.sqrt(gam * (1 - gam) * t)
     return chosen
+
+
+def _following_items(
+    ids: list[int],
+    full: list[int],
+    off: int,
+    i: int,
+    new: int,
+    units: dict[tuple[int, ...], list[int]],
+    prob: dict[tuple[int, ...], float],
+    stolen: StolenList,
+    gamma: float,
+    copied: frozenset | set | None,
+    copied_rate: float,
+) -> dict[tuple[int, ...], float]:
+    """For h >= 1, replacing the token at `i` by `new` also changes the context of the next h
+    items: each of them that occurs only there is replaced by an item with `new` in its context,
+    believed green at its own stolen boost (or `copied_rate` if the original had it). ->
+    {old item: its believed chance after the edit}, for items whose chance would fall."""
+    h = stolen.context_width
+    out: dict[tuple[int, ...], float] = {}
+    for j in range(i + 1, min(i + h + 1, len(ids))):
+        key = tuple(full[off + j - h : off + j + 1])
+        if len(units.get(key, ())) != 1:
+            continue  # another occurrence keeps the item in the text
+        ctx = list(full[off + j - h : off + j])
+        ctx[i - (j - h)] = new
+        q = gamma + (1 - gamma) * stolen.boost(ctx, ids[j])
+        if copied and copied_rate > 0 and (*ctx, ids[j]) in copied:
+            q = max(q, copied_rate)
+        if q < prob[key]:
+            out[key] = q
+    return out
 
 
 def _candidates(logp: torch.Tensor, token: int, k: int, neighbours: NeighbourIndex | None) -> list[int]:
@@ -290,6 +414,7 @@ def scrub_ids(
     copied: frozenset | set | None = None,
     copied_rate: float | None = None,
     max_cost: float | None = None,
+    lookahead: int = 0,
 ) -> ScrubResult:
     """Rewrite one text (its token ids, generated after `prefix_ids`) to dodge the stolen list.
 
@@ -297,8 +422,9 @@ def scrub_ids(
     model's input embeddings without word masks; `scrub_texts` passes a word-aware one).
     `target_z`: plan the edits with `plan_edits` (model candidates) and edit only those positions.
     `words`: edit whole words only, replacing them by whole words (`WordFilter`). `copied`,
-    `copied_rate`, `max_cost`: the watermarked original's items, their assumed rate and the
-    log-likelihood budget, for the planner."""
+    `copied_rate`, `max_cost`, `lookahead`: the watermarked original's items, their assumed rate,
+    the log-likelihood budget and the look-ahead pricing, for the planner, whose replacement is
+    used where it is still believed red in the edited context."""
     if candidates not in CANDIDATES:
         raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
     if top_k < 1 or beam < 1:
@@ -317,7 +443,7 @@ def scrub_ids(
     budget = int(math.floor(max_edit_rate * len(ids)))
     planned = None
     if target_z is not None:
-        planned = plan_edits(
+        planned = _plan(
             model,
             ids,
             stolen,
@@ -331,6 +457,7 @@ def scrub_ids(
             copied=copied,
             copied_rate=copied_rate,
             max_cost=max_cost,
+            lookahead=lookahead,
         )
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
@@ -356,6 +483,9 @@ def scrub_ids(
                     red.sort(key=lambda c: -(float(logp[b, c]) - penalty * boosts.get(c, 0.0)))
                 else:
                     red.sort(key=lambda c: -float(logp[b, c]))
+                want = planned.get(i) if planned is not None else None
+                if want is not None and want != y and want not in banned and not stolen.is_green(want, ctx):
+                    red = [want] + [c for c in red if c != want]  # the planner priced this one
                 for c in red[:beam]:
                     expanded.append((b, c, score + float(logp[b, c]), edits + 1))
                 if red:
@@ -470,7 +600,8 @@ class RewriteChoice:
     """What `rewrite_scrub` kept for one text, with the attacker's own numbers (no key)."""
 
     text: str
-    rewrite: int  # index into the settings of the rewrite kept (the cheapest when none is within budget)
+    rewrite: int  # index into the settings of the rewrite kept (the cheapest when none is within
+    # budget); ORIGINAL (-1) when the kept text is the watermarked original with planned edits
     estimated_z: float  # the attacker's estimate for the kept text
     estimated_z_before: float
     ppl_before: float  # the attacker's model, given the prompt
@@ -498,16 +629,15 @@ def rewrite_settings(strength: float) -> tuple[tuple[float, float], ...]:
 
 
 EDIT_TRIES = (0.8, 0.4)  # shares of the perplexity headroom offered to the planner, in turn
+EDIT_ROUNDS = 2  # plan, apply and re-measure this many times on one candidate text
+ORIGINAL = -1  # `RewriteChoice.rewrite` of a text edited from the watermarked original, no rewrite
 
 
 def _edit_within_budget(
     model: Any,
     tokenizer: Any,
     stolen: StolenList,
-    rewrites: list[list[str]],
-    scored: list[tuple[float, float, int]],
-    kept: int,
-    j: int,
+    candidates: list[tuple[str, float, int]],
     prefix: list[int],
     prompt: str | None,
     budget: float,
@@ -515,33 +645,38 @@ def _edit_within_budget(
     z_of: Any,
     scrub_kwargs: dict[str, Any],
 ) -> tuple[str, int, float, float, int] | None:
-    """Replace believed-green items left in a rewrite without leaving the perplexity budget:
-    the kept rewrite first, then the most fluent one within budget (the paraphrase itself may use
-    most of the budget). The planner gets a share of the headroom in log-likelihood (tokens x
-    log(budget / perplexity)) and keeps the edits worth most per nat within it; the real
-    perplexity is checked after, with a smaller share on a miss. The edited text with the lowest
-    estimate within budget wins; None when no edit fits. -> (text, edits, ppl, estimate, rewrite)"""
+    """Replace believed-green items left in a text without leaving the perplexity budget.
+    `candidates`: (text, perplexity, rewrite index) in the order to try them (the kept rewrite,
+    the most fluent one, the original: a paraphrase may use most of the budget by itself).
+    The planner gets a share of the headroom in log-likelihood (tokens x log(budget /
+    perplexity)) and keeps the edits worth most per nat within it; the real perplexity is
+    checked after, with a smaller share on a miss. An accepted text is planned again from its
+    real perplexity (`EDIT_ROUNDS`), which prices what the edits did to the tokens after them.
+    The edited text with the lowest estimate within budget wins; None when no edit fits.
+    -> (text, edits, ppl, estimate, rewrite)"""
     from wm_toolkit.watermark.evaluation import text_perplexities
     from wm_toolkit.watermark.generation import encode_texts
 
-    within = sorted((c for c in scored if c[1] <= budget), key=lambda c: c[1])
-    order = [kept] + [c[2] for c in within if c[2] != kept][:1]
-    ppl_of = {c[2]: c[1] for c in scored}
     best = None
-    for r in order:
-        ids = encode_texts(tokenizer, [rewrites[r][j]])[0]
-        for share in EDIT_TRIES:
-            headroom = len(ids) * math.log(budget / ppl_of[r]) * share
-            res = scrub_ids(model, ids, stolen, prefix, max_cost=headroom, **scrub_kwargs)
-            if not res.edits:
+    for text, ppl, r in candidates:
+        edits, z = 0, None
+        for _ in range(EDIT_ROUNDS):
+            ids = encode_texts(tokenizer, [text])[0]
+            accepted = False
+            for share in EDIT_TRIES:
+                headroom = len(ids) * math.log(budget / ppl) * share
+                res = scrub_ids(model, ids, stolen, prefix, max_cost=headroom, **scrub_kwargs)
+                if not res.edits:
+                    break
+                edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
+                q = float(text_perplexities(model, tokenizer, [edited], [prompt])[0])
+                if q <= budget:
+                    text, ppl, edits, z, accepted = edited, q, edits + res.edits, z_of(edited), True
+                    break
+            if not accepted or z <= target_z:
                 break
-            edited = tokenizer.decode(list(res.edited_ids), skip_special_tokens=True)
-            ppl = float(text_perplexities(model, tokenizer, [edited], [prompt])[0])
-            if ppl <= budget:
-                z = z_of(edited)
-                if best is None or z < best[3]:
-                    best = (edited, res.edits, ppl, z, r)
-                break
+        if z is not None and (best is None or z < best[3]):
+            best = (text, edits, ppl, z, r)
         if best is not None and best[3] <= target_z:
             break
     return best
@@ -562,6 +697,7 @@ def rewrite_scrub(
     top_k: int = 30,
     penalty: float = 1.0,
     copied_rate: float | None = None,
+    lookahead: int = LOOKAHEAD,
 ) -> list[RewriteChoice]:
     """Jovanovic et al.'s scrubber as an attacker with a budget would run it: rewrite each text
     several ways away from the stolen list (`paraphrase_scrub`, one (temperature, strength)
@@ -621,13 +757,17 @@ def rewrite_scrub(
         else:
             z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
         kept, edits = rewrites[i][j], 0
-        if target_z is not None and within and z > target_z:
+        if target_z is not None and (z > target_z or not within):
+            fluent = [c[2] for c in sorted(within, key=lambda c: c[1]) if c[2] != i][:1]
+            candidates = [(rewrites[r][j], scored[r][1], r) for r in ([i] if within else []) + fluent]
+            if not within:  # every rewrite is over budget: edit the original itself
+                candidates.append((text, float(ppl_before[j]), ORIGINAL))
             best = _edit_within_budget(
-                model, tokenizer, stolen, rewrites, scored, i, j, prefix, prompts[j], budget, target_z, z_of,
+                model, tokenizer, stolen, candidates, prefix, prompts[j], budget, target_z, z_of,
                 dict(top_k=top_k, banned_ids=banned, target_z=target_z, penalty=penalty, copied=copied,
-                     copied_rate=rate),
+                     copied_rate=rate, lookahead=lookahead),
             )  # fmt: skip
-            if best is not None:
+            if best is not None and (not within or best[3] < z):
                 kept, edits, ppl, z, i = best
         out.append(
             RewriteChoice(
@@ -638,7 +778,7 @@ def rewrite_scrub(
                 ppl_before=float(ppl_before[j]),
                 ppl_after=ppl,
                 edits=edits,
-                within_budget=bool(within),
+                within_budget=ppl <= budget,
             )
         )
     return out

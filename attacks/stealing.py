@@ -110,6 +110,12 @@ class StolenList:
             return self.ratio_model.boosts(context)
         return dict.fromkeys(self.green_after(context), 1.0)
 
+    def boost(self, context: Sequence[int], token: int) -> float:
+        """`boosts(context)` of one token, without building the whole dict."""
+        if self.ratio_model is not None:
+            return self.ratio_model.boost(context, token)
+        return self.boosts(context).get(int(token), 0.0)
+
     def is_green(self, token: int, context: Sequence[int] = ()) -> bool:
         """Believed green: `context` is the previous h token ids (ignored for h = 0)."""
         if self.context_width == 0:

@@ -425,7 +425,8 @@ class _Judge:
     help="--paraphrase: rewrite each text this many ways (greedy at --strength, greedy at twice it, then "
     "sampled) and keep, within --max-ppl-ratio, the most fluent rewrite whose z-estimate is at most "
     "--target-z, else the lowest estimate, judged by the attacker's model and stolen scores only; "
-    "believed-green items left above --target-z are then replaced.",
+    "believed-green items left above --target-z are then replaced within the budget (in the kept rewrite, "
+    "the most fluent one, or the original itself; `scrub.rewrite` is -1 for the original).",
 )
 @click.option(
     "--max-ppl-ratio",
@@ -440,6 +441,14 @@ class _Judge:
     default=None,
     help="--rewrites: count every (context, token) item a rewrite copies from the watermarked original "
     "as green at least this often in the attacker's estimate (default: 0.5 for h >= 1, off for h = 0).",
+)
+@click.option(
+    "--lookahead",
+    type=click.IntRange(0),
+    default=None,
+    help="--rewrites: price this many candidate replacements (the cheapest by their own token) on the "
+    "whole text, as the real perplexity check will, and plan only those (default: 48; 0 prices each by "
+    "its own token).",
 )
 @click.option("--candidates", type=click.Choice(["model", "embedding"]), default="model", show_default=True)
 @click.option("--max-edit-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
@@ -463,6 +472,7 @@ def scrub_command(
     rewrites,
     max_ppl_ratio,
     copied_rate,
+    lookahead,
     candidates,
     max_edit_rate,
     alpha,
@@ -488,7 +498,7 @@ def scrub_command(
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
     if para:
-        selection = (rewrites, max_ppl_ratio, target_z, copied_rate) if rewrites > 1 else None
+        selection = (rewrites, max_ppl_ratio, target_z, copied_rate, lookahead) if rewrites > 1 else None
         _paraphrase_scrub(
             records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json, selection
         )
@@ -542,7 +552,7 @@ def _paraphrase_scrub(
     records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json, selection=None
 ) -> None:
     """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does.
-    `selection`: (rewrites, max perplexity ratio, target z, copied rate) for `rewrite_scrub`, else
+    `selection`: (rewrites, max perplexity ratio, target z, copied rate, lookahead) for `rewrite_scrub`, else
     one rewrite."""
     from wm_toolkit.attacks.scrub import (
         default_scrub_strength,
@@ -557,11 +567,12 @@ def _paraphrase_scrub(
     prompts = [r.prompt for r in records]
     choices = None
     if selection is not None:
-        count, ratio, target, copied_rate = selection
+        count, ratio, target, copied_rate, lookahead = selection
+        extra = {} if lookahead is None else {"lookahead": lookahead}
         with with_status(f"Rewriting {len(records)} texts {count} ways"):
             choices = rewrite_scrub(lm, tok, [r.text for r in records], stolen, prompts,
                                     settings=rewrite_settings(s)[:count], max_ppl_ratio=ratio,
-                                    target_z=target, copied_rate=copied_rate)  # fmt: skip
+                                    target_z=target, copied_rate=copied_rate, **extra)  # fmt: skip
         texts = [c.text for c in choices]
     else:
         with progress() as bar:

@@ -278,3 +278,78 @@ def test_items_copied_from_the_watermarked_original_count_at_the_copied_rate(tin
     free = dict(target_z=-5.0, top_k=50, max_edit_rate=1.0, copied=copied)
     assert plan_edits(tiny_model, rewrite, pairs, prefix, max_cost=1e9, **free) == planned
     assert plan_edits(tiny_model, rewrite, pairs, prefix, max_cost=-1.0, **free) == set()  # nothing fits
+
+
+def test_h1_planner_counts_the_item_an_edit_moves_to_a_new_context(tiny_model):
+    # h = 1: replacing token i also changes the context of item i + 1, so the edit removes that
+    # item too (when it occurs only there). A pair the planner would not edit for its own sake
+    # (believed green at gamma) can be the cheapest way to remove the copied pair after it.
+    from wm_toolkit.attacks.scrub import _following_items, _unit_probs, _units, plan_edits
+
+    pairs = StolenList([], "vanilla", context_width=1, green_pairs=[(5, 6)], gamma=0.25)
+    rewrite, prefix = [11, 12, 13, 20, 21, 22], [1]
+    copied = {(12, 13)}  # only the item at position 2 was copied from the original
+    units = _units(rewrite, prefix, 1)
+    prob = _unit_probs(units, dict.fromkeys(units, 0.0), 0.25, copied, 0.5)
+    moved = _following_items(rewrite, prefix + rewrite, 1, 1, 40, units, prob, pairs, 0.25, copied, 0.5)
+    assert moved == {(12, 13): 0.25}  # (12, 13) becomes (40, 13), an unseen pair
+    assert _following_items(rewrite, prefix + rewrite, 1, 2, 40, units, prob, pairs, 0.25, copied, 0.5) == {}
+    planned = plan_edits(tiny_model, rewrite, pairs, prefix, target_z=-5.0, top_k=50, max_edit_rate=1.0,
+                         copied=copied, copied_rate=0.5)  # fmt: skip
+    assert len(planned) == 1 and planned <= {1, 2}  # one edit removes the copied pair; a second adds nothing
+
+
+def test_rewrite_scrub_edits_the_original_when_no_rewrite_fits_the_budget(
+    tiny_model, tokenizer, true_list, monkeypatch
+):
+    # A paraphrase may cost more than the whole budget; the watermarked original itself is then
+    # the candidate to edit (rewrite == ORIGINAL), kept only if the edited text stays within it.
+    from wm_toolkit.attacks import scrub
+
+    text = "A river flows to the sea and the sea is wide."
+    monkeypatch.setattr(scrub, "paraphrase_scrub", lambda m, t, ts, s, **kw: ["Water moves."] * len(ts))
+    edited_ppl = [12.0]
+    monkeypatch.setattr(
+        "wm_toolkit.watermark.evaluation.text_perplexities",
+        lambda model, tok, ts, prompts, **kw: np.array(
+            [10.0 if t == text else 50.0 if t == "Water moves." else edited_ppl[0] for t in ts]
+        ),
+    )
+    settings = [(0.0, -2.0)]
+    out = scrub.rewrite_scrub(tiny_model, tokenizer, [text], true_list, settings=settings, target_z=-100.0)
+    assert out[0].rewrite == scrub.ORIGINAL and out[0].edits > 0 and out[0].text != text
+    assert out[0].within_budget and out[0].ppl_after == 12.0
+    edited_ppl[0] = 25.0  # no edit fits either: the cheapest rewrite is reported, over budget
+    over = scrub.rewrite_scrub(tiny_model, tokenizer, [text], true_list, settings=settings, target_z=-100.0)
+    assert over[0].text == "Water moves." and not over[0].within_budget and over[0].edits == 0
+
+
+def test_lookahead_prices_each_edit_on_the_whole_text(tiny_model):
+    # A replacement can fit its own slot and clash with the words after it; with a look-ahead the
+    # planner prices each candidate edit by the log-likelihood the whole text loses, and the
+    # edits it plans fit the budget in those terms.
+    from wm_toolkit.attacks.scrub import _edit_costs, _plan
+
+    full = [1, 11, 12, 13, 14, 15, 16, 17, 18]
+    off = 1
+
+    @torch.inference_mode()
+    def loglik(ids):
+        logp = torch.log_softmax(tiny_model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+        return sum(float(logp[k - 1, ids[k]]) for k in range(off, len(ids)))
+
+    edits = [(3, 40), (5, 41), (8, 42)]
+    want = [max(loglik(full) - loglik(full[:i] + [c] + full[i + 1 :]), 0.0) for i, c in edits]
+    assert _edit_costs(tiny_model, full, edits, off) == pytest.approx(want, abs=1e-4)
+
+    pairs = StolenList([], "vanilla", context_width=1, green_pairs=[(5, 6)], gamma=0.25)
+    ids = full[off:]
+    copied = set(zip(ids[:-1], ids[1:], strict=True))  # every item copied: every edit pays
+    free = dict(target_z=-5.0, top_k=50, max_edit_rate=1.0, copied=copied, copied_rate=0.5)
+    everything = _plan(tiny_model, ids, pairs, full[:off], lookahead=3, **free)
+    assert 0 < len(everything) <= 3  # only the 3 edits priced on the whole text are planned
+    priced = _edit_costs(tiny_model, full, [(off + i, c) for i, c in everything.items()], off)
+    costs = dict(zip(everything, priced, strict=True))
+    budget = min(costs.values()) + 1e-6
+    one = _plan(tiny_model, ids, pairs, full[:off], lookahead=3, max_cost=budget, **free)
+    assert len(one) >= 1 and sum(costs.get(i, 0.0) for i in one) <= budget + 1e-6

@@ -264,12 +264,14 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     res = invoke(
         scrub_command,
         [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--paraphrase", "--rewrites", 2, "--target-z", 0,
-         "--copied-rate", 0.6, "-o", tmp_path / "rewrite.jsonl", *common],
+         "--copied-rate", 0.6, "--lookahead", 8, "-o", tmp_path / "rewrite.jsonl", *common],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["mode"] == "rewrite"
     rows = [json.loads(line) for line in (tmp_path / "rewrite.jsonl").read_text().splitlines()]
-    assert all(r["scrub"]["rewrite"] in (0, 1) and "estimated_z" in r["scrub"] for r in rows)
+    assert all(
+        r["scrub"]["rewrite"] in (-1, 0, 1) and "estimated_z" in r["scrub"] for r in rows
+    )  # -1: original
     assert all(
         r["scrub"]["within_budget"] == (r["scrub"]["ppl_after"] <= 2 * r["scrub"]["ppl_before"]) for r in rows
     )
