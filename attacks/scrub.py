@@ -28,9 +28,9 @@ token itself and its score is the better estimate), and the planner edits copied
 
 Following items (h >= 1). Replacing the token at i also changes the context of the next h items,
 so an edit removes those items as well (each that occurs only there becomes an item with the new
-token in its context, believed green at its own boost). The planner counts that gain, so it plans
-about half as many edits for h = 1 as when it counted each edit's own item only, and never counts
-one item twice when neighbouring edits overlap.
+token in its context, believed green at its own boost). The planner counts that gain (for h = 1
+one edit can remove two copied items) and never counts one item twice when neighbouring edits
+overlap. With `lookahead` it prices candidate edits by what the whole text loses (`_edit_costs`).
 """
 
 from __future__ import annotations
@@ -647,7 +647,8 @@ def _edit_within_budget(
 ) -> tuple[str, int, float, float, int] | None:
     """Replace believed-green items left in a text without leaving the perplexity budget.
     `candidates`: (text, perplexity, rewrite index) in the order to try them (the kept rewrite,
-    the most fluent one, the original: a paraphrase may use most of the budget by itself).
+    the most fluent one; the original when no rewrite fits, as a paraphrase may use the whole
+    budget by itself).
     The planner gets a share of the headroom in log-likelihood (tokens x log(budget /
     perplexity)) and keeps the edits worth most per nat within it; the real perplexity is
     checked after, with a smaller share on a miss. An accepted text is planned again from its
