@@ -297,10 +297,10 @@ def _plan(
                 red.append((float(lp[c]) - penalty * boosts.get(c, 0.0), c))
             red.sort(reverse=True)
             choices[i] = [c for _, c in red[:1]]
-    price: dict[int, float] = {}  # position -> whole-text cost of its replacement (`lookahead`)
+    # position -> cost of its replacement: by its own token, or (`lookahead`) on the whole text
+    price = {i: max(float(logp[i, ids[i]]) - float(logp[i, cs[0]]), 0.0) for i, cs in choices.items() if cs}
     if lookahead:
-        one = {i: max(float(logp[i, ids[i]]) - float(logp[i, cs[0]]), 0.0) for i, cs in choices.items() if cs}
-        first = sorted(one, key=lambda i: one[i])[:lookahead]  # the cheapest by their own token
+        first = sorted(price, key=lambda i: price[i])[:lookahead]  # the cheapest by their own token
         costs = _edit_costs(model, full, [(off + i, choices[i][0]) for i in first], off)
         price = dict(zip(first, costs, strict=True))
     # (gain per nat, unit, nats, its new chance, items after it -> new chance, replacements)
@@ -316,7 +316,7 @@ def _plan(
             if lookahead and i not in price:
                 cost = math.inf  # not among the edits priced on the whole text
                 break
-            cost += price[i] if lookahead else max(float(logp[i, ids[i]]) - float(logp[i, best]), 0.0)
+            cost += price[i]
             reps[i] = best
             gain_new = max(gain_new, gam + (1 - gam) * stolen.boost(full[: off + i], best))
             after.update(_following_items(ids, full, off, i, best, units, prob, stolen, gam, copied, rate))
