@@ -51,6 +51,15 @@ def clean_output(out: str, fallback: str, mode: str) -> str:
 
 
 def paraphrase(
+    texts: Sequence[str], model: Any, tokenizer: Any, mode: str = "sentence", **kwargs: Any
+) -> list[str]:
+    """Paraphrase each text; returns the rewritten texts in order (`paraphrase_units`, each
+    text's rewritten units joined: sentences with a space)."""
+    units = paraphrase_units(texts, model, tokenizer, mode=mode, **kwargs)
+    return [" ".join(us) if mode == "sentence" else us[0] for us in units]
+
+
+def paraphrase_units(
     texts: Sequence[str],
     model: Any,
     tokenizer: Any,
@@ -62,8 +71,11 @@ def paraphrase(
     max_new_tokens: int | None = None,
     on_item: Callable[[int], None] | None = None,
     extra_processors: Sequence[Any] = (),
-) -> list[str]:
-    """Paraphrase each text; returns the rewritten texts in order.
+) -> list[list[str]]:
+    """Paraphrase each text unit by unit; returns, per text, the rewrite of each of its units
+    (`split_sentences` in sentence mode, the whole text otherwise), in order. Unit i of every
+    rewrite of a text stands for the same original sentence, so rewrites can be mixed sentence
+    by sentence (`attacks.scrub.mix_sentences`).
 
     Units (sentences or texts) are batched by token length; `max_new_tokens` defaults to 1.5 x
     the longest input of a batch plus 16 tokens. `on_item` is called with the number of texts
@@ -105,9 +117,9 @@ def paraphrase(
             remaining[i] -= 1
             if remaining[i] == 0 and on_item:
                 on_item(1)
-    out: list[str] = []
+    out: list[list[str]] = []
     k = 0
     for us in units:
-        out.append(" ".join(rewritten[k : k + len(us)]) if mode == "sentence" else rewritten[k])
+        out.append(rewritten[k : k + len(us)])
         k += len(us)
     return out

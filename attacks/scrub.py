@@ -559,19 +559,23 @@ def paraphrase_scrub(
     texts: Sequence[str],
     stolen: StolenList,
     strength: float | None = None,
+    units: bool = False,
     **kwargs: Any,
-) -> list[str]:
+) -> list[str] | list[list[str]]:
     """Jovanovic et al.'s scrubber: paraphrase with the stolen boosts *subtracted* from the
     rewriting model's logits (strength < 0, default the authors' per scheme), so the rewrite
     avoids believed-green continuations. `kwargs` go to `attacks.paraphrase.paraphrase`
-    (mode, temperature, seed, batch_size, prompt)."""
-    from .paraphrase import paraphrase
+    (mode, temperature, seed, batch_size, prompt). `units`: each text's rewritten sentences
+    (`paraphrase_units`) instead of the joined text."""
+    from .paraphrase import paraphrase, paraphrase_units
     from .spoof import StolenListLogitsProcessor
 
     s = default_scrub_strength(stolen) if strength is None else float(strength)
     if s > 0:
         raise ConfigError(f"a scrubbing strength pushes away from the list: give a value <= 0, not {s}")
     proc = StolenListLogitsProcessor(stolen, s, allow_negative=True)
+    if units:
+        return paraphrase_units(texts, model, tokenizer, extra_processors=[proc], **kwargs)
     return paraphrase(texts, model, tokenizer, extra_processors=[proc], **kwargs)
 
 
@@ -601,7 +605,8 @@ class RewriteChoice:
 
     text: str
     rewrite: int  # index into the settings of the rewrite kept (the cheapest when none is within
-    # budget); ORIGINAL (-1) when the kept text is the watermarked original with planned edits
+    # budget); ORIGINAL (-1) when the kept text is the watermarked original with planned edits;
+    # MIXED (-2) when it is mixed sentence by sentence from the original and the rewrites
     estimated_z: float  # the attacker's estimate for the kept text
     estimated_z_before: float
     ppl_before: float  # the attacker's model, given the prompt
@@ -621,11 +626,17 @@ class RewriteChoice:
         }
 
 
-def rewrite_settings(strength: float) -> tuple[tuple[float, float], ...]:
+def rewrite_settings(strength: float, count: int = 4) -> tuple[tuple[float, float], ...]:
     """Default (temperature, strength) candidates: greedy and sampled rewrites at the authors'
     strength and at twice it. Greedy keeps the perplexity low but copies words; sampling and a
-    stronger push leave fewer believed-green items at a higher perplexity."""
-    return ((0.0, strength), (0.0, 2 * strength), (0.7, strength), (0.7, 2 * strength))
+    stronger push leave fewer believed-green items at a higher perplexity. Beyond four: greedy at
+    half and 1.5x the strength, cooler samples, then more samples (each rewrite has its own seed),
+    which give the sentence mixer (`mix_sentences`) more choices per sentence between copying and
+    fluency."""
+    base = ((0.0, strength), (0.0, 2 * strength), (0.7, strength), (0.7, 2 * strength))
+    more = ((0.0, 0.5 * strength), (0.0, 1.5 * strength), (0.4, strength), (0.4, 1.5 * strength))
+    extra = tuple((0.7, (1.5, 1.0, 2.0)[k % 3] * strength) for k in range(max(count - 8, 0)))
+    return (base + more + extra)[:count]
 
 
 EDIT_TRIES = (0.8, 0.4)  # shares of the perplexity headroom offered to the planner, in turn
@@ -683,6 +694,129 @@ def _edit_within_budget(
     return best
 
 
+MIXED = -2  # `RewriteChoice.rewrite` of a text mixed sentence by sentence from the rewrites
+MIX_SHARES = (0.95, 0.85, 0.7)  # shares of the log perplexity budget the mixer plans with, in turn
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One way to write each sentence of a text, with what each sentence costs and leaves."""
+
+    units: list[str]
+    excess: np.ndarray  # per sentence: believed-green share above gamma, summed over its items
+    nll: np.ndarray  # per sentence: negative log-likelihood (nats) in this option's own context
+    tokens: np.ndarray  # per sentence: token count
+
+
+def _unit_ids(tokenizer: Any, units: Sequence[str]) -> list[list[int]]:
+    """Token ids of each sentence as it reads inside the joined text (a space before all but the
+    first), so the concatenation is the joined text's tokenisation."""
+    return [
+        tokenizer(u if k == 0 else " " + u, add_special_tokens=False)["input_ids"]
+        for k, u in enumerate(units)
+    ]
+
+
+def _option(
+    model: Any,
+    tokenizer: Any,
+    stolen: StolenList,
+    units: Sequence[str],
+    prefix: list[int],
+    gamma: float,
+    copied: frozenset | set | None,
+    rate: float,
+) -> _Option:
+    from wm_toolkit.watermark.evaluation import token_nlls
+
+    pieces = _unit_ids(tokenizer, units)
+    ids = [t for piece in pieces for t in piece]
+    full, off, h = prefix + ids, len(prefix), stolen.context_width
+    nll = token_nlls(model, [ids], [prefix])[0] if ids else np.zeros(0)
+    excess, nlls, tokens, pos = [], [], [], 0
+    for piece in pieces:
+        seen: dict[tuple[int, ...], float] = {}
+        for i in range(pos, pos + len(piece)):
+            if i < h:  # the detector scores an item only with h tokens of the text before it
+                continue
+            key = tuple(full[off + i - h : off + i + 1])
+            if key not in seen:
+                prob = gamma + (1 - gamma) * stolen.boost(full[: off + i], key[-1])
+                seen[key] = max(prob, rate) if copied and rate > 0 and key in copied else prob
+        excess.append(sum(seen.values()) - gamma * len(seen))
+        nlls.append(float(nll[pos : pos + len(piece)].sum()))
+        tokens.append(len(piece))
+        pos += len(piece)
+    return _Option(list(units), np.array(excess), np.array(nlls), np.array(tokens))
+
+
+def _mix_choice(options: list[_Option], limit: float) -> np.ndarray:
+    """Per sentence, the option to take: the least believed-green excess in all with the
+    perplexity within exp(`limit`), i.e. sum over sentences of (nll - limit x tokens) <= 0 (a
+    multiple-choice knapsack), solved exactly sentence by sentence on the Pareto front of
+    (cost so far, excess so far): a partial choice that costs more and leaves more is never
+    completed better, as every later sentence adds the same to both, and one that cannot fit
+    whatever follows is dropped. The cheapest choice when nothing fits."""
+    excess = np.stack([o.excess for o in options])  # (options, sentences)
+    cost = np.stack([o.nll - limit * o.tokens for o in options])
+    n_opt, n_sent = cost.shape
+    cheapest = cost.argmin(0)
+    rest = np.concatenate([np.cumsum(cost.min(0)[::-1])[::-1][1:], [0.0]])  # least cost after sentence k
+    c, e, picks = np.zeros(1), np.zeros(1), np.zeros((1, 0), dtype=np.int64)
+    for k in range(n_sent):
+        cc = (c[:, None] + cost[None, :, k]).ravel()
+        ee = (e[:, None] + excess[None, :, k]).ravel()
+        src, opt = np.repeat(np.arange(len(c)), n_opt), np.tile(np.arange(n_opt), len(c))
+        order = np.lexsort((ee, cc))
+        order = order[cc[order] + rest[k] <= 1e-9]
+        if order.size == 0:
+            return cheapest
+        best_before = np.minimum.accumulate(np.concatenate([[np.inf], ee[order]]))[:-1]
+        idx = order[ee[order] < best_before]
+        c, e, picks = cc[idx], ee[idx], np.column_stack([picks[src[idx]], opt[idx]])
+    return picks[int(np.argmin(e))]
+
+
+def mix_sentences(
+    model: Any,
+    tokenizer: Any,
+    stolen: StolenList,
+    versions: Sequence[Sequence[str]],
+    prompt: str | None,
+    budget: float,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
+) -> tuple[str, float] | None:
+    """Mix several versions of one text sentence by sentence (e.g. the original's sentences and
+    each rewrite's, unit i of every version standing for the same sentence): per sentence the
+    version that leaves the fewest believed-green items for the perplexity it costs, so that the
+    whole text stays within `budget` (perplexity given `prompt`, the attacker's model). Rewrites
+    differ sentence by sentence (one setting copies a sentence, another mangles it), so the mix
+    can beat every whole rewrite. Sentence costs are read in each version's own context; the
+    joined text is measured for real and planned again with less of the budget if it misses.
+    -> (mixed text, its perplexity), or None when no mix fits or the versions do not line up."""
+    from wm_toolkit.watermark.evaluation import text_perplexities
+
+    versions = [list(v) for v in versions if v]
+    if len(versions) < 2 or len({len(v) for v in versions}) != 1 or budget <= 0:
+        return None
+    gam = float(stolen.gamma or 0.25)
+    rate = default_copied_rate(stolen, copied_rate)
+    prefix = prompt_prefix(tokenizer, prompt)
+    options = [_option(model, tokenizer, stolen, v, prefix, gam, copied, rate) for v in versions]
+    tried = set()
+    for share in MIX_SHARES:
+        pick = _mix_choice(options, math.log(budget * share))
+        if len({int(o) for o in pick}) < 2 or tuple(pick) in tried:
+            continue  # one version whole is already a candidate of its own
+        tried.add(tuple(pick))
+        text = " ".join(options[int(o)].units[k] for k, o in enumerate(pick))
+        ppl = float(text_perplexities(model, tokenizer, [text], [prompt])[0])
+        if ppl <= budget:
+            return text, ppl
+    return None
+
+
 def rewrite_scrub(
     model: Any,
     tokenizer: Any,
@@ -699,21 +833,25 @@ def rewrite_scrub(
     penalty: float = 1.0,
     copied_rate: float | None = None,
     lookahead: int = LOOKAHEAD,
+    mix: bool = True,
 ) -> list[RewriteChoice]:
     """Jovanovic et al.'s scrubber as an attacker with a budget would run it: rewrite each text
     several ways away from the stolen list (`paraphrase_scrub`, one (temperature, strength)
     pair of `settings` each), score every rewrite with the attacker's own model and scores only
-    (perplexity given the prompt, `text_estimated_z`). Among the rewrites within
-    `max_ppl_ratio` x the original's perplexity it keeps the most fluent one whose estimate is
-    at most `target_z`, else the lowest estimate (the cheapest rewrite when none is within the
-    budget). When the kept estimate is still above `target_z`, believed-green items left are
-    replaced by `plan_edits` within the perplexity headroom (`_edit_within_budget`: the kept
-    rewrite, then the most fluent one), kept only if the budget still holds. Items a rewrite
-    copies from the original count at least at `copied_rate` (None: `default_copied_rate`; 0
-    turns it off). The attacker never sees the key: success is judged afterwards by the real
-    detector."""
+    (perplexity given the prompt, `text_estimated_z`). With `mix` (sentence mode) the rewrites
+    and the original are also mixed sentence by sentence within the budget (`mix_sentences`;
+    `rewrite` = MIXED). Among the candidates within `max_ppl_ratio` x the original's perplexity
+    it keeps the most fluent one whose estimate is at most `target_z`, else the lowest estimate
+    (the cheapest candidate when none is within the budget). When the kept estimate is still
+    above `target_z`, believed-green items left are replaced by `plan_edits` within the
+    perplexity headroom (`_edit_within_budget`: the kept candidate, then the most fluent one),
+    kept only if the budget still holds. Items a rewrite copies from the original count at least
+    at `copied_rate` (None: `default_copied_rate`; 0 turns it off). The attacker never sees the
+    key: success is judged afterwards by the real detector."""
     from wm_toolkit.watermark.evaluation import text_perplexities
     from wm_toolkit.watermark.generation import encode_texts
+
+    from .paraphrase import split_sentences
 
     if max_ppl_ratio <= 0:
         raise ConfigError(f"the perplexity budget must be a positive ratio, got {max_ppl_ratio}")
@@ -721,7 +859,7 @@ def rewrite_scrub(
     if len(prompts) != len(texts):
         raise InputError("give one prompt (or None) per text")
     settings = list(settings or rewrite_settings(default_scrub_strength(stolen)))
-    rewrites = [
+    unit_rewrites = [
         paraphrase_scrub(
             model,
             tokenizer,
@@ -732,9 +870,12 @@ def rewrite_scrub(
             mode=mode,
             seed=seed + 1009 * i,
             batch_size=batch_size,
+            units=True,
         )
         for i, (t, st) in enumerate(settings)
     ]
+    joiner = " " if mode == "sentence" else ""
+    rewrites = [[joiner.join(us) for us in r] for r in unit_rewrites]
     ppl_before = text_perplexities(model, tokenizer, texts, prompts)
     ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
     banned = sorted(set(tokenizer.all_special_ids))
@@ -748,19 +889,25 @@ def rewrite_scrub(
             return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix, None, copied, rate)
 
         budget = max_ppl_ratio * float(ppl_before[j])
-        scored = [
-            (z_of(r[j]), float(q[j]), i) for i, (r, q) in enumerate(zip(rewrites, ppl_rewrites, strict=True))
-        ]
+        written = {i: r[j] for i, r in enumerate(rewrites)}
+        scored = [(z_of(written[i]), float(q[j]), i) for i, q in enumerate(ppl_rewrites)]
+        if mix and mode == "sentence":
+            versions = [split_sentences(text) or [text.strip()]] + [r[j] for r in unit_rewrites]
+            mixed = mix_sentences(model, tokenizer, stolen, versions, prompts[j], budget, copied, rate)
+            if mixed is not None:
+                written[MIXED] = mixed[0]
+                scored.append((z_of(mixed[0]), mixed[1], MIXED))
         within = [c for c in scored if c[1] <= budget]
         enough = [c for c in within if target_z is not None and c[0] <= target_z]
-        if enough:  # the goal is met: keep the most fluent rewrite that meets it
+        if enough:  # the goal is met: keep the most fluent candidate that meets it
             z, ppl, i = min(enough, key=lambda c: c[1])
         else:
             z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
-        kept, edits = rewrites[i][j], 0
+        kept, edits = written[i], 0
         if target_z is not None and (z > target_z or not within):
             fluent = [c[2] for c in sorted(within, key=lambda c: c[1]) if c[2] != i][:1]
-            candidates = [(rewrites[r][j], scored[r][1], r) for r in ([i] if within else []) + fluent]
+            by_index = {c[2]: c for c in scored}
+            candidates = [(written[r], by_index[r][1], r) for r in ([i] if within else []) + fluent]
             if not within:  # every rewrite is over budget: edit the original itself
                 candidates.append((text, float(ppl_before[j]), ORIGINAL))
             best = _edit_within_budget(

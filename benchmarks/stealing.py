@@ -446,7 +446,7 @@ def real_issue13(
     name, n, n_eval, time_limit, strengths, target_z, penalty, rep_penalty, curves=True,
     scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True, eos_ban_z=None, spoof_max_new=None,
     spoof_batch=16, scrub_temperature=0.7, scrub_mode="sentence", scrub_batch=16, rewrites=2, rep_ngram=None,
-    copied_rate=None, lookahead=None,
+    copied_rate=None, lookahead=None, mix=True,
 ):  # fmt: skip
     """Steal from `n` + `n` corpus texts, then spoof and scrub on `n_eval` held-out prompts.
 
@@ -550,9 +550,9 @@ def real_issue13(
             if scrubber == "rewrite":  # several rewrites, the attacker keeps one (its own model and scores)
                 st = scrub_strength if scrub_strength is not None else default_scrub_strength(stolen)
                 choices = rewrite_scrub(model, tok, [r["text"] for r in wm_eval], stolen,
-                                        [r["prompt"] for r in wm_eval], settings=rewrite_settings(st)[:rewrites],
+                                        [r["prompt"] for r in wm_eval], settings=rewrite_settings(st, rewrites),
                                         max_ppl_ratio=2.0, target_z=target_z, mode=scrub_mode,
-                                        batch_size=scrub_batch, copied_rate=copied_rate,
+                                        batch_size=scrub_batch, copied_rate=copied_rate, mix=mix,
                                         **({} if lookahead is None else {"lookahead": lookahead}))  # fmt: skip
                 texts = [c.text for c in choices]
             else:
@@ -582,7 +582,7 @@ def real_issue13(
             "scrubber": scrubber, "texts": len(rows),
             **({"target_z": target_z, "penalty": penalty} if scrubber == "replace" else
                {"target_z": target_z, "max_ppl_ratio": 2.0, "mode": scrub_mode, "rewrites": rewrites,
-                "copied_rate": copied_rate, "lookahead": lookahead, "kept": [c.to_dict() for c in choices]} if scrubber == "rewrite" else
+                "copied_rate": copied_rate, "lookahead": lookahead, "mix": mix, "kept": [c.to_dict() for c in choices]} if scrubber == "rewrite" else
                {"temperature": scrub_temperature, "mode": scrub_mode,
                 "strength": 0.0 if scrubber == "paraphrase0" else
                 (scrub_strength if scrub_strength is not None else default_scrub_strength(stolen))}),
@@ -642,6 +642,8 @@ def main() -> None:
                          "(default 0.5 for h >= 1, off for h = 0; 0 turns it off)")  # fmt: skip
     ap.add_argument("--lookahead", type=int, default=None,
                     help="--issue13: rewrite scrubber's edits priced on the whole text (default 48)")  # fmt: skip
+    ap.add_argument("--no-mix", action="store_true",
+                    help="--issue13: rewrite scrubber without the sentence-by-sentence mix of its rewrites")  # fmt: skip
     ap.add_argument("--skip-real", action="store_true", help="synthetic parts only")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CBC seconds per stage")
     ap.add_argument("--sizes", default=None, help="synthetic corpus sizes, e.g. 100,300,1000 (full default)")
@@ -672,7 +674,7 @@ def main() -> None:
                            spoof_batch=args.spoof_batch, scrub_temperature=args.scrub_temperature,
                            scrub_mode=args.scrub_mode, scrub_batch=args.scrub_batch,
                            rewrites=args.rewrites, rep_ngram=args.rep_ngram,
-                           copied_rate=args.copied_rate, lookahead=args.lookahead)  # fmt: skip
+                           copied_rate=args.copied_rate, lookahead=args.lookahead, mix=not args.no_mix)  # fmt: skip
         print(json.dumps({"benchmark": "stealing", "part": "issue13", **res}))
         return
     if args.curves_only:

@@ -419,14 +419,22 @@ class _Judge:
 )
 @click.option(
     "--rewrites",
-    type=click.IntRange(1, 4),
+    type=click.IntRange(1, 8),
     default=1,
     show_default=True,
     help="--paraphrase: rewrite each text this many ways (greedy at --strength, greedy at twice it, then "
     "sampled) and keep, within --max-ppl-ratio, the most fluent rewrite whose z-estimate is at most "
-    "--target-z, else the lowest estimate, judged by the attacker's model and stolen scores only; "
-    "believed-green items left above --target-z are then replaced within the budget (in the kept rewrite, "
-    "the most fluent one, or the original itself; `scrub.rewrite` is -1 for the original).",
+    "--target-z, else the lowest estimate, judged by the attacker's model and stolen scores only "
+    "(with --mix, a mix of the rewrites and the original sentence by sentence is a candidate too; "
+    "`scrub.rewrite` is -2 for it); believed-green items left above --target-z are then replaced within "
+    "the budget (in the kept rewrite, the most fluent one, or the original itself; -1 for the original).",
+)
+@click.option(
+    "--mix/--no-mix",
+    default=True,
+    show_default=True,
+    help="--rewrites: also mix the rewrites and the original sentence by sentence: per sentence the "
+    "version that leaves the fewest believed-green items for its perplexity, within the budget.",
 )
 @click.option(
     "--max-ppl-ratio",
@@ -470,6 +478,7 @@ def scrub_command(
     para,
     strength,
     rewrites,
+    mix,
     max_ppl_ratio,
     copied_rate,
     lookahead,
@@ -498,7 +507,7 @@ def scrub_command(
     judge = _Judge(key_path, scheme, config_path, flags, tok, name)
     truths = [judge(rec.config, rec.source) for rec in records]  # config errors before any work
     if para:
-        selection = (rewrites, max_ppl_ratio, target_z, copied_rate, lookahead) if rewrites > 1 else None
+        selection = (rewrites, max_ppl_ratio, target_z, copied_rate, lookahead, mix) if rewrites > 1 else None
         _paraphrase_scrub(
             records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json, selection
         )
@@ -552,8 +561,8 @@ def _paraphrase_scrub(
     records, lm, tok, stolen, strength, truths, judged, alpha, output, as_json, selection=None
 ) -> None:
     """`truths`: per record, (the real detector or None, config conflicts), resolved as wm detect does.
-    `selection`: (rewrites, max perplexity ratio, target z, copied rate, lookahead) for `rewrite_scrub`, else
-    one rewrite."""
+    `selection`: (rewrites, max perplexity ratio, target z, copied rate, lookahead, mix) for `rewrite_scrub`,
+    else one rewrite."""
     from wm_toolkit.attacks.scrub import (
         default_scrub_strength,
         paraphrase_scrub,
@@ -567,12 +576,12 @@ def _paraphrase_scrub(
     prompts = [r.prompt for r in records]
     choices = None
     if selection is not None:
-        count, ratio, target, copied_rate, lookahead = selection
+        count, ratio, target, copied_rate, lookahead, mix = selection
         extra = {} if lookahead is None else {"lookahead": lookahead}
         with with_status(f"Rewriting {len(records)} texts {count} ways"):
             choices = rewrite_scrub(lm, tok, [r.text for r in records], stolen, prompts,
-                                    settings=rewrite_settings(s)[:count], max_ppl_ratio=ratio,
-                                    target_z=target, copied_rate=copied_rate, **extra)  # fmt: skip
+                                    settings=rewrite_settings(s, count), max_ppl_ratio=ratio,
+                                    target_z=target, copied_rate=copied_rate, mix=mix, **extra)  # fmt: skip
         texts = [c.text for c in choices]
     else:
         with progress() as bar:

@@ -67,6 +67,24 @@ def test_units_are_batched_by_length_and_returned_in_order(fake_generate, tokeni
     assert fake_generate[0][1]["max_new_tokens"] < fake_generate[1][1]["max_new_tokens"]
 
 
+def test_units_line_up_with_the_original_sentences(fake_generate, tokenizer):
+    # Unit i of every rewrite stands for sentence i of the original, so rewrites made with
+    # different settings can be mixed sentence by sentence; `paraphrase` is their join.
+    from wm_toolkit.attacks.paraphrase import paraphrase_units, split_sentences
+
+    texts = ["A b. C d.", "E f."]
+    units = paraphrase_units(texts, None, tokenizer, mode="sentence", prompt="{text}")
+    assert units == [["REWRITE(A b.)", "REWRITE(C d.)"], ["REWRITE(E f.)"]]
+    assert [len(u) for u in units] == [len(split_sentences(t)) for t in texts]
+    assert paraphrase(texts, None, tokenizer, mode="sentence", prompt="{text}") == [
+        " ".join(u) for u in units
+    ]
+    assert paraphrase_units(texts, None, tokenizer, mode="whole", prompt="{text}") == [
+        ["REWRITE(A b. C d.)"],
+        ["REWRITE(E f.)"],
+    ]
+
+
 def test_whole_mode_sends_each_text_once(fake_generate, tokenizer):
     out = paraphrase(["A b. C d.", "E f."], None, tokenizer, mode="whole", temperature=1.3)
     assert out == ["REWRITE(A b. C d.)", "REWRITE(E f.)"]

@@ -207,7 +207,7 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
     def fake_paraphrase(model, tok, ts, stolen, strength, temperature, **kw):
         i = settings.index((temperature, strength))
         calls.append(i)
-        return [fake[(i, j)] for j in range(len(ts))]
+        return [[fake[(i, j)]] for j in range(len(ts))]  # one sentence each, as units
 
     edited_ppl = [12.0]  # the perplexity of any text the planner edits
     ppl = {t: 10.0 for t in texts} | {
@@ -307,7 +307,7 @@ def test_rewrite_scrub_edits_the_original_when_no_rewrite_fits_the_budget(
     from wm_toolkit.attacks import scrub
 
     text = "A river flows to the sea and the sea is wide."
-    monkeypatch.setattr(scrub, "paraphrase_scrub", lambda m, t, ts, s, **kw: ["Water moves."] * len(ts))
+    monkeypatch.setattr(scrub, "paraphrase_scrub", lambda m, t, ts, s, **kw: [["Water moves."]] * len(ts))
     edited_ppl = [12.0]
     monkeypatch.setattr(
         "wm_toolkit.watermark.evaluation.text_perplexities",
@@ -353,3 +353,109 @@ def test_lookahead_prices_each_edit_on_the_whole_text(tiny_model):
     budget = min(costs.values()) + 1e-6
     one = _plan(tiny_model, ids, pairs, full[:off], lookahead=3, max_cost=budget, **free)
     assert len(one) >= 1 and sum(costs.get(i, 0.0) for i in one) <= budget + 1e-6
+
+
+def _option(excess, nll, tokens):
+    from wm_toolkit.attacks.scrub import _Option
+
+    return _Option([f"s{k}" for k in range(len(excess))], np.array(excess), np.array(nll), np.array(tokens))
+
+
+def test_sentence_mix_takes_the_least_believed_green_choice_within_the_budget():
+    # Per sentence one version; the sum over sentences of (nll - limit x tokens) must stay <= 0.
+    # On random small instances the mixer's choice is feasible and exactly as good as brute force.
+    import itertools
+
+    from wm_toolkit.attacks.scrub import _mix_choice
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n_opt, n_sent = int(rng.integers(2, 5)), int(rng.integers(1, 6))
+        tokens = rng.integers(5, 30, size=n_sent)
+        options = [
+            _option(rng.uniform(0, 5, n_sent), tokens * rng.uniform(1.0, 3.0, n_sent), tokens)
+            for _ in range(n_opt)
+        ]
+        limit = float(rng.uniform(1.2, 2.6))
+        cost = np.stack([o.nll - limit * o.tokens for o in options])
+        excess = np.stack([o.excess for o in options])
+        cols = np.arange(n_sent)
+        pick = _mix_choice(options, limit)
+        feasible = [
+            excess[list(c), cols].sum()
+            for c in itertools.product(range(n_opt), repeat=n_sent)
+            if cost[list(c), cols].sum() <= 0
+        ]
+        if not feasible:  # nothing fits: the cheapest choice, which the caller's real check turns down
+            assert list(pick) == list(cost.argmin(0))
+            continue
+        assert cost[pick, cols].sum() <= 1e-9
+        assert excess[pick, cols].sum() == pytest.approx(min(feasible))  # exact
+
+
+def test_mix_sentences_takes_each_sentence_from_the_version_that_left_it_cleanest(
+    tiny_model, tokenizer, true_list
+):
+    # Two rewrites, each clean in one sentence and green-heavy in the other: the mix of the clean
+    # halves estimates lower than either whole rewrite, and nothing fits a budget below them all.
+    from wm_toolkit.attacks.scrub import mix_sentences, text_estimated_z
+
+    green = [t for t in true_list.green_token_ids if tokenizer.decode([t]).strip().isalpha()][:40]
+    red = [
+        t for t in range(3, 2000) if not true_list.is_green(t) and tokenizer.decode([t]).strip().isalpha()
+    ][:40]
+    word = lambda ts: " ".join(tokenizer.decode([t]).strip() for t in ts)  # noqa: E731
+    green_a, red_a, green_b, red_b = (
+        word(green[:20]) + ".",
+        word(red[:20]) + ".",
+        word(green[20:]) + ".",
+        word(red[20:]) + ".",
+    )
+    a, b = [red_a, green_b], [green_a, red_b]
+    z = lambda t: text_estimated_z(tokenizer(t, add_special_tokens=False)["input_ids"], true_list)  # noqa: E731
+    mixed = mix_sentences(tiny_model, tokenizer, true_list, [a, b], "Write.", budget=1e12)
+    assert mixed is not None
+    text, ppl = mixed
+    assert text == red_a + " " + red_b and np.isfinite(ppl)
+    assert z(text) < min(z(" ".join(a)), z(" ".join(b)))
+    assert mix_sentences(tiny_model, tokenizer, true_list, [a, b], "Write.", budget=1.0) is None
+    assert (
+        mix_sentences(tiny_model, tokenizer, true_list, [a, b[:1]], "Write.", budget=1e12) is None
+    )  # misaligned
+
+
+def test_rewrite_scrub_keeps_a_sentence_mix_that_beats_every_whole_rewrite(
+    tiny_model, tokenizer, true_list, monkeypatch
+):
+    # Each rewrite cleans one sentence and copies the other: the mix of the clean sentences is a
+    # candidate of its own (rewrite == MIXED) and wins on the estimate; --no-mix never builds it.
+    from wm_toolkit.attacks import scrub
+
+    alpha = lambda t: tokenizer.decode([t]).strip().isalpha()  # noqa: E731
+    green = [t for t in true_list.green_token_ids if alpha(t)][:40]
+    red = [t for t in range(3, 2000) if not true_list.is_green(t) and alpha(t)][:40]
+    words = lambda ts: "So " + " ".join(tokenizer.decode([t]).strip() for t in ts) + "."  # noqa: E731
+    original = [words(green[:20]), words(green[20:])]  # two sentences, as `split_sentences` finds them
+    a, b = [words(red[:20]), words(green[20:])], [words(green[:20]), words(red[20:])]
+    text = " ".join(original)
+    settings = [(0.0, -2.0), (0.7, -2.0)]
+    monkeypatch.setattr(
+        scrub, "paraphrase_scrub", lambda m, t, ts, s, temperature=0.0, **kw: [a if temperature == 0.0 else b]
+    )
+    monkeypatch.setattr(
+        "wm_toolkit.watermark.evaluation.text_perplexities",
+        lambda model, tok, ts, prompts, **kw: np.array([10.0 if t == text else 15.0 for t in ts]),
+    )
+    kw = dict(settings=settings, max_ppl_ratio=1e6)
+    mixed = scrub.rewrite_scrub(tiny_model, tokenizer, [text], true_list, **kw)[0]
+    assert mixed.rewrite == scrub.MIXED and mixed.text == " ".join([a[0], b[1]])
+    whole = scrub.rewrite_scrub(tiny_model, tokenizer, [text], true_list, mix=False, **kw)[0]
+    assert whole.rewrite in (0, 1) and mixed.estimated_z < whole.estimated_z
+
+
+def test_rewrite_settings_start_with_the_authors_and_stay_distinct():
+    from wm_toolkit.attacks.scrub import rewrite_settings
+
+    eight = rewrite_settings(-2.0, 8)
+    assert eight[:4] == rewrite_settings(-2.0) == ((0.0, -2.0), (0.0, -4.0), (0.7, -2.0), (0.7, -4.0))
+    assert len(set(eight)) == 8 and all(s < 0 for _, s in eight)

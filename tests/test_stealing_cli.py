@@ -270,8 +270,8 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     assert json.loads(res.stdout)["mode"] == "rewrite"
     rows = [json.loads(line) for line in (tmp_path / "rewrite.jsonl").read_text().splitlines()]
     assert all(
-        r["scrub"]["rewrite"] in (-1, 0, 1) and "estimated_z" in r["scrub"] for r in rows
-    )  # -1: original
+        r["scrub"]["rewrite"] in (-2, -1, 0, 1) and "estimated_z" in r["scrub"] for r in rows
+    )  # -1: original, -2: mixed sentence by sentence
     assert all(
         r["scrub"]["within_budget"] == (r["scrub"]["ppl_after"] <= 2 * r["scrub"]["ppl_before"]) for r in rows
     )

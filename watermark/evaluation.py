@@ -151,13 +151,24 @@ def perplexities(
     batch_size: int = 4,
     pad_id: int = 0,
 ) -> np.ndarray:
-    """exp(mean NLL) of each id sequence given its (non-empty) prefix; NaN for an empty text.
+    """exp(mean NLL) of each id sequence given its (non-empty) prefix; NaN for an empty text."""
+    nlls = token_nlls(model, token_ids, prefixes, batch_size=batch_size, pad_id=pad_id)
+    return np.array([math.exp(float(v.mean())) if v.size else np.nan for v in nlls])
 
-    Sequences are batched by length with right padding; only the text's own tokens are scored.
-    """
+
+def token_nlls(
+    model: Any,
+    token_ids: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    batch_size: int = 4,
+    pad_id: int = 0,
+) -> list[np.ndarray]:
+    """Each token's negative log-likelihood (nats) given its (non-empty) prefix and the tokens
+    before it, one array per sequence (empty for an empty text). Sequences are batched by length
+    with right padding; only the text's own tokens are scored."""
     if len(token_ids) != len(prefixes):
         raise ValueError("one prefix per text is needed")
-    out = np.full(len(token_ids), np.nan)
+    out = [np.zeros(0) for _ in token_ids]
     device = next(model.parameters()).device
     order = sorted(range(len(token_ids)), key=lambda i: len(prefixes[i]) + len(token_ids[i]))
     order = [i for i in order if len(token_ids[i]) > 0]
@@ -169,18 +180,17 @@ def perplexities(
         width = max(len(s) for s in seqs)
         x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
         attn = torch.zeros((len(seqs), width), dtype=torch.long)
-        score = torch.zeros((len(seqs), width - 1), dtype=torch.bool)
-        for r, (i, s) in enumerate(zip(idx, seqs, strict=True)):
+        for r, s in enumerate(seqs):
             x[r, : len(s)] = torch.tensor(s)
             attn[r, : len(s)] = 1
-            score[r, len(prefixes[i]) - 1 : len(s) - 1] = True  # position j predicts token j + 1
-        logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1).to(device), reduction="none"
-        ).view(len(seqs), -1)
-        mask = score.to(device)
-        mean_nll = (nll * mask).sum(1) / mask.sum(1)
-        out[idx] = torch.exp(mean_nll).cpu().numpy()
+        with torch.inference_mode():
+            logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits[:, :-1].float()
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1).to(device), reduction="none"
+            ).view(len(seqs), -1)
+        nll = nll.double().cpu().numpy()
+        for r, i in enumerate(idx):  # position j predicts token j + 1
+            out[i] = nll[r, len(prefixes[i]) - 1 : len(seqs[r]) - 1]
     return out
 
 
