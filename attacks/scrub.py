@@ -31,12 +31,20 @@ so an edit removes those items as well (each that occurs only there becomes an i
 token in its context, believed green at its own boost). The planner counts that gain (for h = 1
 one edit can remove two copied items) and never counts one item twice when neighbouring edits
 overlap. With `lookahead` it prices candidate edits by what the whole text loses (`_edit_costs`).
+
+Sentence mix (`rewrite_scrub(mix=True)`). Rewrites made with different settings succeed on
+different sentences: one copies a sentence nearly word for word, another mangles it at a high
+perplexity. `mix_sentences` takes each sentence from the version (the original or a rewrite) that
+removes the most believed-green items for the log-likelihood it costs, so that the whole text stays
+within the perplexity budget: an exact multiple-choice knapsack over the sentences. A sentence of
+a paraphrase replaces some 20 tokens at once, so per nat of budget it removes far more items than
+token replacements do (about 5 nats for one or two items, measured on KGW h = 1).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -834,6 +842,7 @@ def rewrite_scrub(
     copied_rate: float | None = None,
     lookahead: int = LOOKAHEAD,
     mix: bool = True,
+    on_text: Callable[[int, RewriteChoice], None] | None = None,
 ) -> list[RewriteChoice]:
     """Jovanovic et al.'s scrubber as an attacker with a budget would run it: rewrite each text
     several ways away from the stolen list (`paraphrase_scrub`, one (temperature, strength)
@@ -847,7 +856,8 @@ def rewrite_scrub(
     perplexity headroom (`_edit_within_budget`: the kept candidate, then the most fluent one),
     kept only if the budget still holds. Items a rewrite copies from the original count at least
     at `copied_rate` (None: `default_copied_rate`; 0 turns it off). The attacker never sees the
-    key: success is judged afterwards by the real detector."""
+    key: success is judged afterwards by the real detector. `on_text(j, choice)` is called as
+    each text is done (progress; the choice loop is the slow part)."""
     from wm_toolkit.watermark.evaluation import text_perplexities
     from wm_toolkit.watermark.generation import encode_texts
 
@@ -929,6 +939,8 @@ def rewrite_scrub(
                 within_budget=ppl <= budget,
             )
         )
+        if on_text is not None:
+            on_text(j, out[-1])
     return out
 
 

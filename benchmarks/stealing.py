@@ -553,6 +553,9 @@ def real_issue13(
                                         [r["prompt"] for r in wm_eval], settings=rewrite_settings(st, rewrites),
                                         max_ppl_ratio=2.0, target_z=target_z, mode=scrub_mode,
                                         batch_size=scrub_batch, copied_rate=copied_rate, mix=mix,
+                                        on_text=lambda j, c: print(json.dumps(
+                                            {"text": j, "p": scheme.detect_text(c.text, tok).p_value,
+                                             **c.to_dict()}), file=sys.stderr, flush=True),
                                         **({} if lookahead is None else {"lookahead": lookahead}))  # fmt: skip
                 texts = [c.text for c in choices]
             else:
