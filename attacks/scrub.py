@@ -703,7 +703,8 @@ def _edit_within_budget(
 
 
 MIXED = -2  # `RewriteChoice.rewrite` of a text mixed sentence by sentence from the rewrites
-MIX_SHARES = (0.95, 0.85, 0.7)  # shares of the log perplexity budget the mixer plans with, in turn
+MIX_STEPS = 7  # bisection steps on the mixer's planning limit, each checked on the real perplexity
+MIX_SPAN = 1.0  # the planning limit is searched within log(budget) +- this many nats per token
 
 
 @dataclass(frozen=True)
@@ -800,8 +801,11 @@ def mix_sentences(
     version that leaves the fewest believed-green items for the perplexity it costs, so that the
     whole text stays within `budget` (perplexity given `prompt`, the attacker's model). Rewrites
     differ sentence by sentence (one setting copies a sentence, another mangles it), so the mix
-    can beat every whole rewrite. Sentence costs are read in each version's own context; the
-    joined text is measured for real and planned again with less of the budget if it misses.
+    can beat every whole rewrite. Sentence costs are read in each version's own context, which
+    is not the mix's: a rewritten sentence after the original's coherent ones reads easier than
+    after other rewritten ones (measured: a mix planned at 0.95x the budget came out at 0.7x). So
+    the planning limit is bisected (`MIX_STEPS`) on the joined text's real perplexity, and the
+    mix planned with the most room that stays within the budget wins.
     -> (mixed text, its perplexity), or None when no mix fits or the versions do not line up."""
     from wm_toolkit.watermark.evaluation import text_perplexities
 
@@ -812,17 +816,22 @@ def mix_sentences(
     rate = default_copied_rate(stolen, copied_rate)
     prefix = prompt_prefix(tokenizer, prompt)
     options = [_option(model, tokenizer, stolen, v, prefix, gam, copied, rate) for v in versions]
-    tried = set()
-    for share in MIX_SHARES:
-        pick = _mix_choice(options, math.log(budget * share))
-        if len({int(o) for o in pick}) < 2 or tuple(pick) in tried:
-            continue  # one version whole is already a candidate of its own
-        tried.add(tuple(pick))
-        text = " ".join(options[int(o)].units[k] for k, o in enumerate(pick))
-        ppl = float(text_perplexities(model, tokenizer, [text], [prompt])[0])
-        if ppl <= budget:
-            return text, ppl
-    return None
+    measured: dict[tuple[int, ...], float] = {}
+    best: tuple[str, float] | None = None
+    lo, hi = math.log(budget) - MIX_SPAN, math.log(budget) + MIX_SPAN
+    for step in range(MIX_STEPS):
+        limit = math.log(budget) if step == 0 else (lo + hi) / 2
+        pick = tuple(int(o) for o in _mix_choice(options, limit))
+        text = " ".join(options[o].units[k] for k, o in enumerate(pick))
+        if pick not in measured:
+            measured[pick] = float(text_perplexities(model, tokenizer, [text], [prompt])[0])
+        if measured[pick] <= budget:
+            lo = limit
+            if len(set(pick)) >= 2:  # one version whole is already a candidate of its own
+                best = (text, measured[pick])  # the most room so far: the limit only grows here
+        else:
+            hi = limit
+    return best
 
 
 def rewrite_scrub(
