@@ -275,6 +275,14 @@ def test_ratio_output_feeds_spoof_and_scrub(world, tmp_path, tiny_model, tokeniz
     assert all(
         r["scrub"]["within_budget"] == (r["scrub"]["ppl_after"] <= 2 * r["scrub"]["ppl_before"]) for r in rows
     )
+    res = invoke(
+        scrub_command,
+        [str(tmp_path / "spoof.jsonl"), "--stolen", out, "--paraphrase", "--rewrites", 2, "--no-mix",
+         "--target-z", 0, "--lookahead", 0, "-o", tmp_path / "whole.jsonl", *common],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
+    assert all(r["scrub"]["rewrite"] in (-1, 0, 1) for r in rows)  # whole rewrites or the original only
 
 
 def test_bad_context_weights_are_one_line_errors(world, tmp_path):
