@@ -187,37 +187,27 @@ def _unit_boosts(
     units: dict[tuple[int, ...], list[int]], full: list[int], off: int, stolen: StolenList
 ) -> dict[tuple[int, ...], float]:
     """Each distinct item's stolen boost, read in the context of its first occurrence."""
-    return {key: stolen.boosts(full[: off + pos[0]]).get(key[-1], 0.0) for key, pos in units.items()}
+    return {key: stolen.boost(full[: off + pos[0]], key[-1]) for key, pos in units.items()}
 
 
-@torch.inference_mode()
 def plan_edits(
     model: Any,
     ids: Sequence[int],
     stolen: StolenList,
     prefix_ids: Sequence[int],
     target_z: float,
-    top_k: int = 10,
-    penalty: float = 0.0,
-    max_edit_rate: float = 0.5,
-    banned_ids: Sequence[int] = (),
-    gamma: float | None = None,
-    words: WordFilter | None = None,
-    copied: frozenset | set | None = None,
-    copied_rate: float | None = None,
-    max_cost: float | None = None,
-    lookahead: int = 0,
+    **options: Any,
 ) -> set[int]:
     """Positions to edit so that the estimated z falls to `target_z` at the least log-likelihood
-    cost (see the module docstring); empty when the text already estimates below it. `copied`:
-    the watermarked original's items (`copied_items`), counted at least at `copied_rate`.
-    `max_cost`: the most log-likelihood (nats) the edits may lose in all; the best units that fit
-    are edited even if z stays above target. `lookahead` > 0: the `lookahead` replacements that
-    cost least by their own token are priced on the whole text (`_edit_costs`, one forward pass
-    each, batched) and only those are planned."""
-    plan = _plan(model, ids, stolen, prefix_ids, target_z, top_k, penalty, max_edit_rate, banned_ids, gamma,
-                 words, copied, copied_rate, max_cost, lookahead)  # fmt: skip
-    return set(plan)
+    cost (see the module docstring); empty when the text already estimates below it. `options`
+    (those of `_plan`, which also returns the replacement for each position): `top_k`, `penalty`,
+    `max_edit_rate`, `banned_ids`, `gamma`, `words`; `copied`: the watermarked original's items
+    (`copied_items`), counted at least at `copied_rate`; `max_cost`: the most log-likelihood
+    (nats) the edits may lose in all, the best units that fit being edited even if z stays
+    above target; `lookahead` > 0: the `lookahead` replacements that cost least by their own
+    token are priced on the whole text (`_edit_costs`, one forward pass each, batched) and only
+    those are planned."""
+    return set(_plan(model, ids, stolen, prefix_ids, target_z, **options))
 
 
 LOOKAHEAD = 48  # `rewrite_scrub`'s planner prices this many candidate edits on the whole text
@@ -744,15 +734,11 @@ def _option(
     nll = token_nlls(model, [ids], [prefix])[0] if ids else np.zeros(0)
     excess, nlls, tokens, pos = [], [], [], 0
     for piece in pieces:
-        seen: dict[tuple[int, ...], float] = {}
-        for i in range(pos, pos + len(piece)):
-            if i < h:  # the detector scores an item only with h tokens of the text before it
-                continue
-            key = tuple(full[off + i - h : off + i + 1])
-            if key not in seen:
-                prob = gamma + (1 - gamma) * stolen.boost(full[: off + i], key[-1])
-                seen[key] = max(prob, rate) if copied and rate > 0 and key in copied else prob
-        excess.append(sum(seen.values()) - gamma * len(seen))
+        items: dict[tuple[int, ...], list[int]] = {}  # this sentence's items, context read across it
+        for i in range(max(pos, h), pos + len(piece)):  # an item needs h tokens of the text before it
+            items.setdefault(tuple(full[off + i - h : off + i + 1]), []).append(i)
+        prob = _unit_probs(items, _unit_boosts(items, full, off, stolen), gamma, copied, rate)
+        excess.append(sum(prob.values()) - gamma * len(prob))
         nlls.append(float(nll[pos : pos + len(piece)].sum()))
         tokens.append(len(piece))
         pos += len(piece)
