@@ -446,7 +446,7 @@ def real_issue13(
     name, n, n_eval, time_limit, strengths, target_z, penalty, rep_penalty, curves=True,
     scrubbers=("replace", "paraphrase"), scrub_strength=None, spoof=True, eos_ban_z=None, spoof_max_new=None,
     spoof_batch=16, scrub_temperature=0.7, scrub_mode="sentence", scrub_batch=16, rewrites=2, rep_ngram=None,
-    copied_rate=None, lookahead=None, mix=True,
+    copied_rate=None, lookahead=None, mix=True, eval_start=0,
 ):  # fmt: skip
     """Steal from `n` + `n` corpus texts, then spoof and scrub on `n_eval` held-out prompts.
 
@@ -455,7 +455,8 @@ def real_issue13(
     beside plain generation with the same seeds. Scrub: the held-out watermarked generations,
     planned score-guided replacements ("replace") and/or the authors' paraphrase with the boosts
     subtracted ("paraphrase", sentence by sentence, the default model as rewriter); success =
-    p > 0.05 at <= 2x the original's perplexity."""
+    p > 0.05 at <= 2x the original's perplexity. `eval_start` scrubs only held-out texts
+    eval_start..n_eval-1, so that two processes can share the texts of one run (one core each)."""
     import torch
 
     from benchmarks.stealing_corpus import (
@@ -537,7 +538,8 @@ def real_issue13(
         out["spoof"].append(row)
         print(f"spoof: {json.dumps(row)}", flush=True)
     # scrubbing the held-out watermarked texts
-    wm_eval = heldout(name, n_eval, model, tok)
+    wm_eval = heldout(name, n_eval, model, tok)[eval_start:]
+    out["eval_start"] = eval_start
     banned = sorted(set(tok.all_special_ids))
     words = WordFilter(tok) if "replace" in scrubbers else None
     out["scrub"] = []
@@ -554,7 +556,7 @@ def real_issue13(
                                         max_ppl_ratio=2.0, target_z=target_z, mode=scrub_mode,
                                         batch_size=scrub_batch, copied_rate=copied_rate, mix=mix,
                                         on_text=lambda j, c: print(json.dumps(
-                                            {"text": j, "p": scheme.detect_text(c.text, tok).p_value,
+                                            {"text": eval_start + j, "p": scheme.detect_text(c.text, tok).p_value,
                                              **c.to_dict()}), file=sys.stderr, flush=True),
                                         **({} if lookahead is None else {"lookahead": lookahead}))  # fmt: skip
                 texts = [c.text for c in choices]
@@ -614,6 +616,12 @@ def main() -> None:
     ap.add_argument("--issue13", default=None, metavar="CORPUS", help="ratio steal + spoof + scrub on CORPUS")
     ap.add_argument("--n", type=int, default=300, help="--issue13: corpus texts of each kind")
     ap.add_argument("--eval", type=int, default=20, help="--issue13: held-out prompts to spoof and scrub")
+    ap.add_argument(
+        "--eval-start",
+        type=int,
+        default=0,
+        help="--issue13: scrub held-out texts from this one on (split a run over processes)",
+    )
     ap.add_argument("--strengths", default="", help="--issue13: spoofer strengths (default: the authors')")
     ap.add_argument("--target-z", type=float, default=0.0, help="--issue13: scrubber's estimated-z target")
     ap.add_argument("--penalty", type=float, default=1.0, help="--issue13: scrubber's boost penalty")
@@ -677,7 +685,8 @@ def main() -> None:
                            spoof_batch=args.spoof_batch, scrub_temperature=args.scrub_temperature,
                            scrub_mode=args.scrub_mode, scrub_batch=args.scrub_batch,
                            rewrites=args.rewrites, rep_ngram=args.rep_ngram,
-                           copied_rate=args.copied_rate, lookahead=args.lookahead, mix=not args.no_mix)  # fmt: skip
+                           copied_rate=args.copied_rate, lookahead=args.lookahead, mix=not args.no_mix,
+                           eval_start=args.eval_start)  # fmt: skip
         print(json.dumps({"benchmark": "stealing", "part": "issue13", **res}))
         return
     if args.curves_only:
