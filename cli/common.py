@@ -49,6 +49,9 @@ SCHEME_FLAGS: dict[str, str] = {
     "block_length": "block_length",
     "edit_gamma": "edit_gamma",
     "edit_free_end": "edit_free_end",
+    "edit_statistic": "edit_statistic",
+    "edit_insert_rate": "edit_insert_rate",
+    "edit_skip_rate": "edit_skip_rate",
     "resamples": "resamples",
     "max_resamples": "max_resamples",
     "count_repeats": "count_repeats",
@@ -112,6 +115,25 @@ def scheme_options(func: Callable) -> Callable:
             "--edit-free-end/--edit-square-window",
             default=None,
             help="exp-edit/its-edit: key rows after the last matched one are free (default), or the paper's square window.",
+        ),
+        click.option(
+            "--edit-statistic",
+            type=click.Choice(["forward", "min"]),
+            default=None,
+            help="its-edit: sum the likelihood ratio over alignments (forward, the default) or take the "
+            "paper's minimum-cost alignment (min).",
+        ),
+        click.option(
+            "--edit-insert-rate",
+            type=float,
+            default=None,
+            help="its-edit forward statistic: weight of an inserted token (default 0.2).",
+        ),
+        click.option(
+            "--edit-skip-rate",
+            type=float,
+            default=None,
+            help="its-edit forward statistic: weight of a skipped key row, a deleted token (default 0.02).",
         ),
         click.option(
             "--resamples",

@@ -185,3 +185,39 @@ def levenshtein_lower_bound(
             prev2, prev1, cur = prev1, cur, prev2
         np.minimum(best, last.astype(np.float64) - float(lam) * k, out=best)
     return best
+
+
+MAX_SKIP = 4  # key rows the forward statistic may skip before one token (longer runs: several tokens)
+
+
+def its_forward(
+    cell_lr: np.ndarray, insert_rate: float, skip_rate: float
+) -> np.ndarray:
+    """The forward statistic of ITS-edit, -log Lambda per batch entry, (B,): lower = more watermark.
+
+    `cell_lr[b, r, t]` is the likelihood ratio of token t matched with key row r
+    (`watermark.its_likelihood`). Lambda averages over the n start rows (the key shift) and sums
+    over alignments the product of: per token, either an insertion (weight `insert_rate`, ratio 1,
+    the row stays) or a match with the current row (1 - insert_rate, times its ratio, the row
+    advances), and before each token 0..MAX_SKIP skipped rows (weight skip_rate each, a deletion).
+    Paths that reach the same row after the same tokens have the same future, so the sum is a
+    forward recursion over (token, row): n * m cells, like the basic statistic, instead of the
+    edit DP's n * m^2. Rescaled per token so that long texts never underflow.
+    """
+    c = _as_batch(cell_lr)
+    b, n, m = c.shape
+    g = np.full((b, n), 1.0 / n)
+    log_total = np.zeros(b)
+    for t in range(m):
+        if skip_rate > 0.0:
+            h = g.copy()
+            w = 1.0
+            for k in range(1, min(MAX_SKIP, n - 1) + 1):
+                w *= skip_rate
+                h += w * np.roll(g, k, axis=1)  # h[r] += w g[r - k]
+            g = h
+        h = insert_rate * g + np.roll((1.0 - insert_rate) * g * c[:, :, t], 1, axis=1)
+        s = h.sum(axis=1)
+        log_total += np.log(s)
+        g = h / s[:, None]
+    return -log_total

@@ -25,8 +25,10 @@ _REGISTRY: dict[str, type[SchemeConfig]] = {}
 # Version 2: selfhash is the paper's self-salted min-hash (the candidate's own term included).
 # Version 3: exp-edit / its-edit align with a free end by default (`edit_free_end`; older configs
 # keep the paper's square window they were written with).
+# Version 4: its-edit scores with the forward statistic by default (`edit_statistic`; older configs
+# keep the minimum-cost alignment).
 # A config without a version that carries a key fingerprint was written by wm before that.
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 
 # bounds shared by every scheme; each keeps the memory a config can ask for bounded
 MAX_VOCAB_SIZE = 2**24

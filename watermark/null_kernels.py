@@ -376,6 +376,71 @@ if AVAILABLE:
     _indicators_parallel = njit(parallel=True, cache=True)(_indicators_impl)
     _indicators_serial = njit(cache=True)(_indicators_impl)
 
+    @njit(cache=True)
+    def _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x):
+        """-log Lambda of one key: `alignment.its_forward` with the cell ratios read from `lr`
+        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin)."""
+        n = u.size
+        m = eta.size
+        bins = lr.shape[1]
+        half = bins / 2.0
+        keep = 1.0 - insert_rate
+        for r in range(n):
+            g[r] = 1.0 / n
+        total = 0.0
+        for t in range(m):
+            if skip_w.size:
+                for r in range(n):
+                    h[r] = g[r]
+                for k in range(1, skip_w.size + 1):
+                    w = skip_w[k - 1]
+                    for r in range(k, n):
+                        h[r] += w * g[r - k]
+                    for r in range(k):
+                        h[r] += w * g[n - k + r]
+                for r in range(n):
+                    g[r] = h[r]
+            e = eta[t]
+            row = lr[eta_bin[t]]
+            for r in range(n):
+                j = min(np.int64((u[r] - e + 1.0) * half), bins - 1)
+                x[r] = keep * g[r] * row[j]
+            h[0] = insert_rate * g[0] + x[n - 1]
+            for r in range(1, n):
+                h[r] = insert_rate * g[r] + x[r - 1]
+            s = 0.0
+            for r in range(n):
+                s += h[r]
+            inv = 1.0 / s
+            for r in range(n):
+                g[r] = h[r] * inv
+            total += math.log(s)
+        return -total
+
+    @njit(parallel=True, cache=True)
+    def _forward_nulls(seeds, labels, distinct, n, lr, insert_rate, skip_w):
+        """The forward statistic under each null key (its eta and u drawn as `_exact_costs` does)."""
+        b = seeds.size
+        m = labels.size
+        eb = lr.shape[0]
+        out = np.empty(b)
+        useeds = seeds.view(np.uint64)
+        for i in prange(b):
+            rows = np.empty(distinct)
+            u = np.empty(n)
+            eta = np.empty(m)
+            eta_bin = np.empty(m, np.int64)
+            g, h, x = np.empty(n), np.empty(n), np.empty(n)
+            for d in range(distinct):
+                rows[d] = _unit(_bits(useeds[i], d))
+            for r in range(n):
+                u[r] = _unit(_bits(useeds[i], distinct + r))
+            for t in range(m):
+                eta[t] = rows[labels[t]]
+                eta_bin[t] = min(np.int64(eta[t] * eb), eb - 1)
+            out[i] = _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x)
+        return out
+
 
 _TABLE = lower_table()
 
@@ -460,3 +525,41 @@ def edit_min(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) ->
 def basic_min(costs: np.ndarray, k: int) -> float:
     """Exact basic statistic of one (n, m) cost matrix (equals `alignment.basic_min`)."""
     return float(_call(_basic_min, np.ascontiguousarray(costs, dtype=np.float64), k, -np.inf))
+
+
+def skip_weights(skip_rate: float, key_length: int) -> np.ndarray:
+    """Weights of skipping 1..MAX_SKIP key rows before a token (`alignment.its_forward`)."""
+    from .alignment import MAX_SKIP
+
+    if skip_rate <= 0.0:
+        return np.zeros(0)
+    return skip_rate ** np.arange(1, min(MAX_SKIP, key_length - 1) + 1, dtype=np.float64)
+
+
+def forward_statistic(eta: np.ndarray, u: np.ndarray, lr: np.ndarray, insert_rate: float, skip_rate: float) -> float:
+    """The forward statistic of one key from its token etas (m,) and row uniforms (n,)."""
+    eta = np.ascontiguousarray(eta, dtype=np.float64)
+    u = np.ascontiguousarray(u, dtype=np.float64)
+    lr = np.ascontiguousarray(lr, dtype=np.float64)
+    n = u.size
+    eta_bin = np.minimum((eta * lr.shape[0]).astype(np.int64), lr.shape[0] - 1)
+    buf = (np.empty(n), np.empty(n), np.empty(n))
+    w = skip_weights(skip_rate, n)
+    return float(_call(_forward_one, eta_bin, eta, u, lr, float(insert_rate), w, *buf))
+
+
+def forward_nulls(
+    seeds: np.ndarray, labels: np.ndarray, distinct: int, key_length: int, lr: np.ndarray,
+    insert_rate: float, skip_rate: float,
+) -> np.ndarray:  # fmt: skip
+    """The forward statistic under each null key seed, in seed order (parallel over keys)."""
+    return _call(
+        _forward_nulls,
+        np.ascontiguousarray(seeds, dtype=np.int64),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        int(distinct),
+        int(key_length),
+        np.ascontiguousarray(lr, dtype=np.float64),
+        float(insert_rate),
+        skip_weights(skip_rate, key_length),
+    )

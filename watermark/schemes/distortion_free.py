@@ -18,7 +18,16 @@ one alignment; the edit statistic is the paper's soft Levenshtein cost with gap 
 matched one cost nothing, so a text with insertions pays gamma once per inserted token instead of
 twice (the paper's square window also charges the rows it leaves over). For ITS-edit on 120-token
 texts after 20 % insertions this takes detection at alpha = 1e-3 from about 1 to 11 of 16
-(benchmarks/results/distortion_free.md); for EXP-edit (gamma = 0) the two statistics are equal. p-values come from a permutation test against independent null keys
+(benchmarks/results/distortion_free.md); for EXP-edit (gamma = 0) the two statistics are equal.
+
+ITS-edit configs of version 4 on score with the forward statistic instead (`edit_statistic`):
+the likelihood ratio of the text under "written with this key, then edited" against "unrelated
+to this key", summed over the key shift and every alignment with inserted tokens and skipped key
+rows (`alignment.its_forward`), each matched token weighted by what its (eta, u) pair says under
+ITS decoding (`watermark.its_likelihood`). The minimum over alignments lets every null key pick
+its own best alignment as well; the sum weighs alignments by how likely they are, which is the
+most powerful test against that edit model (Neyman-Pearson), and it costs n * m cells per key.
+p-values come from a permutation test against independent null keys
 (`watermark.permutation`, Besag-Clifford early stopping). Given the level alpha the caller will
 decide at, `detect(ids, alpha)` draws as many null keys as deciding p <= alpha needs (about
 stop_after / alpha, at most `max_resamples`) and stops once the verdict at alpha is settled; the
@@ -49,7 +58,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from .. import alignment, prf
+from .. import alignment, its_likelihood, prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError, InputError
 from ..permutation import draws_for_level, sequential_p_value, smallest_p
@@ -62,6 +71,10 @@ FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
 # configs of version 3 on align with a free end by default; older ones were made (and are read)
 # with the paper's square window
 FREE_END_SINCE_VERSION = 3
+# configs of version 4 on score its-edit with the forward statistic by default; older ones (and
+# exp-edit, and any config with a block length) keep the minimum over alignments
+FORWARD_SINCE_VERSION = 4
+EDIT_STATISTICS = ("min", "forward")
 DEFAULT_EDIT_GAMMA = {"exp": 0.0, "its": 0.4}
 # bounds: detection holds (key_length x tokens) cost matrices, so the key length caps their rows
 MAX_KEY_LENGTH = 65_536
@@ -72,6 +85,8 @@ MAX_RESAMPLES = 1_000_000
 # One matrix may hold 2^24 cells (128 MB) and a batch of null keys as many in total, so detection
 # stays near 1 GB whatever the config; longer texts are refused with a message, never an OOM kill.
 MAX_COST_CELLS = 2**24
+DEFAULT_INSERT_RATE = 0.2
+DEFAULT_SKIP_RATE = 0.02
 _LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)  # Lagrange multipliers tried for the screening bound
 
 
@@ -81,7 +96,11 @@ class DistortionFreeConfig(SchemeConfig):
     """key_length n; block_length k (None: the whole text); edit_gamma: Levenshtein gap cost
     (None: 0.0 for exp-edit, 0.4 for its-edit); edit_free_end: key rows after the last matched
     one are free in the edit statistic (None: true, false in configs older than version 3, which
-    used the paper's square window); resamples T of the permutation test when no level
+    used the paper's square window); edit_statistic: "min" (the paper's minimum over
+    alignments) or "forward" (its-edit only: the likelihood ratio summed over alignments and
+    shifts, `alignment.its_forward`; None: forward for its-edit configs of version 4 on without a
+    block length, else min); edit_insert_rate / edit_skip_rate: the forward statistic's weights
+    of an inserted token and of a skipped key row; resamples T of the permutation test when no level
     is given (and the least drawn when one is); stop_after: Besag-Clifford early stop after this
     many null statistics <= the observed one (0: never, and the plain test of T keys whatever the
     level); max_resamples: the most null keys a test at a given level may draw; bound_weight w:
@@ -91,6 +110,9 @@ class DistortionFreeConfig(SchemeConfig):
         "block_length",
         "edit_gamma",
         "edit_free_end",
+        "edit_statistic",
+        "edit_insert_rate",
+        "edit_skip_rate",
         "resamples",
         "stop_after",
         "max_resamples",
@@ -102,6 +124,9 @@ class DistortionFreeConfig(SchemeConfig):
     block_length: int | None = None
     edit_gamma: float | None = None
     edit_free_end: bool | None = None
+    edit_statistic: str | None = None
+    edit_insert_rate: float = DEFAULT_INSERT_RATE
+    edit_skip_rate: float = DEFAULT_SKIP_RATE
     resamples: int = 999
     stop_after: int = 10
     max_resamples: int = 200_000
@@ -113,6 +138,10 @@ class DistortionFreeConfig(SchemeConfig):
         if self.edit_free_end is None:
             old = isinstance(self.version, int) and self.version < FREE_END_SINCE_VERSION
             object.__setattr__(self, "edit_free_end", not old)
+        if self.edit_statistic is None and isinstance(self.scheme, str) and self.scheme in FAMILY:
+            new = not (isinstance(self.version, int) and self.version < FORWARD_SINCE_VERSION)
+            forward = new and self.scheme == "its-edit" and self.block_length is None
+            object.__setattr__(self, "edit_statistic", "forward" if forward else "min")
         super().__post_init__()
 
     @property
@@ -127,6 +156,10 @@ class DistortionFreeConfig(SchemeConfig):
     def edit(self) -> bool:
         return self.scheme.endswith("-edit")
 
+    @property
+    def forward(self) -> bool:
+        return self.edit_statistic == "forward"
+
     def validate(self) -> None:
         check_range("key_length", self.key_length, 1, MAX_KEY_LENGTH)
         if self.block_length is not None and self.block_length < 1:
@@ -136,6 +169,16 @@ class DistortionFreeConfig(SchemeConfig):
         if self.block_length is not None:
             check_range("block_length", self.block_length, 1, MAX_BLOCK_LENGTH)
         check_range("edit_gamma", self.edit_gamma, 0.0, MAX_EDIT_GAMMA)
+        if self.edit_statistic not in EDIT_STATISTICS:
+            raise ConfigError(f"edit_statistic must be one of {', '.join(EDIT_STATISTICS)}, got {self.edit_statistic!r}")
+        if self.forward and self.scheme != "its-edit":
+            raise ConfigError("edit_statistic 'forward' is for its-edit only")
+        if self.forward and self.block_length is not None:
+            raise ConfigError("edit_statistic 'forward' scores the whole text: leave block_length unset")
+        if not 0.0 < self.edit_insert_rate < 1.0:
+            raise ConfigError(f"edit_insert_rate must be in (0, 1), got {self.edit_insert_rate}")
+        if not 0.0 <= self.edit_skip_rate < 1.0:
+            raise ConfigError(f"edit_skip_rate must be in [0, 1), got {self.edit_skip_rate}")
         if self.resamples < 1:
             raise ConfigError(f"resamples must be >= 1, got {self.resamples}")
         check_range("resamples", self.resamples, 1, MAX_RESAMPLES)
@@ -257,11 +300,36 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
             counters = torch.arange(n * distinct, dtype=torch.int64).reshape(1, n, distinct)
             u = prf.uniforms(s.reshape(-1, 1, 1), counters).numpy()
             return np.log1p(-np.take(u, labels, axis=2))  # numpy: torch's float64 gather/log are slow here
-        eta = prf.uniforms(s.reshape(-1, 1), torch.arange(distinct, dtype=torch.int64).reshape(1, -1)).numpy()
-        u = prf.uniforms(
-            s.reshape(-1, 1), distinct + torch.arange(n, dtype=torch.int64).reshape(1, -1)
-        ).numpy()
+        eta, u = self.null_rows(seeds, distinct)
         return np.abs(np.take(eta, labels, axis=1)[:, None, :] - u[:, :, None])
+
+    def null_rows(self, seeds: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndarray]:
+        """ITS null keys: (B, distinct) eta of the text's distinct tokens, (B, n) row uniforms u."""
+        s = torch.from_numpy(seeds).reshape(-1, 1)
+        eta = prf.uniforms(s, torch.arange(distinct, dtype=torch.int64).reshape(1, -1)).numpy()
+        n = self.config.key_length
+        u = prf.uniforms(s, distinct + torch.arange(n, dtype=torch.int64).reshape(1, -1)).numpy()
+        return eta, u
+
+    def token_etas(self, ids: np.ndarray) -> np.ndarray:
+        """ITS: eta(y) = the keyed uniform of each token (its place in the permutation)."""
+        tok = torch.from_numpy(ids).reshape(1, -1)
+        return prf.uniforms(self._perm_seed.reshape(1, 1), tok).numpy().reshape(-1)
+
+    def forward_statistic(self, ids: np.ndarray, fast: bool | None = None) -> float:
+        """The forward statistic of the text under the real key (`alignment.its_forward`), with
+        the numba kernel when `fast` (default: numba installed), else numpy; the null side of the
+        test uses the same implementation."""
+        from .. import null_kernels
+
+        cfg = self.config
+        fast = null_kernels.AVAILABLE if fast is None else fast
+        eta, u = self.token_etas(ids), self._row_u.numpy()
+        if fast:
+            return null_kernels.forward_statistic(eta, u, its_likelihood.DEFAULT_RATIOS,
+                                                  cfg.edit_insert_rate, cfg.edit_skip_rate)  # fmt: skip
+        ratios = its_likelihood.cell_ratios(eta[None], u[None])
+        return float(alignment.its_forward(ratios, cfg.edit_insert_rate, cfg.edit_skip_rate)[0])
 
     # ---- embedding -----------------------------------------------------------------------------
     def processor(
@@ -302,6 +370,10 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         return m if k is None else min(k, m)
 
     def statistic(self, costs: np.ndarray, k: int) -> np.ndarray:
+        """The minimum-cost alignment statistic of cost matrices (B, n, m) (basic or edit); the
+        forward statistic reads the key, not costs (`forward_statistic`)."""
+        if self.config.forward:
+            raise ValueError("this config scores with the forward statistic: use forward_statistic(ids)")
         if self.config.edit:
             return alignment.levenshtein_min(costs, k, self.config.edit_gamma, self.config.edit_free_end)
         return alignment.basic_min(costs, k)
@@ -314,6 +386,8 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         cfg = self.config
         h = hashlib.blake2b(key=self._null_salt, person=b"wm-null-keys", digest_size=32)
         h.update(f"{cfg.scheme}|n={cfg.key_length}|k={k}|gamma={cfg.edit_gamma!r}|".encode())
+        if cfg.forward:
+            h.update(f"forward|rho={cfg.edit_insert_rate!r}|delta={cfg.edit_skip_rate!r}|".encode())
         h.update(ids.astype("<i8").tobytes())
         return prf.position_seeds(h.digest(), range(start, start + count))
 
@@ -333,6 +407,9 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         fast = null_kernels.AVAILABLE if fast is None else fast
         uniq, labels = np.unique(ids, return_inverse=True)
         labels = labels.reshape(-1)
+        if cfg.forward:
+            yield from self._forward_indicators(ids, labels, len(uniq), observed, total, fast)
+            return
         margin = 1e-3 * (abs(observed) + k)  # covers float32 rounding of the bound, with room
         lam: float | None = None
         hits = 0
@@ -358,6 +435,29 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
                 yield out
             start += len(seeds)
             size = min(2 * size, 1024 if fast else most)
+
+    def _forward_indicators(
+        self, ids: np.ndarray, labels: np.ndarray, distinct: int, observed: float, total: int, fast: bool
+    ) -> Iterator[np.ndarray]:
+        """Batches of `forward statistic <= observed` for null keys 0, 1, ...: every key gets the
+        exact statistic (n * m cells, no screen needed), in parallel over keys with numba."""
+        from .. import null_kernels
+
+        cfg = self.config
+        rho, delta = cfg.edit_insert_rate, cfg.edit_skip_rate
+        start, size = 0, 64
+        while start < total:
+            seeds = self.null_seeds(ids, ids.size, min(size, total - start), start)
+            if fast:
+                stats = null_kernels.forward_nulls(seeds, labels, distinct, cfg.key_length,
+                                                   its_likelihood.DEFAULT_RATIOS, rho, delta)  # fmt: skip
+            else:
+                eta, u = self.null_rows(seeds, distinct)
+                ratios = its_likelihood.cell_ratios(np.take(eta, labels, axis=1), u)
+                stats = alignment.its_forward(ratios, rho, delta)
+            yield stats <= observed
+            start += len(seeds)
+            size = min(2 * size, 2048)
 
     def _numpy_indicators(
         self, seeds: np.ndarray, labels: np.ndarray, distinct: int, k: int, observed: float,
@@ -419,9 +519,12 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
                 "detect a shorter text (or windows of it)"
             )
         k = self.block_for(m)
-        costs = self.cost_matrix(ids)[None]
-        observed = float(self.statistic(costs, k)[0])
-        log10_bound = self.log10_gamma_bound(costs, k, m)
+        if cfg.forward:
+            observed, log10_bound = self.forward_statistic(ids), None
+        else:
+            costs = self.cost_matrix(ids)[None]
+            observed = float(self.statistic(costs, k)[0])
+            log10_bound = self.log10_gamma_bound(costs, k, m)
         w = cfg.bound_weight if log10_bound is not None else 0.0
         h = cfg.stop_after
         level, needed, total = None, None, cfg.resamples
