@@ -67,6 +67,10 @@ def test_numba_equals_numpy_for_the_text_and_for_null_keys():
     slow = alignment.its_forward(its_likelihood.cell_ratios(np.take(eta, labels, axis=1), u), 0.2, 0.02)
     np.testing.assert_allclose(fast, slow, rtol=1e-12)
     assert s.forward_statistic(ids, fast=True) == pytest.approx(s.forward_statistic(ids, fast=False), rel=1e-12)
+    observed = s.forward_statistic(ids)
+    a = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 200, fast=True)))
+    b = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 200, fast=False)))
+    assert a.size == b.size == 200 and np.array_equal(a, b)
 
 
 def test_the_table_is_the_likelihood_ratio_of_its_decoding():

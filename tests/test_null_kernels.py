@@ -56,7 +56,7 @@ def test_indicators_equal_the_numpy_path_and_bounds_hold(name, free_end):
     """At observed values spread over the null distribution, the kernel's `null <= observed`
     equals the numpy statistics', and no key is ruled out by a bound above its statistic
     (square window and free end alike)."""
-    cfg = {"scheme": name, "key_length": 40, "edit_free_end": free_end}
+    cfg = {"scheme": name, "key_length": 40, "edit_free_end": free_end, "edit_statistic": "min"}
     s = build_scheme(cfg, Key.from_seed("kernels-" + name))
     rng = np.random.default_rng(4)
     ids = rng.integers(0, 60, 36)
@@ -82,7 +82,8 @@ def test_indicators_equal_the_numpy_path_and_bounds_hold(name, free_end):
 def test_scheme_gives_the_same_indicators_with_and_without_numba(name, free_end):
     """The numba path may end a batch at the stop_after-th null <= observed (Besag-Clifford
     stops there); up to that point its indicators are the numpy path's."""
-    s = build_scheme({"scheme": name, "key_length": 32, "edit_free_end": free_end}, Key.from_seed("paths"))
+    cfg = {"scheme": name, "key_length": 32, "edit_free_end": free_end, "edit_statistic": "min"}
+    s = build_scheme(cfg, Key.from_seed("paths"))
     ids = np.random.default_rng(5).integers(0, 40, 20)
     costs = s.cost_matrix(ids)[None]
     observed = float(s.statistic(costs, 20)[0])

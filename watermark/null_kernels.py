@@ -379,7 +379,8 @@ if AVAILABLE:
     @njit(cache=True)
     def _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x):
         """-log Lambda of one key: `alignment.its_forward` with the cell ratios read from `lr`
-        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin)."""
+        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin). Per
+        token: skips g -> h, then insertions and matches h -> g, each a few contiguous loops."""
         n = u.size
         m = eta.size
         bins = lr.shape[1]
@@ -389,31 +390,33 @@ if AVAILABLE:
             g[r] = 1.0 / n
         total = 0.0
         for t in range(m):
+            src = g
             if skip_w.size:
-                for r in range(n):
-                    h[r] = g[r]
-                for k in range(1, skip_w.size + 1):
+                w = skip_w[0]
+                h[0] = g[0] + w * g[n - 1]
+                for r in range(1, n):
+                    h[r] = g[r] + w * g[r - 1]
+                for k in range(2, skip_w.size + 1):
                     w = skip_w[k - 1]
-                    for r in range(k, n):
-                        h[r] += w * g[r - k]
                     for r in range(k):
                         h[r] += w * g[n - k + r]
-                for r in range(n):
-                    g[r] = h[r]
+                    for r in range(k, n):
+                        h[r] += w * g[r - k]
+                src = h
             e = eta[t]
             row = lr[eta_bin[t]]
             for r in range(n):
                 j = min(np.int64((u[r] - e + 1.0) * half), bins - 1)
-                x[r] = keep * g[r] * row[j]
-            h[0] = insert_rate * g[0] + x[n - 1]
+                x[r] = keep * src[r] * row[j]
+            g[0] = insert_rate * src[0] + x[n - 1]
             for r in range(1, n):
-                h[r] = insert_rate * g[r] + x[r - 1]
+                g[r] = insert_rate * src[r] + x[r - 1]
             s = 0.0
             for r in range(n):
-                s += h[r]
+                s += g[r]
             inv = 1.0 / s
             for r in range(n):
-                g[r] = h[r] * inv
+                g[r] *= inv
             total += math.log(s)
         return -total
 
