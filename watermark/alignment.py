@@ -187,7 +187,7 @@ def levenshtein_lower_bound(
     return best
 
 
-MAX_SKIP = 4  # key rows the forward statistic may skip before one token (longer runs: several tokens)
+MAX_SKIP = 2  # key rows the forward statistic may skip before one token (longer runs: several tokens)
 
 
 def its_forward(

@@ -379,44 +379,38 @@ if AVAILABLE:
     @njit(cache=True)
     def _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x):
         """-log Lambda of one key: `alignment.its_forward` with the cell ratios read from `lr`
-        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin). Per
-        token: skips g -> h, then insertions and matches h -> g, each a few contiguous loops."""
+        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin).
+        `g` holds n + 2 entries, row r at g[2 + r] and rows n - 2, n - 1 copied in front, so that
+        the skips (at most MAX_SKIP = 2 rows) are one loop without wrap-around tests."""
         n = u.size
         m = eta.size
         bins = lr.shape[1]
         half = bins / 2.0
         keep = 1.0 - insert_rate
+        w1 = skip_w[0] if skip_w.size > 0 else 0.0
+        w2 = skip_w[1] if skip_w.size > 1 else 0.0
         for r in range(n):
-            g[r] = 1.0 / n
+            g[2 + r] = 1.0 / n
         total = 0.0
         for t in range(m):
-            src = g
-            if skip_w.size:
-                w = skip_w[0]
-                h[0] = g[0] + w * g[n - 1]
-                for r in range(1, n):
-                    h[r] = g[r] + w * g[r - 1]
-                for k in range(2, skip_w.size + 1):
-                    w = skip_w[k - 1]
-                    for r in range(k):
-                        h[r] += w * g[n - k + r]
-                    for r in range(k, n):
-                        h[r] += w * g[r - k]
-                src = h
+            g[0] = g[2 + (n - 2) % n]
+            g[1] = g[2 + (n - 1) % n]
+            for r in range(n):
+                h[r] = g[r + 2] + w1 * g[r + 1] + w2 * g[r]
             e = eta[t]
             row = lr[eta_bin[t]]
             for r in range(n):
                 j = min(np.int64((u[r] - e + 1.0) * half), bins - 1)
-                x[r] = keep * src[r] * row[j]
-            g[0] = insert_rate * src[0] + x[n - 1]
+                x[r] = keep * h[r] * row[j]
+            g[2] = insert_rate * h[0] + x[n - 1]
             for r in range(1, n):
-                g[r] = insert_rate * src[r] + x[r - 1]
+                g[2 + r] = insert_rate * h[r] + x[r - 1]
             s = 0.0
             for r in range(n):
-                s += g[r]
+                s += g[2 + r]
             inv = 1.0 / s
             for r in range(n):
-                g[r] *= inv
+                g[2 + r] *= inv
             total += math.log(s)
         return -total
 
@@ -433,7 +427,7 @@ if AVAILABLE:
             u = np.empty(n)
             eta = np.empty(m)
             eta_bin = np.empty(m, np.int64)
-            g, h, x = np.empty(n), np.empty(n), np.empty(n)
+            g, h, x = np.empty(n + 2), np.empty(n), np.empty(n)
             for d in range(distinct):
                 rows[d] = _unit(_bits(useeds[i], d))
             for r in range(n):
@@ -546,8 +540,8 @@ def forward_statistic(eta: np.ndarray, u: np.ndarray, lr: np.ndarray, insert_rat
     lr = np.ascontiguousarray(lr, dtype=np.float64)
     n = u.size
     eta_bin = np.minimum((eta * lr.shape[0]).astype(np.int64), lr.shape[0] - 1)
-    buf = (np.empty(n), np.empty(n), np.empty(n))
     w = skip_weights(skip_rate, n)
+    buf = (np.empty(n + 2), np.empty(n), np.empty(n))
     return float(_call(_forward_one, eta_bin, eta, u, lr, float(insert_rate), w, *buf))
 
 
