@@ -62,6 +62,50 @@ def attack(name: str, ids: list[int], rate: float, vocab: int, rng: np.random.Ge
     return delete_tokens(ids, rate, rng)
 
 
+def decision_timing(model, tok, vocab: int, key, prompts: list[str], alpha: float):
+    """4. Decision time at alpha on 200-token texts: exp-edit and its-edit, watermarked with 20 %
+    insertions, watermarked clean (exp-edit), unwatermarked. Returns the deciders and, per case,
+    wall and CPU seconds, "p:verdict:keys" strings, and the load average before and after."""
+    gen = {fam: build_scheme({"scheme": fam, "vocab_size": vocab}, key) for fam in ("exp", "its")}
+    long = {
+        fam: generate(model, tok, prompts, scheme=gen.get(fam), max_new_tokens=200, min_new_tokens=200)
+        for fam in ("exp", "its", "plain")
+    }
+    deciders = {
+        name: build_scheme({"scheme": name, "vocab_size": vocab}, key) for name in ("exp-edit", "its-edit")
+    }
+    rng = np.random.default_rng(7)
+    cases = {
+        "exp-edit/watermarked_inserted_20": ("exp-edit", "exp", 0.2),
+        "exp-edit/watermarked_clean": ("exp-edit", "exp", 0.0),
+        "exp-edit/unwatermarked": ("exp-edit", "plain", 0.0),
+        "its-edit/watermarked_inserted_20": ("its-edit", "its", 0.2),
+        "its-edit/unwatermarked": ("its-edit", "plain", 0.0),
+    }
+    timing: dict[str, list[float]] = {c: [] for c in cases}
+    timing_cpu: dict[str, list[float]] = {c: [] for c in cases}
+    timing_p: dict[str, list[str]] = {c: [] for c in cases}
+    load_before = os.getloadavg()[0]
+    for case, (det, fam, rate) in cases.items():
+        for g in long[fam]:
+            ids = list(g.token_ids)
+            ids = (insert_tokens(ids, rate, vocab, rng) if rate else ids)[:200]
+            t0, c0 = time.perf_counter(), time.process_time()
+            d = deciders[det].detect(ids, alpha=alpha)
+            timing[case].append(time.perf_counter() - t0)
+            timing_cpu[case].append(time.process_time() - c0)
+            timing_p[case].append(f"{fmt(d.p_value)}:{d.verdict(alpha)}:{d.resamples}")
+    load_after = os.getloadavg()[0]
+    print(f"decisions at alpha {alpha:g}, 200 tokens (load average {load_before:.1f} -> {load_after:.1f}):")
+    for case in cases:
+        print(
+            f"  {case:34s} wall {[round(x, 2) for x in timing[case]]}  cpu {[round(x, 2) for x in timing_cpu[case]]}"
+            f"  p:verdict:keys {timing_p[case]}"
+        )
+
+    return deciders, timing, timing_cpu, timing_p, load_before, load_after
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=48, help="prompts")
@@ -79,6 +123,7 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1 avoids contention on a shared box)"
     )
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--timing-only", action="store_true", help="only the decision times (section 4), minutes")
     args = ap.parse_args()
     if args.quick:  # 120-token generations serve the sweeps and the verdicts alike
         args.n, args.resamples, args.timing_texts, args.max_new_tokens = 16, 199, 4, 120
@@ -90,6 +135,23 @@ def main() -> None:
     model, tok = load_model()
     vocab = len(tok)
     key = Key.from_seed("benchmark-distortion-free")
+    if args.timing_only:
+        _, timing, timing_cpu, _, load_before, load_after = decision_timing(
+            model, tok, vocab, key, load_prompts(args.timing_texts), args.alpha
+        )
+        emit(
+            {
+                "benchmark": "distortion_free",
+                "part": "timing",
+                "alpha": args.alpha,
+                "edit_detect_s_per_text": median(timing["exp-edit/watermarked_inserted_20"]),
+                "decide_s_per_200_token_text": {c: median(v) for c, v in timing.items()},
+                "decide_cpu_s_per_200_token_text": {c: median(v) for c, v in timing_cpu.items()},
+                "decide_load_average": [load_before, load_after],
+                "median_decision_le_2s": all(median(v) <= 2.0 for v in timing.values()),
+            }
+        )
+        return
     gen_schemes = {
         "plain": None,
         "exp": build_scheme({"scheme": "exp", "vocab_size": vocab}, key),
@@ -166,46 +228,9 @@ def main() -> None:
             )
 
     # 4. decision time at alpha on 200-token texts
-    timing_prompts = prompts[: args.timing_texts]
-    long = {
-        fam: generate(
-            model, tok, timing_prompts, scheme=gen_schemes[fam], max_new_tokens=200, min_new_tokens=200
-        )
-        for fam in ("exp", "its", "plain")
-    }
-    deciders = {
-        name: build_scheme({"scheme": name, "vocab_size": vocab}, key) for name in ("exp-edit", "its-edit")
-    }
-    rng = np.random.default_rng(7)
-    cases = {
-        "exp-edit/watermarked_inserted_20": ("exp-edit", "exp", 0.2),
-        "exp-edit/watermarked_clean": ("exp-edit", "exp", 0.0),
-        "exp-edit/unwatermarked": ("exp-edit", "plain", 0.0),
-        "its-edit/watermarked_inserted_20": ("its-edit", "its", 0.2),
-        "its-edit/unwatermarked": ("its-edit", "plain", 0.0),
-    }
-    timing: dict[str, list[float]] = {c: [] for c in cases}
-    timing_cpu: dict[str, list[float]] = {c: [] for c in cases}
-    timing_p: dict[str, list[str]] = {c: [] for c in cases}
-    load_before = os.getloadavg()[0]
-    for case, (det, fam, rate) in cases.items():
-        for g in long[fam]:
-            ids = list(g.token_ids)
-            ids = (insert_tokens(ids, rate, vocab, rng) if rate else ids)[:200]
-            t0, c0 = time.perf_counter(), time.process_time()
-            d = deciders[det].detect(ids, alpha=args.alpha)
-            timing[case].append(time.perf_counter() - t0)
-            timing_cpu[case].append(time.process_time() - c0)
-            timing_p[case].append(f"{fmt(d.p_value)}:{d.verdict(args.alpha)}:{d.resamples}")
-    load_after = os.getloadavg()[0]
-    print(
-        f"decisions at alpha {args.alpha:g}, 200 tokens (load average {load_before:.1f} -> {load_after:.1f}):"
+    deciders, timing, timing_cpu, timing_p, load_before, load_after = decision_timing(
+        model, tok, vocab, key, prompts[: args.timing_texts], args.alpha
     )
-    for case in cases:
-        print(
-            f"  {case:34s} wall {[round(x, 2) for x in timing[case]]}  cpu {[round(x, 2) for x in timing_cpu[case]]}"
-            f"  p:verdict:keys {timing_p[case]}"
-        )
 
     # 5. verdicts at alpha: 20% insertions into texts of --decide-tokens tokens
     m_dec = args.decide_tokens

@@ -43,7 +43,9 @@ def brute_force(lr: np.ndarray, rho: float, delta: float) -> float:
     return -math.log(total / n)
 
 
-@pytest.mark.parametrize(("n", "m", "rho", "delta"), [(3, 2, 0.2, 0.0), (4, 3, 0.3, 0.1), (2, 4, 0.1, 0.2), (5, 2, 0.5, 0.02)])
+@pytest.mark.parametrize(
+    ("n", "m", "rho", "delta"), [(3, 2, 0.2, 0.0), (4, 3, 0.3, 0.1), (2, 4, 0.1, 0.2), (5, 2, 0.5, 0.02)]
+)
 def test_the_recursion_equals_the_sum_over_every_path(n, m, rho, delta):
     lr = np.random.default_rng(n * 10 + m).exponential(size=(n, m))
     want = brute_force(lr, rho, delta)
@@ -66,7 +68,9 @@ def test_numba_equals_numpy_for_the_text_and_for_null_keys():
     eta, u = s.null_rows(seeds, len(uniq))
     slow = alignment.its_forward(its_likelihood.cell_ratios(np.take(eta, labels, axis=1), u), 0.2, 0.02)
     np.testing.assert_allclose(fast, slow, rtol=1e-12)
-    assert s.forward_statistic(ids, fast=True) == pytest.approx(s.forward_statistic(ids, fast=False), rel=1e-12)
+    assert s.forward_statistic(ids, fast=True) == pytest.approx(
+        s.forward_statistic(ids, fast=False), rel=1e-12
+    )
     observed = s.forward_statistic(ids)
     a = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 200, fast=True)))
     b = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 200, fast=False)))

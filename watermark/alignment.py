@@ -190,9 +190,7 @@ def levenshtein_lower_bound(
 MAX_SKIP = 2  # key rows the forward statistic may skip before one token (longer runs: several tokens)
 
 
-def its_forward(
-    cell_lr: np.ndarray, insert_rate: float, skip_rate: float
-) -> np.ndarray:
+def its_forward(cell_lr: np.ndarray, insert_rate: float, skip_rate: float) -> np.ndarray:
     """The forward statistic of ITS-edit, -log Lambda per batch entry, (B,): lower = more watermark.
 
     `cell_lr[b, r, t]` is the likelihood ratio of token t matched with key row r

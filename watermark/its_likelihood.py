@@ -37,7 +37,9 @@ TOP = 512  # tokens whose Bernoulli draws are exact; the rest of the mass enters
 def cell_of(eta: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Grid cell (eta bin, u - eta bin) of each pair; u - eta in [-1, 1] is cut into DIFF_BINS."""
     i = np.minimum((np.asarray(eta) * ETA_BINS).astype(np.int64), ETA_BINS - 1)
-    j = np.minimum(((np.asarray(u) - np.asarray(eta) + 1.0) * (DIFF_BINS / 2)).astype(np.int64), DIFF_BINS - 1)
+    j = np.minimum(
+        ((np.asarray(u) - np.asarray(eta) + 1.0) * (DIFF_BINS / 2)).astype(np.int64), DIFF_BINS - 1
+    )
     return i, np.maximum(j, 0)
 
 

@@ -533,7 +533,9 @@ def skip_weights(skip_rate: float, key_length: int) -> np.ndarray:
     return skip_rate ** np.arange(1, min(MAX_SKIP, key_length - 1) + 1, dtype=np.float64)
 
 
-def forward_statistic(eta: np.ndarray, u: np.ndarray, lr: np.ndarray, insert_rate: float, skip_rate: float) -> float:
+def forward_statistic(
+    eta: np.ndarray, u: np.ndarray, lr: np.ndarray, insert_rate: float, skip_rate: float
+) -> float:
     """The forward statistic of one key from its token etas (m,) and row uniforms (n,)."""
     eta = np.ascontiguousarray(eta, dtype=np.float64)
     u = np.ascontiguousarray(u, dtype=np.float64)

@@ -170,7 +170,9 @@ class DistortionFreeConfig(SchemeConfig):
             check_range("block_length", self.block_length, 1, MAX_BLOCK_LENGTH)
         check_range("edit_gamma", self.edit_gamma, 0.0, MAX_EDIT_GAMMA)
         if self.edit_statistic not in EDIT_STATISTICS:
-            raise ConfigError(f"edit_statistic must be one of {', '.join(EDIT_STATISTICS)}, got {self.edit_statistic!r}")
+            raise ConfigError(
+                f"edit_statistic must be one of {', '.join(EDIT_STATISTICS)}, got {self.edit_statistic!r}"
+            )
         if self.forward and self.scheme != "its-edit":
             raise ConfigError("edit_statistic 'forward' is for its-edit only")
         if self.forward and self.block_length is not None:
