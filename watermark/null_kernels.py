@@ -16,6 +16,9 @@ parallel over null keys (prange), in three stages per key:
    stopping as soon as one block and shift reaches the observed value.
 
 `edit_min` and `basic_min` expose stage 3 for the equality tests against `alignment`.
+
+its-edit's forward statistic (`forward_nulls`, `forward_statistic`) needs no screen: it costs n * m
+cells per key, like a bound, so every null key gets its exact value (parallel over keys).
 """
 
 from __future__ import annotations

@@ -449,7 +449,9 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
 
         cfg = self.config
         rho, delta = cfg.edit_insert_rate, cfg.edit_skip_rate
-        start, size = 0, 64
+        # numba keeps O(n) per key; numpy holds (B, n, m) ratios, bounded like the cost batches
+        cap = 2048 if fast else max(1, min(128, MAX_COST_CELLS // (cfg.key_length * ids.size)))
+        start, size = 0, min(64, cap)
         while start < total:
             seeds = self.null_seeds(ids, ids.size, min(size, total - start), start)
             if fast:
@@ -461,7 +463,7 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
                 stats = alignment.its_forward(ratios, rho, delta)
             yield stats <= observed
             start += len(seeds)
-            size = min(2 * size, 2048)
+            size = min(2 * size, cap)
 
     def _numpy_indicators(
         self, seeds: np.ndarray, labels: np.ndarray, distinct: int, k: int, observed: float,
