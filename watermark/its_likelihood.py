@@ -90,8 +90,9 @@ def simulate(probs: torch.Tensor, draws: int, generator: torch.Generator) -> tup
 
 
 def fit_log_lr(eta: np.ndarray, u: np.ndarray, pseudo: float = 1.0) -> np.ndarray:
-    """log(watermarked cell share / null cell mass), with `pseudo` counts per cell so that no cell
-    the sample missed gets -inf (cells outside the square stay at the table's minimum)."""
+    """log(watermarked cell share / null cell mass). `pseudo` counts per cell on average are added
+    in proportion to each cell's null mass, so that no cell the sample missed gets -inf; cells
+    outside the square (null mass 0, never read) get the table's minimum."""
     i, j = cell_of(eta, u)
     counts = np.zeros((ETA_BINS, DIFF_BINS))
     np.add.at(counts, (i, j), 1.0)
