@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from .alignment import MAX_SKIP
+
 try:
     import numba
     from numba import njit, prange
@@ -380,13 +382,15 @@ if AVAILABLE:
     _indicators_serial = njit(cache=True)(_indicators_impl)
 
     @njit(cache=True)
-    def _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x):
+    def _forward_one(eta, u, lr, insert_rate, skip_w, g, h, x):
         """-log Lambda of one key: `alignment.its_forward` with the cell ratios read from `lr`
-        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin).
+        (ETA_BINS x DIFF_BINS, ratios, not logs) at (eta bin of the token, u - eta bin), the bins
+        of `its_likelihood.cell_of`.
         `g` holds n + 2 entries, row r at g[2 + r] and rows n - 2, n - 1 copied in front, so that
         the skips (at most MAX_SKIP = 2 rows) are one loop without wrap-around tests."""
         n = u.size
         m = eta.size
+        eta_bins = lr.shape[0]
         bins = lr.shape[1]
         half = bins / 2.0
         keep = 1.0 - insert_rate
@@ -401,7 +405,7 @@ if AVAILABLE:
             for r in range(n):
                 h[r] = g[r + 2] + w1 * g[r + 1] + w2 * g[r]
             e = eta[t]
-            row = lr[eta_bin[t]]
+            row = lr[min(np.int64(e * eta_bins), eta_bins - 1)]
             for r in range(n):
                 j = min(np.int64((u[r] - e + 1.0) * half), bins - 1)
                 x[r] = keep * h[r] * row[j]
@@ -422,14 +426,12 @@ if AVAILABLE:
         """The forward statistic under each null key (its eta and u drawn as `_exact_costs` does)."""
         b = seeds.size
         m = labels.size
-        eb = lr.shape[0]
         out = np.empty(b)
         useeds = seeds.view(np.uint64)
         for i in prange(b):
             rows = np.empty(distinct)
             u = np.empty(n)
             eta = np.empty(m)
-            eta_bin = np.empty(m, np.int64)
             g, h, x = np.empty(n + 2), np.empty(n), np.empty(n)
             for d in range(distinct):
                 rows[d] = _unit(_bits(useeds[i], d))
@@ -437,8 +439,7 @@ if AVAILABLE:
                 u[r] = _unit(_bits(useeds[i], distinct + r))
             for t in range(m):
                 eta[t] = rows[labels[t]]
-                eta_bin[t] = min(np.int64(eta[t] * eb), eb - 1)
-            out[i] = _forward_one(eta_bin, eta, u, lr, insert_rate, skip_w, g, h, x)
+            out[i] = _forward_one(eta, u, lr, insert_rate, skip_w, g, h, x)
         return out
 
 
@@ -529,8 +530,6 @@ def basic_min(costs: np.ndarray, k: int) -> float:
 
 def skip_weights(skip_rate: float, key_length: int) -> np.ndarray:
     """Weights of skipping 1..MAX_SKIP key rows before a token (`alignment.its_forward`)."""
-    from .alignment import MAX_SKIP
-
     if skip_rate <= 0.0:
         return np.zeros(0)
     return skip_rate ** np.arange(1, min(MAX_SKIP, key_length - 1) + 1, dtype=np.float64)
@@ -544,10 +543,9 @@ def forward_statistic(
     u = np.ascontiguousarray(u, dtype=np.float64)
     lr = np.ascontiguousarray(lr, dtype=np.float64)
     n = u.size
-    eta_bin = np.minimum((eta * lr.shape[0]).astype(np.int64), lr.shape[0] - 1)
     w = skip_weights(skip_rate, n)
     buf = (np.empty(n + 2), np.empty(n), np.empty(n))
-    return float(_call(_forward_one, eta_bin, eta, u, lr, float(insert_rate), w, *buf))
+    return float(_call(_forward_one, eta, u, lr, float(insert_rate), w, *buf))
 
 
 def forward_nulls(

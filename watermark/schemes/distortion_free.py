@@ -138,13 +138,16 @@ class DistortionFreeConfig(SchemeConfig):
         if self.edit_gamma is None and isinstance(self.scheme, str) and self.scheme in FAMILY:
             object.__setattr__(self, "edit_gamma", DEFAULT_EDIT_GAMMA[FAMILY[self.scheme]])
         if self.edit_free_end is None:
-            old = isinstance(self.version, int) and self.version < FREE_END_SINCE_VERSION
-            object.__setattr__(self, "edit_free_end", not old)
+            object.__setattr__(self, "edit_free_end", not self._older_than(FREE_END_SINCE_VERSION))
         if self.edit_statistic is None and isinstance(self.scheme, str) and self.scheme in FAMILY:
-            new = not (isinstance(self.version, int) and self.version < FORWARD_SINCE_VERSION)
+            new = not self._older_than(FORWARD_SINCE_VERSION)
             forward = new and self.scheme == "its-edit" and self.block_length is None
             object.__setattr__(self, "edit_statistic", "forward" if forward else "min")
         super().__post_init__()
+
+    def _older_than(self, version: int) -> bool:
+        """Written before `version` (a malformed version is refused later, by the base class)."""
+        return isinstance(self.version, int) and self.version < version
 
     @property
     def family(self) -> str:
@@ -291,7 +294,7 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         if self.family == "exp":
             u = prf.uniforms(self._row_seeds.reshape(-1, 1), tok)
             return torch.log1p(-u).numpy()
-        eta = prf.uniforms(self._perm_seed.reshape(1, 1), tok)
+        eta = torch.from_numpy(self.token_etas(ids)).reshape(1, -1)
         return (eta - self._row_u.reshape(-1, 1)).abs_().numpy()
 
     def null_costs(self, seeds: np.ndarray, labels: np.ndarray, distinct: int) -> np.ndarray:
