@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.evaluation import (
+from wm_toolkit.watermark.measure.evaluation import (
     NOMINAL_ALPHA,
     GenerationSettings,
     ProgressFactory,
@@ -146,7 +146,7 @@ def _detect_all(
     scheme: WatermarkScheme, tokenizer: Any, texts: Sequence[str], advance, normalize: bool = True
 ) -> tuple[list, int]:
     """p-values (1.0 for texts too short to test) and how many were too short."""
-    from wm_toolkit.watermark.generation import encode_texts
+    from wm_toolkit.watermark.modeling.generation import encode_texts
 
     p, short = [], 0
     for t in texts:

@@ -82,7 +82,7 @@ def paraphrase_units(
     finished, for progress bars. `extra_processors` (stateless logits processors) steer the
     rewriting model, e.g. away from a stolen green list (`attacks.scrub.paraphrase_scrub`).
     """
-    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.modeling.generation import generate
 
     if mode not in MODES:
         raise ConfigError(f"unknown paraphrase mode {mode!r}; known: {', '.join(MODES)}")

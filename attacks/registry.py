@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from wm_toolkit.watermark.encoding import encode_text
 from wm_toolkit.watermark.errors import ConfigError, InputError
-from wm_toolkit.watermark.normalize import canonical_text
+from wm_toolkit.watermark.text.encoding import encode_text
+from wm_toolkit.watermark.text.normalize import canonical_text
 
 from .metrics import fraction_changed
 from .unicode import MODES as UNICODE_MODES

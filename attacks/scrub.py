@@ -52,11 +52,11 @@ import numpy as np
 import torch
 
 from wm_toolkit.watermark.errors import ConfigError, InputError
-from wm_toolkit.watermark.evaluation import perplexities, prompt_prefix
-from wm_toolkit.watermark.models import cache_keyword, returned_cache
+from wm_toolkit.watermark.measure.evaluation import perplexities, prompt_prefix
+from wm_toolkit.watermark.modeling.models import cache_keyword, returned_cache
 
 from .neighbour import NeighbourIndex
-from .stealing import StolenList
+from .stealing import StolenList, estimated_z
 
 CANDIDATES = ("model", "embedding")
 
@@ -132,14 +132,6 @@ class WordFilter:
         return self._get(self.whole, candidate) and self._get(self.is_capital, candidate) == self._get(
             self.is_capital, original
         )
-
-
-def estimated_z(probs: Sequence[float], gamma: float) -> float:
-    """The attacker's z-estimate from per-item green probabilities (Jovanovic et al.)."""
-    t = len(probs)
-    if t == 0:
-        return 0.0
-    return (float(sum(probs)) - gamma * t) / math.sqrt(gamma * (1 - gamma) * t)
 
 
 def _units(ids: list[int], prefix: list[int], h: int) -> dict[tuple[int, ...], list[int]]:
@@ -523,7 +515,7 @@ def scrub_texts(
 ) -> list[tuple[str, list[int], ScrubResult]]:
     """Scrub decoded texts: (new text, its re-tokenised ids as the detector sees them, result).
     `words_only`: edit whole words only (`WordFilter`)."""
-    from wm_toolkit.watermark.generation import encode_texts
+    from wm_toolkit.watermark.modeling.generation import encode_texts
 
     banned = set(tokenizer.all_special_ids)
     if words_only and kwargs.get("words") is None:
@@ -664,8 +656,8 @@ def _edit_within_budget(
     real perplexity (`EDIT_ROUNDS`), which prices what the edits did to the tokens after them.
     The edited text with the lowest estimate within budget wins; None when no edit fits.
     -> (text, edits, ppl, estimate, rewrite)"""
-    from wm_toolkit.watermark.evaluation import text_perplexities
-    from wm_toolkit.watermark.generation import encode_texts
+    from wm_toolkit.watermark.measure.evaluation import text_perplexities
+    from wm_toolkit.watermark.modeling.generation import encode_texts
 
     best = None
     for text, ppl, r in candidates:
@@ -726,7 +718,7 @@ def _option(
     copied: frozenset | set | None,
     rate: float,
 ) -> _Option:
-    from wm_toolkit.watermark.evaluation import token_nlls
+    from wm_toolkit.watermark.measure.evaluation import token_nlls
 
     pieces = _unit_ids(tokenizer, units)
     ids = [t for piece in pieces for t in piece]
@@ -793,7 +785,7 @@ def mix_sentences(
     the planning limit is bisected (`MIX_STEPS`) on the joined text's real perplexity, and the
     mix planned with the most room that stays within the budget wins.
     -> (mixed text, its perplexity), or None when no mix fits or the versions do not line up."""
-    from wm_toolkit.watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.measure.evaluation import text_perplexities
 
     versions = [list(v) for v in versions if v]
     if len(versions) < 2 or len({len(v) for v in versions}) != 1 or budget <= 0:
@@ -853,8 +845,8 @@ def rewrite_scrub(
     at `copied_rate` (None: `default_copied_rate`; 0 turns it off). The attacker never sees the
     key: success is judged afterwards by the real detector. `on_text(j, choice)` is called as
     each text is done (progress; the choice loop is the slow part)."""
-    from wm_toolkit.watermark.evaluation import text_perplexities
-    from wm_toolkit.watermark.generation import encode_texts
+    from wm_toolkit.watermark.measure.evaluation import text_perplexities
+    from wm_toolkit.watermark.modeling.generation import encode_texts
 
     from .paraphrase import split_sentences
 

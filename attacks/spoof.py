@@ -21,7 +21,7 @@ from transformers import LogitsProcessor
 
 from wm_toolkit.watermark.errors import ConfigError
 
-from .stealing import StolenList
+from .stealing import StolenList, estimated_z
 
 # Jovanovic et al.'s spoofer strengths (configs/spoofing/*): gptwm 3, LeftHash 6.5, SelfHash 7.5
 RATIO_STRENGTH = {"h0": 3.0, "lefthash": 6.5, "selfhash": 7.5}
@@ -133,8 +133,6 @@ class EstimatedZEosBan(LogitsProcessor):
 
     def estimate(self, row: int) -> float:
         """The current z-estimate of row `row`'s response (0 before any item)."""
-        from .scrub import estimated_z
-
         return estimated_z(list(self._seen[row].values()), self.gamma)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -177,7 +175,7 @@ def spoof_generate(
     a larger n only breaks loops, which the detector's count of distinct items gains nothing from);
     `eos_ban_z` bans ending while the response's z-estimate is below it (`EstimatedZEosBan`).
     Processors are built per batch, so per-response state never leaks between batches."""
-    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.modeling.generation import generate
 
     eos = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -17,6 +17,7 @@ why a context-dependent list is far harder to steal (see benchmarks/results/stea
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from wm_toolkit.watermark.atomic import write_text
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.textio import decode_text, read_bytes
+from wm_toolkit.watermark.runtime.atomic import write_text
+from wm_toolkit.watermark.text.textio import decode_text, read_bytes
 
 from .stealing_data import (
     StealingConfigError,
@@ -465,3 +466,11 @@ def _key(x: Any) -> Any:
     if isinstance(x, (tuple, list, np.ndarray)):
         return tuple(int(v) for v in x)
     return int(x)
+
+
+def estimated_z(probs: Sequence[float], gamma: float) -> float:
+    """The attacker's z-estimate from per-item green probabilities (Jovanovic et al.)."""
+    t = len(probs)
+    if t == 0:
+        return 0.0
+    return (float(sum(probs)) - gamma * t) / math.sqrt(gamma * (1 - gamma) * t)

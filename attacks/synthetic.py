@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wm_toolkit.watermark.stats import z_score
+from wm_toolkit.watermark.statistics.pvalues import z_score
 
 from .stealing_data import check_gamma
 

@@ -14,7 +14,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wm_toolkit.watermark.textio import read_prompts  # noqa: E402
+from wm_toolkit.watermark.text.textio import read_prompts  # noqa: E402
 
 
 def load_prompts(n: int, path: Path | None = None) -> list[str]:

@@ -26,15 +26,15 @@ import numpy as np
 from _common import emit
 from scipy import stats
 
-from wm_toolkit.watermark.calibration import Calibration, calibrate
 from wm_toolkit.watermark.config import default_config
-from wm_toolkit.watermark.generation import encode_texts
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import DEFAULT_MODEL, load_tokenizer
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import encode_texts
+from wm_toolkit.watermark.modeling.models import DEFAULT_MODEL, load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.base import Detection, TextTooShortError
-from wm_toolkit.watermark.stats import clopper_pearson
-from wm_toolkit.watermark.textio import read_records
+from wm_toolkit.watermark.statistics.calibration import Calibration, calibrate
+from wm_toolkit.watermark.statistics.pvalues import clopper_pearson
+from wm_toolkit.watermark.text.textio import read_records
 
 
 def binomial_band(n: int, alpha: float, level: float = 0.95) -> tuple[float, float]:

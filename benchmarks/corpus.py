@@ -97,7 +97,7 @@ def hf_path(texts: list[str]) -> tuple[float, int]:
     """transformers' path on the same texts: tokenizer + WatermarkDetector (its KGW), one core."""
     from transformers import AutoConfig, WatermarkDetector, WatermarkingConfig
 
-    from wm_toolkit.watermark.models import load_tokenizer, resolve_name
+    from wm_toolkit.watermark.modeling.models import load_tokenizer, resolve_name
 
     tok = load_tokenizer()
     try:
@@ -163,9 +163,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT))
-    from wm_toolkit.watermark.corpus import detect_texts
-    from wm_toolkit.watermark.keys import load_key_file
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.keying.keys import load_key_file
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
+    from wm_toolkit.watermark.runtime.corpus import detect_texts
 
     tok = load_tokenizer()
     k = load_key_file(key)

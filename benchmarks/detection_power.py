@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from _common import ROOT, emit, load_prompts
 
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.modeling.models import load_model
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
-from wm_toolkit.watermark.stats import clopper_pearson
-from wm_toolkit.watermark.textio import text_lines
+from wm_toolkit.watermark.statistics.pvalues import clopper_pearson
+from wm_toolkit.watermark.text.textio import text_lines
 
 
 def load_cache(path: Path) -> list[list[int]]:

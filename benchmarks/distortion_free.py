@@ -36,9 +36,9 @@ import torch
 from _common import emit, load_prompts, peak_rss_mb
 
 from wm_toolkit.attacks.edits import delete_tokens, insert_tokens, substitute_tokens
-from wm_toolkit.watermark.generation import encode_texts, generate
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import encode_texts, generate
+from wm_toolkit.watermark.modeling.models import load_model
 from wm_toolkit.watermark.schemes import build_scheme
 
 FAMILIES = ("plain", "exp", "its", "kgw")

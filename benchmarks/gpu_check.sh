@@ -25,8 +25,8 @@ if not torch.cuda.is_available() and not args.cpu_dry_run:
     sys.exit(0)
 
 from wm_toolkit.watermark import prf
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import DistortionFreeConfig, GreenListConfig, build_scheme
 
 dev = torch.device("cpu" if args.cpu_dry_run else "cuda")
@@ -57,7 +57,7 @@ result["exp_keys_identical"] = ok_exp
 print(f"green lists CPU == GPU: {ok_green}; EXP key rows CPU == GPU: {ok_exp}")
 
 # 2. generation at batch 64 (the dry run: 4 prompts) on the GPU: plain, kgw, exp
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.modeling.models import load_model
 
 if args.tiny or args.cpu_dry_run:
     model = None
@@ -70,7 +70,7 @@ else:
 if model is None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     tok = load_tokenizer()
     torch.manual_seed(0)

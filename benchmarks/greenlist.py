@@ -23,16 +23,16 @@ from _common import ROOT, emit, load_prompts
 from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.watermarking import WatermarkLogitsProcessor
 
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.modeling.models import load_model
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
-from wm_toolkit.watermark.textio import text_lines
+from wm_toolkit.watermark.text.textio import text_lines
 
 MEM_SCRIPT = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 s = build_scheme(GreenListConfig(vocab_size=49152), Key.from_seed(0))
 ids = np.random.default_rng(0).integers(0, 49152, {n})

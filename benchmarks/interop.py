@@ -38,10 +38,10 @@ from robustness import markdown_table
 from wm_toolkit.attacks.grid import GridSetup, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config import default_config
-from wm_toolkit.watermark.evaluation import GenerationSettings, cached_generations, generation_tag
-from wm_toolkit.watermark.generation import format_prompt
-from wm_toolkit.watermark.keys import Key, write_key_file
-from wm_toolkit.watermark.models import DEFAULT_MODEL, load_model
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
+from wm_toolkit.watermark.measure.evaluation import GenerationSettings, cached_generations, generation_tag
+from wm_toolkit.watermark.modeling.generation import format_prompt
+from wm_toolkit.watermark.modeling.models import DEFAULT_MODEL, load_model
 from wm_toolkit.watermark.schemes import build_scheme
 
 HF_KEY = 15485863

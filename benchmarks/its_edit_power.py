@@ -38,12 +38,12 @@ import torch
 from _common import emit, load_prompts
 
 from wm_toolkit.attacks.edits import insert_tokens
-from wm_toolkit.watermark.alignment import levenshtein_min
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.modeling.models import load_model
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.distortion_free import DistortionFreeLogitsProcessor
+from wm_toolkit.watermark.statistics.alignment import levenshtein_min
 
 SHIFT_SEED = 4242
 

@@ -4,7 +4,7 @@ Plain generations of the default model (temperature 1, prompts the distortion-fr
 use) supply next-token distributions; at every step each distribution gets `--draws` exact draws of
 (eta, u) under ITS decoding with a fresh key, and the table is log(share of draws in each
 (eta, u - eta) cell / the cell's mass under an unrelated key). `--write` stores it in
-`watermark/its_lr_table.py`, the module detection reads.
+`watermark/statistics/its_lr_table.py`, the module detection reads.
 
     python benchmarks/its_lr_table.py --n 64 --write      # a few minutes on 2 CPU cores
 
@@ -24,10 +24,10 @@ from _common import emit, load_prompts
 from transformers import LogitsProcessor
 
 from wm_toolkit.watermark import its_likelihood as lik
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.modeling.models import load_model
 
-TABLE_MODULE = Path(__file__).resolve().parents[1] / "watermark" / "its_lr_table.py"
+TABLE_MODULE = Path(__file__).resolve().parents[1] / "watermark" / "statistics" / "its_lr_table.py"
 
 
 class Recorder(LogitsProcessor):
@@ -65,7 +65,9 @@ def main() -> None:
         "--first-prompt", type=int, default=64, help="prompts from this one on (benchmarks use the first)"
     )
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--write", action="store_true", help="store the table in watermark/its_lr_table.py")
+    ap.add_argument(
+        "--write", action="store_true", help="store the table in watermark/statistics/its_lr_table.py"
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     model, tok = load_model()

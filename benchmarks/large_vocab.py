@@ -23,7 +23,7 @@ import torch
 from _common import emit
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 VOCAB = 262_144

@@ -73,7 +73,7 @@ def run_detect(path: Path, key: Path) -> dict:
 
 def check_exact(text: str) -> dict:
     from wm_toolkit.watermark import encoding
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     tok = load_tokenizer()
     t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1_000_000, help="Tokens in the long text (about).")
     ap.add_argument("--big", action="store_true", help="Also a 50 MB one-line text (minutes, GBs).")
     args = ap.parse_args()
-    from wm_toolkit.watermark.keys import write_key_file
+    from wm_toolkit.watermark.keying.keys import write_key_file
 
     result: dict = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as d:

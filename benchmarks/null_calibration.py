@@ -25,11 +25,11 @@ import numpy as np
 from _common import emit
 
 from wm_toolkit.watermark.config import default_config
-from wm_toolkit.watermark.generation import encode_texts
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import DEFAULT_MODEL, load_tokenizer
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import encode_texts
+from wm_toolkit.watermark.modeling.models import DEFAULT_MODEL, load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import read_records
+from wm_toolkit.watermark.text.textio import read_records
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ from _common import ROOT, emit, load_prompts
 from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config import default_config
-from wm_toolkit.watermark.evaluation import GenerationSettings, plot_roc, plot_strength, write_json
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import DEFAULT_MODEL, canonical_name, load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.measure.evaluation import GenerationSettings, plot_roc, plot_strength, write_json
+from wm_toolkit.watermark.modeling.models import DEFAULT_MODEL, canonical_name, load_model
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.distortion_free import permutation_floor
 

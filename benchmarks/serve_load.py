@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from _common import ROOT, emit, load_prompts
 
-from wm_toolkit.watermark.keys import Key, write_key_file
-from wm_toolkit.watermark.models import load_tokenizer
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
+from wm_toolkit.watermark.modeling.models import load_tokenizer
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 

@@ -35,11 +35,11 @@ from _common import ROOT, emit
 from spans_generate import KEY_SEED
 
 from wm_toolkit.watermark import spans
-from wm_toolkit.watermark.encoding import encode_array, token_offsets
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_tokenizer
-from wm_toolkit.watermark.normalize import canonical_text
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.models import load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.text.encoding import encode_array, token_offsets
+from wm_toolkit.watermark.text.normalize import canonical_text
 
 ALPHA = 1e-3
 

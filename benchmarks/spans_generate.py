@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from _common import ROOT
 
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import load_model
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
+from wm_toolkit.watermark.modeling.models import load_model
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import read_prompts
+from wm_toolkit.watermark.text.textio import read_prompts
 
 KEY_SEED = "spans-benchmark"  # a deterministic test key (never for real secrets)
 

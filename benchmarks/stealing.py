@@ -153,7 +153,7 @@ def real_part(
     scrub_corpora=("unigram-g0.25-d2",),
 ):  # fmt: skip
     from benchmarks.stealing_corpus import load_corpus, scheme_for
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     nat_all = load_corpus("natural")
     tok = load_tokenizer()
@@ -200,7 +200,7 @@ def real_context_part(
     import torch
 
     from benchmarks.stealing_corpus import load_corpus, scheme_for
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     nat_all, wm_all = load_corpus("natural"), load_corpus(name)
     n = min(len(nat_all), len(wm_all))
@@ -243,7 +243,7 @@ def scrub_spoof(wm_recs, nat_recs, scheme, n_scrub, n_spoof, time_limit, threats
     `n_scrub` watermarked texts with each list and spoof `n_spoof` prompts with the vanilla list."""
     from wm_toolkit.attacks.scrub import scrub_texts, success_rate
     from wm_toolkit.attacks.spoof import flagged_rate, spoof_generate
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.modeling.models import load_model
 
     model, tok = load_model()
     det_w, det_h = [], []
@@ -293,7 +293,7 @@ def context_part(n, vocab, time_limit):
     """h = 1: a Zipf Markov chain whose green bias follows the real PRF of the previous token."""
     import torch
 
-    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.keying.keys import Key
     from wm_toolkit.watermark.schemes.greenlist import GreenListConfig, GreenListScheme
 
     scheme = GreenListScheme(
@@ -437,7 +437,7 @@ def _ppl(model, tok, texts, prompts):
     re-tokenised as the detector sees it, given its prompt in the chat template
     (`watermark.evaluation.text_perplexities`); used alike for plain, watermarked, spoofed and
     scrubbed texts."""
-    from wm_toolkit.watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.measure.evaluation import text_perplexities
 
     return text_perplexities(model, tok, list(texts), list(prompts))
 
@@ -476,8 +476,8 @@ def real_issue13(
         scrub_ids,
     )
     from wm_toolkit.attacks.spoof import default_strength, spoof_generate
-    from wm_toolkit.watermark.evaluation import prompt_prefix
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.measure.evaluation import prompt_prefix
+    from wm_toolkit.watermark.modeling.models import load_model
 
     torch.set_num_threads(1)
     model, tok = load_model()

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from wm_toolkit.watermark.config import config_from_dict
-from wm_toolkit.watermark.keys import Key
-from wm_toolkit.watermark.models import cache_dir
-from wm_toolkit.watermark.textio import read_prompts, text_lines
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.models import cache_dir
+from wm_toolkit.watermark.text.textio import read_prompts, text_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEY = Key.from_seed("stealing-benchmark")
@@ -79,7 +79,7 @@ def scheme_for(name: str, vocab_size: int):
 
 def _generate_into(path: Path, name: str, model, tok, batch: list[str], batch_size: int, seed: int) -> list:
     """Generate `batch` with corpus `name`'s scheme and append the records to `path` at once."""
-    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.modeling.generation import generate
 
     gens = generate(
         model,
@@ -107,7 +107,7 @@ def generate_corpora(
     applied to the logits either way; the texts are the same model's output at lower precision."""
     import torch
 
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.modeling.models import load_model
 
     model, tok = load_model()
     if bf16:
@@ -137,7 +137,7 @@ def heldout(name: str, n: int, model=None, tok=None, batch_size: int = 16) -> li
     have = load_corpus(f"heldout-{name}")
     if len(have) >= n:
         return have[:n]
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.modeling.models import load_model
 
     if model is None:
         model, tok = load_model()

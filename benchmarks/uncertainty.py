@@ -35,7 +35,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from wm_toolkit.watermark.models import canonical_name, load_model, load_tokenizer
+    from wm_toolkit.watermark.modeling.models import canonical_name, load_model, load_tokenizer
     from wm_toolkit.watermark.uncertainty import Estimator, SamplingConfig, load_similarity, parse_methods
     from wm_toolkit.watermark.uncertainty.evaluate import evaluate, generate_cached, load_qa, plot_roc
 

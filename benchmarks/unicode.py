@@ -26,12 +26,12 @@ from _common import emit
 
 from wm_toolkit.attacks.unicode import MODES, unicode_attack
 from wm_toolkit.watermark.config import config_from_dict
-from wm_toolkit.watermark.generation import encode_texts
-from wm_toolkit.watermark.keys import load_key_file
-from wm_toolkit.watermark.models import load_tokenizer
-from wm_toolkit.watermark.normalize import canonicalize
+from wm_toolkit.watermark.keying.keys import load_key_file
+from wm_toolkit.watermark.modeling.generation import encode_texts
+from wm_toolkit.watermark.modeling.models import load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import read_records
+from wm_toolkit.watermark.text.normalize import canonicalize
+from wm_toolkit.watermark.text.textio import read_records
 
 DESCRIPTION = {
     "zwsp": "zero-width space after each space",

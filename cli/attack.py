@@ -19,11 +19,11 @@ import click
 
 from wm_toolkit.attacks.registry import AttackContext, AttackSpec, apply_attack, check_strength, get_attack
 from wm_toolkit.attacks.unicode import MODES as UNICODE_MODES
-from wm_toolkit.watermark.atomic import write_text
 from wm_toolkit.watermark.config_resolve import resolve_record
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
-from wm_toolkit.watermark.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
+from wm_toolkit.watermark.modeling.models import DEFAULT_MODEL, canonical_name, load_model, load_tokenizer
+from wm_toolkit.watermark.runtime.atomic import write_text
+from wm_toolkit.watermark.text.textio import TextRecord, decode_text, read_bytes, read_records, write_jsonl
 
 from .common import (
     SEED_RANGE,
@@ -352,6 +352,6 @@ def paraphrase_command(
 def unicode_command(input_path, output, rate, seed, model, as_json, mode):
     """Invisible characters, look-alikes or odd spaces: the text looks the same, its tokens do not.
 
-    `wm detect` undoes all of these (see watermark/normalize.py) and reports them as tampering.
+    `wm detect` undoes all of these (see watermark/text/normalize.py) and reports them as tampering.
     """
     run_attack_command("unicode", input_path, output, seed, model, as_json, strength=rate, mode=mode)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from wm_toolkit.watermark.calibration import Calibration, calibrate
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import encode_texts
-from wm_toolkit.watermark.models import canonical_name, load_tokenizer
+from wm_toolkit.watermark.modeling.generation import encode_texts
+from wm_toolkit.watermark.modeling.models import canonical_name, load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import read_records
+from wm_toolkit.watermark.statistics.calibration import Calibration, calibrate
+from wm_toolkit.watermark.text.textio import read_records
 
 from .common import (
     check_outputs,

@@ -22,15 +22,21 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from wm_toolkit.watermark.atomic import check_output
 from wm_toolkit.watermark.config import SchemeConfig
 from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_record
 from wm_toolkit.watermark.errors import ConfigError, KeyFileError, OutputError
-from wm_toolkit.watermark.hfkeys import AnyKey, HashingKey, load_any_key_file, parse_int, parse_synthid_keys
-from wm_toolkit.watermark.interop import read_transformers_config
-from wm_toolkit.watermark.keys import default_key_path, write_key_file
-from wm_toolkit.watermark.models import model_vocab_size
-from wm_toolkit.watermark.report import format_p
+from wm_toolkit.watermark.keying.hfkeys import (
+    AnyKey,
+    HashingKey,
+    load_any_key_file,
+    parse_int,
+    parse_synthid_keys,
+)
+from wm_toolkit.watermark.keying.keys import default_key_path, write_key_file
+from wm_toolkit.watermark.modeling.interop import read_transformers_config
+from wm_toolkit.watermark.modeling.models import model_vocab_size
+from wm_toolkit.watermark.runtime.atomic import check_output
+from wm_toolkit.watermark.runtime.report import format_p
 from wm_toolkit.watermark.schemes import available_schemes
 
 console = Console()

@@ -130,7 +130,7 @@ def run_stream(
     counts = [0, 0]  # rows, failures
     with corpus.RowSink(opts["output_path"]) as sink:
         if opts["engine"] == "ray":
-            from wm_toolkit.watermark.engines.ray_engine import detect_files
+            from wm_toolkit.watermark.runtime.engines.ray_engine import detect_files
 
             rows: Iterator[dict] = detect_files(
                 files,

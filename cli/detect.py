@@ -6,16 +6,16 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from wm_toolkit.watermark.calibration import Calibration
 from wm_toolkit.watermark.config_resolve import bind_tokenizer
-from wm_toolkit.watermark.encoding import encode_array
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.models import canonical_name, load_tokenizer
-from wm_toolkit.watermark.normalize import NormalizationReport, canonicalize
-from wm_toolkit.watermark.report import detection_row, span_fields
+from wm_toolkit.watermark.modeling.models import canonical_name, load_tokenizer
+from wm_toolkit.watermark.runtime.report import detection_row, span_fields
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.spans import spans_in_text
-from wm_toolkit.watermark.textio import read_records
+from wm_toolkit.watermark.statistics.calibration import Calibration
+from wm_toolkit.watermark.text.encoding import encode_array
+from wm_toolkit.watermark.text.normalize import NormalizationReport, canonicalize
+from wm_toolkit.watermark.text.textio import read_records
 
 from .common import (
     ConfigResolver,

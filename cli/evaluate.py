@@ -19,13 +19,13 @@ from rich.table import Table
 
 from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
-from wm_toolkit.watermark.atomic import check_output_folder
 from wm_toolkit.watermark.config_resolve import bind_tokenizer
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.evaluation import GenerationSettings, plot_roc, plot_strength
-from wm_toolkit.watermark.models import canonical_name, load_model
+from wm_toolkit.watermark.measure.evaluation import GenerationSettings, plot_roc, plot_strength
+from wm_toolkit.watermark.modeling.models import canonical_name, load_model
+from wm_toolkit.watermark.runtime.atomic import check_output_folder
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import read_prompts
+from wm_toolkit.watermark.text.textio import read_prompts
 
 from .common import (
     SEED_RANGE,

@@ -6,10 +6,10 @@ import click
 
 from wm_toolkit.watermark.config import save_config_file
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.generation import generate as generate_texts
-from wm_toolkit.watermark.models import canonical_name, load_model
+from wm_toolkit.watermark.modeling.generation import generate as generate_texts
+from wm_toolkit.watermark.modeling.models import canonical_name, load_model
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import check_text, read_prompts, write_jsonl
+from wm_toolkit.watermark.text.textio import check_text, read_prompts, write_jsonl
 
 from .common import (
     SEED_RANGE,

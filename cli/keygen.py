@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.hfkeys import (
+from wm_toolkit.watermark.keying.hfkeys import (
     HashingKey,
     load_any_key_file,
     parse_int,
@@ -14,7 +14,7 @@ from wm_toolkit.watermark.hfkeys import (
     random_synthid_keys,
     write_hf_key_file,
 )
-from wm_toolkit.watermark.keys import default_key_path, write_key_file
+from wm_toolkit.watermark.keying.keys import default_key_path, write_key_file
 
 from .common import err_console
 

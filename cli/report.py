@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.text import Text
 
 from wm_toolkit.watermark import __version__
-from wm_toolkit.watermark.atomic import write_text
-from wm_toolkit.watermark.report import (
+from wm_toolkit.watermark.runtime.atomic import write_text
+from wm_toolkit.watermark.runtime.report import (
     NO_MASK_NOTE,
     SPAN_MARKED_MEANING,
     SPAN_MEANING,

@@ -124,15 +124,15 @@ def serve(
     try:
         import uvicorn
 
-        from wm_toolkit.watermark.service import create_app
+        from wm_toolkit.watermark.runtime.service import create_app
     except ImportError:
         raise WmError("wm serve needs FastAPI and uvicorn: pip install 'wm-toolkit[serve]'") from None
     from wm_toolkit.watermark.config_resolve import bind_tokenizer
-    from wm_toolkit.watermark.models import canonical_name, load_tokenizer
+    from wm_toolkit.watermark.modeling.models import canonical_name, load_tokenizer
+    from wm_toolkit.watermark.runtime.service import ServiceSettings, TokenStore
+    from wm_toolkit.watermark.runtime.service.app import JsonLineLog
+    from wm_toolkit.watermark.runtime.service.policy import is_loopback
     from wm_toolkit.watermark.schemes import build_scheme
-    from wm_toolkit.watermark.service import ServiceSettings, TokenStore
-    from wm_toolkit.watermark.service.app import JsonLineLog
-    from wm_toolkit.watermark.service.policy import is_loopback
 
     loopback = is_loopback(host) or host == "localhost"
     if not loopback and not tokens_path:

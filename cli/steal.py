@@ -33,10 +33,10 @@ from wm_toolkit.attacks.stealing_ratio import default_params
 from wm_toolkit.watermark.config import SchemeConfig
 from wm_toolkit.watermark.config_resolve import ResolvedConfig, bind_tokenizer
 from wm_toolkit.watermark.errors import ConfigError, InputError
-from wm_toolkit.watermark.generation import encode_texts
-from wm_toolkit.watermark.models import canonical_name, load_model, load_tokenizer
+from wm_toolkit.watermark.modeling.generation import encode_texts
+from wm_toolkit.watermark.modeling.models import canonical_name, load_model, load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.textio import TextRecord, read_records, write_jsonl
+from wm_toolkit.watermark.text.textio import TextRecord, read_records, write_jsonl
 
 from .common import (
     SEED_RANGE,
@@ -570,7 +570,7 @@ def _paraphrase_scrub(
         rewrite_settings,
         success_rate,
     )
-    from wm_toolkit.watermark.evaluation import text_perplexities
+    from wm_toolkit.watermark.measure.evaluation import text_perplexities
 
     s = default_scrub_strength(stolen) if strength is None else strength
     prompts = [r.prompt for r in records]

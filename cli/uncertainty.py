@@ -14,10 +14,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from wm_toolkit.watermark.atomic import check_output_folder, write_json
 from wm_toolkit.watermark.errors import InputError
-from wm_toolkit.watermark.models import DEFAULT_SIMILARITY_MODEL, canonical_name, load_model, load_tokenizer
-from wm_toolkit.watermark.textio import check_text
+from wm_toolkit.watermark.modeling.models import (
+    DEFAULT_SIMILARITY_MODEL,
+    canonical_name,
+    load_model,
+    load_tokenizer,
+)
+from wm_toolkit.watermark.runtime.atomic import check_output_folder, write_json
+from wm_toolkit.watermark.text.textio import check_text
 from wm_toolkit.watermark.uncertainty import (
     Estimator,
     SamplingConfig,

@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     return load_tokenizer()
 
@@ -60,6 +60,6 @@ def tiny_dir(tmp_path_factory, tiny_model, tokenizer):
 
 @pytest.fixture
 def key():
-    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.keying.keys import Key
 
     return Key.from_seed("tests")

@@ -2,10 +2,10 @@
 
 import pytest
 
-import wm_toolkit.watermark.generation as generation
+import wm_toolkit.watermark.modeling.generation as generation
 from wm_toolkit.attacks.paraphrase import DEFAULT_PROMPT, clean_output, paraphrase, split_sentences
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import Generation
+from wm_toolkit.watermark.modeling.generation import Generation
 
 
 def test_split_sentences():

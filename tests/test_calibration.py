@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark.calibration import Calibration, calibrate
 from wm_toolkit.watermark.errors import ConfigError, InputError
-from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 from wm_toolkit.watermark.schemes.base import Detection
+from wm_toolkit.watermark.statistics.calibration import Calibration, calibrate
 
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
 
@@ -137,7 +137,7 @@ def test_calibrate_then_detect_with_calibration_end_to_end(env, tokenizer):
     assert saved["key_fingerprint"] == summary["key_fingerprint"] and len(saved["null_log10_p_values"]) == 40
 
     # a text of green tokens only, and a natural text the calibration did not see
-    from wm_toolkit.watermark.keys import load_key_file
+    from wm_toolkit.watermark.keying.keys import load_key_file
 
     scheme = build_scheme(
         GreenListConfig.for_scheme("unigram", vocab_size=len(tokenizer)), load_key_file(env / "key")

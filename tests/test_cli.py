@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
 
 
 @pytest.fixture

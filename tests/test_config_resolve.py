@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_config
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 

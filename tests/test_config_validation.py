@@ -12,7 +12,7 @@ from wm_toolkit import watermark  # noqa: F401
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.keys import write_key_file
+from wm_toolkit.watermark.keying.keys import write_key_file
 
 BAD = [
     ({"scheme": "kgw", "context_width": 1.5}, "must be an integer"),
@@ -86,7 +86,7 @@ def test_a_record_with_a_bad_config_is_one_error_line_and_exit_2(tmp_path, confi
 
 
 def test_exp_detection_refuses_more_cells_than_its_memory_budget():
-    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.keying.keys import Key
     from wm_toolkit.watermark.schemes import build_scheme
     from wm_toolkit.watermark.schemes.distortion_free import MAX_COST_CELLS
 

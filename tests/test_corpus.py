@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark import corpus, textio
 from wm_toolkit.watermark.config import config_from_dict
-from wm_toolkit.watermark.keys import load_key_file, write_key_file
+from wm_toolkit.watermark.keying.keys import load_key_file, write_key_file
 
 WORDS = [
     "river",
@@ -136,7 +136,7 @@ def test_in_flight_batches_are_bounded(tokenizer):
 
 
 def load_key_file_from_seed():
-    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.keying.keys import Key
 
     return Key.from_seed("corpus-test")
 

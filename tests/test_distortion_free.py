@@ -14,8 +14,8 @@ from wm_toolkit.attacks.edits import insert_tokens, substitute_tokens
 from wm_toolkit.watermark import prf
 from wm_toolkit.watermark.config import config_from_dict, default_config
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.schemes import (
     DistortionFreeConfig,
     DistortionFreeScheme,

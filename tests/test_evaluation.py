@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import wm_toolkit.watermark.generation as generation
+import wm_toolkit.watermark.modeling.generation as generation
 from wm_toolkit.attacks.grid import GridSetup, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config import default_config
-from wm_toolkit.watermark.evaluation import (
+from wm_toolkit.watermark.measure.evaluation import (
     GenerationSettings,
     auroc_from_p_values,
     cached_generations,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, pipeline
 
-from wm_toolkit.watermark.generation import encode_texts, generate
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import encode_texts, generate
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 PROMPTS = ["Hi", "Tell me a long story about the sea and the wind.", "Why?", "List three colours."]

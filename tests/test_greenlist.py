@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
-from wm_toolkit.watermark.stats import binomial_tail, hypergeom_tail
+from wm_toolkit.watermark.statistics.pvalues import binomial_tail, hypergeom_tail
 
 V = 1000
 
@@ -123,7 +123,7 @@ def test_selfhash_detector_agrees_with_the_processor_on_the_emitted_token():
 def test_selfhash_is_the_papers_self_salted_min_hash_with_h_4_by_default():
     """Kirchenbauer et al. (Reliability) algorithm 3 / transformers' selfhash: the window is the
     h - 1 previous ids plus the candidate, and the min runs over the whole window, (v, v) included."""
-    import wm_toolkit.watermark.prf as prf
+    import wm_toolkit.watermark.keying.prf as prf
 
     s = scheme(seeding="selfhash")
     assert s.config.context_width == 4 and s.config.prefix_length == 3

@@ -10,8 +10,8 @@ from scipy import stats as sps
 
 from wm_toolkit.watermark.config import default_config
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.schemes import GumbelScheme, TextTooShortError, build_scheme
 
 MU = np.array([0.35, 0.25, 0.12, 0.1, 0.08, 0.05, 0.03, 0.02, 0.0])

@@ -27,7 +27,7 @@ from wm_toolkit.cli.main import wm
 from wm_toolkit.cli.terminal import visible
 from wm_toolkit.watermark import atomic, encoding, models, offline, textio
 from wm_toolkit.watermark.errors import InputError, KeyFileError, ModelNotFoundError, OutputError
-from wm_toolkit.watermark.keys import Key, load_key_file, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, load_key_file, write_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (
@@ -591,7 +591,7 @@ def test_every_writer_goes_through_the_atomic_helper(tmp_path, monkeypatch):
     """--config-out, `wm steal -o`, eval's results.json: a full disk loses none of them."""
     from wm_toolkit.attacks.stealing import StolenList
     from wm_toolkit.watermark.config import default_config, save_config_file
-    from wm_toolkit.watermark.evaluation import write_json
+    from wm_toolkit.watermark.measure.evaluation import write_json
 
     writers = {
         "config.json": lambda p: save_config_file(default_config("kgw"), p),
@@ -786,7 +786,7 @@ def test_three_processes_on_an_empty_model_cache_all_succeed(tmp_path):
     """The first load dequantises once (under the lock); the others wait and load the same files."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     env.pop("WM_CACHE_DIR", None)
-    code = "from wm_toolkit.watermark.models import load_model; m, t = load_model(); print(len(t))"
+    code = "from wm_toolkit.watermark.modeling.models import load_model; m, t = load_model(); print(len(t))"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -10,9 +10,9 @@ from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.logits_process import WatermarkLogitsProcessor
 
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.hfkeys import HashingKey
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.hfkeys import HashingKey
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.schemes import HfKgwConfig, build_scheme
 
 KEY = 15485863

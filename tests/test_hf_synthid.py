@@ -9,8 +9,8 @@ from transformers import SynthIDTextWatermarkingConfig
 from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor
 
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.hfkeys import SynthIDKeys
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.hfkeys import SynthIDKeys
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import HfSynthIDConfig, build_scheme
 
 KEYS = [654, 400, 836, 123, 340, 443, 597, 160, 57, 29, 590, 639, 13, 715, 468, 990, 966, 226, 324, 585]
@@ -116,7 +116,7 @@ def test_keys_are_required_and_config_validated():
 
 def test_wm_hf_synthid_generation_is_detected(tiny_model, tokenizer):
     """wm's processor (the same distribution as transformers', tested above) end to end."""
-    from wm_toolkit.watermark.generation import generate
+    from wm_toolkit.watermark.modeling.generation import generate
 
     s = scheme(vocab_size=len(tokenizer))
     gens = generate(

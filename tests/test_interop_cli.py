@@ -13,7 +13,7 @@ from transformers import SynthIDTextWatermarkingConfig, WatermarkDetector, Water
 
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.errors import KeyFileError
-from wm_toolkit.watermark.hfkeys import HashingKey, SynthIDKeys, load_any_key_file
+from wm_toolkit.watermark.keying.hfkeys import HashingKey, SynthIDKeys, load_any_key_file
 
 HASHING_KEY = 987654321987
 SYNTHID = "654,400,836,123,340,443,597,160,57,29"
@@ -86,7 +86,7 @@ def test_hf_kgw_round_trip_and_transformers_detector_agrees(env, tiny_dir, tiny_
 
 
 def tiny_dir_tokenizer(path):
-    from wm_toolkit.watermark.models import load_tokenizer
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
 
     return load_tokenizer(path)
 

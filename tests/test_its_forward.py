@@ -19,7 +19,7 @@ import torch
 from wm_toolkit.watermark import alignment, its_likelihood, null_kernels
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.distortion_free import DistortionFreeConfig
 

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from wm_toolkit.watermark.errors import KeyFileError
-from wm_toolkit.watermark.keys import Key, load_key_file, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, load_key_file, write_key_file
 
 
 def test_key_file_is_written_with_mode_0600_and_round_trips(tmp_path):

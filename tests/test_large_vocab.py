@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wm_toolkit.watermark import prf
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 
 

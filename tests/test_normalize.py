@@ -4,8 +4,8 @@ text a model writes (and text in other scripts) comes through unchanged."""
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark.confusables import CONFUSABLES
-from wm_toolkit.watermark.normalize import _compat_map, canonical_text, canonicalize
+from wm_toolkit.watermark.text.confusables import CONFUSABLES
+from wm_toolkit.watermark.text.normalize import _compat_map, canonical_text, canonicalize
 
 CLEAN = [
     "Plain ASCII text, with punctuation (and numbers: 3.14).\n\nA second paragraph.",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark import alignment
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.statistics import alignment
 
-nk = pytest.importorskip("wm_toolkit.watermark.null_kernels")
+nk = pytest.importorskip("wm_toolkit.watermark.statistics.null_kernels")
 if not nk.AVAILABLE:  # pragma: no cover
     pytest.skip("numba is not installed", allow_module_level=True)
 
@@ -116,3 +116,47 @@ def test_a_cache_entry_written_under_another_module_name_is_rebuilt_not_raised(m
     monkeypatch.setattr(nk, "_stale_probe", kernel, raising=False)
     assert nk._call(kernel, 1) == 2
     assert flushed and Kernel.calls == 2
+
+
+def test_forward_indicators_agree_between_paths_and_ties_count_as_hits():
+    """The forward statistic differs between numba and numpy by ~1e-12 (summation order, log), so
+    ties are resolved conservatively: a null value within `forward_tie` of the observed counts,
+    and both paths count the same keys, including one placed exactly at the observed value."""
+    from wm_toolkit.watermark.schemes.distortion_free import forward_tie
+
+    s = build_scheme({"scheme": "its-edit", "key_length": 24}, Key.from_seed("forward-paths"))
+    ids = np.random.default_rng(8).integers(0, 40, 30)
+    fast_stats = np.concatenate([x for x in _forward_values(s, ids, fast=True)])
+    slow_stats = np.concatenate([x for x in _forward_values(s, ids, fast=False)])
+    assert np.allclose(fast_stats, slow_stats, rtol=0, atol=1e-10)
+    for observed in (float(np.median(slow_stats)), float(fast_stats[3]), float(slow_stats[3])):
+        fast = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 100, fast=True)))
+        slow = np.concatenate(list(s._null_indicators(ids, ids.size, observed, 100, fast=False)))
+        assert np.array_equal(fast, slow) and fast[3] and slow[3]
+    assert forward_tie(5.0) > 1e3 * np.abs(fast_stats - slow_stats).max()
+
+
+def _forward_values(s, ids, fast):
+    """The null keys' forward statistics themselves (the values `_forward_indicators` compares)."""
+    from wm_toolkit.watermark.statistics import alignment, its_likelihood
+
+    uniq, labels = np.unique(ids, return_inverse=True)
+    seeds = s.null_seeds(ids, ids.size, 100, 0)
+    cfg = s.config
+    if fast:
+        yield nk.forward_nulls(seeds, labels.reshape(-1), len(uniq), cfg.key_length,
+                               its_likelihood.DEFAULT_RATIOS, cfg.edit_insert_rate, cfg.edit_skip_rate)  # fmt: skip
+        return
+    eta, u = s.null_rows(seeds, len(uniq))
+    ratios = its_likelihood.cell_ratios(np.take(eta, labels.reshape(-1), axis=1), u)
+    yield alignment.its_forward(ratios, cfg.edit_insert_rate, cfg.edit_skip_rate)
+
+
+def test_wm_numba_0_turns_the_kernels_off():
+    import subprocess
+    import sys
+
+    code = "from wm_toolkit.watermark.statistics import null_kernels as k; print(k.AVAILABLE)"
+    env = {**__import__("os").environ, "WM_NUMBA": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

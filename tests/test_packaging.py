@@ -67,13 +67,13 @@ def test_the_wheel_holds_only_the_wm_toolkit_namespace(site):
 def test_both_packages_import_side_by_side(site):
     out = _run(
         site,
-        "import watermark, wm_toolkit.watermark.keys as k, wm_toolkit\n"
+        "import watermark, wm_toolkit.watermark.keying.keys as k, wm_toolkit\n"
         "print(watermark.WHO); print(k.__file__); print(wm_toolkit.Key.__module__)",
     )
     who, keys_file, key_module = out.splitlines()
     assert who == "the other watermark package"
     assert keys_file.startswith(str(site / "wm_toolkit" / "watermark"))
-    assert key_module == "wm_toolkit.watermark.keys"
+    assert key_module == "wm_toolkit.watermark.keying.keys"
 
 
 def test_the_installed_cli_runs_from_the_namespace(site):

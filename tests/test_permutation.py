@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark.permutation import (
+from wm_toolkit.watermark.statistics.permutation import (
     draws_for_level,
     exact_size,
     largest_p_to_come,

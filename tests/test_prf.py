@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 
 from wm_toolkit.watermark import prf
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
 
 MASK64 = (1 << 64) - 1
 

@@ -10,8 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark.keys import Key, write_key_file
-from wm_toolkit.watermark.report import GREEN_LIST_LEGEND, TokenPiece, marked_text, result_html, segments
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
+from wm_toolkit.watermark.runtime.report import (
+    GREEN_LIST_LEGEND,
+    TokenPiece,
+    marked_text,
+    result_html,
+    segments,
+)
 
 TEXT = (
     'Tides rise twice a day because the Moon pulls on the oceans. <b>Spring</b> tides & "neap" tides '

@@ -10,7 +10,7 @@ from wm_toolkit.attacks.scrub import count_believed_green, perplexity, scrub_ids
 from wm_toolkit.attacks.spoof import StolenListLogitsProcessor, flagged_rate, spoof_generate
 from wm_toolkit.attacks.stealing import StolenList
 from wm_toolkit.watermark.errors import WmError
-from wm_toolkit.watermark.generation import generate
+from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 
@@ -19,7 +19,7 @@ ALPHA = 1e-3
 
 @pytest.fixture(scope="module")
 def unigram(tokenizer):
-    from wm_toolkit.watermark.keys import Key
+    from wm_toolkit.watermark.keying.keys import Key
 
     cfg = GreenListConfig(scheme="unigram", gamma=0.25, delta=4.0, context_width=0, vocab_size=len(tokenizer))
     return build_scheme(cfg, Key.from_seed("scrub-spoof"))
@@ -217,7 +217,7 @@ def test_rewrite_scrub_keeps_the_lowest_estimate_within_the_perplexity_budget(
     }
     monkeypatch.setattr(scrub, "paraphrase_scrub", fake_paraphrase)
     monkeypatch.setattr(
-        "wm_toolkit.watermark.evaluation.text_perplexities",
+        "wm_toolkit.watermark.measure.evaluation.text_perplexities",
         lambda model, tok, ts, prompts, **kw: np.array([ppl.get(t, edited_ppl[0]) for t in ts]),
     )
     z = {t: scrub.text_estimated_z(tokenizer(t, add_special_tokens=False)["input_ids"], true_list)
@@ -310,7 +310,7 @@ def test_rewrite_scrub_edits_the_original_when_no_rewrite_fits_the_budget(
     monkeypatch.setattr(scrub, "paraphrase_scrub", lambda m, t, ts, s, **kw: [["Water moves."]] * len(ts))
     edited_ppl = [12.0]
     monkeypatch.setattr(
-        "wm_toolkit.watermark.evaluation.text_perplexities",
+        "wm_toolkit.watermark.measure.evaluation.text_perplexities",
         lambda model, tok, ts, prompts, **kw: np.array(
             [10.0 if t == text else 50.0 if t == "Water moves." else edited_ppl[0] for t in ts]
         ),
@@ -443,7 +443,7 @@ def test_rewrite_scrub_keeps_a_sentence_mix_that_beats_every_whole_rewrite(
         scrub, "paraphrase_scrub", lambda m, t, ts, s, temperature=0.0, **kw: [a if temperature == 0.0 else b]
     )
     monkeypatch.setattr(
-        "wm_toolkit.watermark.evaluation.text_perplexities",
+        "wm_toolkit.watermark.measure.evaluation.text_perplexities",
         lambda model, tok, ts, prompts, **kw: np.array([10.0 if t == text else 15.0 for t in ts]),
     )
     kw = dict(settings=settings, max_ppl_ratio=1e6)

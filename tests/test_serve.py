@@ -20,10 +20,10 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from click.testing import CliRunner  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from wm_toolkit.watermark.keys import Key, write_key_file  # noqa: E402
+from wm_toolkit.watermark.keying.keys import Key, write_key_file  # noqa: E402
+from wm_toolkit.watermark.runtime.service import ServiceSettings, TokenStore, create_app  # noqa: E402
+from wm_toolkit.watermark.runtime.service.detector import Detector  # noqa: E402
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme  # noqa: E402
-from wm_toolkit.watermark.service import ServiceSettings, TokenStore, create_app  # noqa: E402
-from wm_toolkit.watermark.service.detector import Detector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_A = "alice-token-0123456789abcdef"  # may not see token colours
@@ -311,7 +311,7 @@ def test_html_view_escapes_the_input_text(kgw, tokenizer):
 
 def test_tokens_file_formats_and_refusals(tmp_path):
     from wm_toolkit.watermark.errors import ConfigError
-    from wm_toolkit.watermark.service.policy import token_digest
+    from wm_toolkit.watermark.runtime.service.policy import token_digest
 
     plain = tmp_path / "t.txt"
     plain.write_text(f"# ops\n{TOKEN_A}\n\n{TOKEN_B}\n")

@@ -51,7 +51,7 @@ def test_gamma_tail_matches_scipy_gamma_sf():
 
 def test_log_space_tails_match_high_precision_values_below_the_float_range():
     """mpmath references at 50 digits: the float tails underflow to 0, the log10 tails do not."""
-    from wm_toolkit.watermark.stats import (
+    from wm_toolkit.watermark.statistics.pvalues import (
         binomial_tail,
         log10_binomial_tail,
         log10_gamma_tail,

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from wm_toolkit.cli.main import wm
 from wm_toolkit.cli.steal import scrub_command, spoof_command
 from wm_toolkit.watermark.config import save_config_file
-from wm_toolkit.watermark.keys import Key, write_key_file
+from wm_toolkit.watermark.keying.keys import Key, write_key_file
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.greenlist import GreenListConfig
 

@@ -277,7 +277,7 @@ def test_spoof_repetition_ngram_overrides_h_plus_one(monkeypatch):
     from wm_toolkit.attacks import spoof
 
     seen = []
-    monkeypatch.setattr("wm_toolkit.watermark.generation.generate",
+    monkeypatch.setattr("wm_toolkit.watermark.modeling.generation.generate",
                         lambda *a, extra_processors=(), **kw: seen.append(extra_processors) or [])  # fmt: skip
     unigram = StolenList([1, 2], "ratio")
     spoof.spoof_generate(None, type("T", (), {"eos_token_id": 0, "pad_token_id": 0})(), ["p"], unigram,

@@ -11,8 +11,8 @@ from scipy import stats as sps
 
 from wm_toolkit.watermark.config import default_config
 from wm_toolkit.watermark.errors import ConfigError
-from wm_toolkit.watermark.generation import generate
-from wm_toolkit.watermark.keys import Key
+from wm_toolkit.watermark.keying.keys import Key
+from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.schemes import SynthIDScheme, TextTooShortError, build_scheme
 from wm_toolkit.watermark.schemes.synthid import fair_coin_null, layer_weights, tournament
 

@@ -2,8 +2,8 @@
 
 import json
 
-from wm_toolkit.watermark.evaluation import append_cache_jsonl, read_cache_jsonl
-from wm_toolkit.watermark.textio import read_prompts, read_records, text_lines, write_jsonl
+from wm_toolkit.watermark.measure.evaluation import append_cache_jsonl, read_cache_jsonl
+from wm_toolkit.watermark.text.textio import read_prompts, read_records, text_lines, write_jsonl
 
 # U+2028/U+2029 and NEL are line breaks to str.splitlines but legal, unescaped, inside JSON strings
 ODD = "one\u2028two\u2029three\x85four\x1cfive\x0bsix\x0cseven"

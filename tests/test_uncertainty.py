@@ -98,7 +98,7 @@ def test_bi_encoder_is_a_clipped_cosine_with_unit_diagonal():
 def _tiny_classifier(path, num_labels, id2label=None):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from wm_toolkit.watermark.models import similarity_model_path
+    from wm_toolkit.watermark.modeling.models import similarity_model_path
 
     tok = AutoTokenizer.from_pretrained(similarity_model_path())
     cfg = BertConfig(
@@ -281,7 +281,7 @@ def test_cli_errors_are_one_line(tiny_dir, tmp_path):
 
 @pytest.mark.slow
 def test_default_model_answers_an_easy_question_confidently():
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.modeling.models import load_model
 
     model, tok = load_model()
     qs = sample_answers(model, tok, ["What is the capital of France?"], SamplingConfig(k=5))[0]

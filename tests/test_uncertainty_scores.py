@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark.metrics import auroc, roc_curve
+from wm_toolkit.watermark.measure.metrics import auroc, roc_curve
 from wm_toolkit.watermark.uncertainty import scores
 from wm_toolkit.watermark.uncertainty.estimate import parse_methods
 

@@ -9,9 +9,9 @@ import pytest
 
 from wm_toolkit.attacks.registry import AttackContext, apply_attack, parse_attack
 from wm_toolkit.attacks.unicode import MODES, unicode_attack
-from wm_toolkit.watermark.generation import encode_texts, generate
-from wm_toolkit.watermark.normalize import canonical_text, canonicalize
+from wm_toolkit.watermark.modeling.generation import encode_texts, generate
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
+from wm_toolkit.watermark.text.normalize import canonical_text, canonicalize
 
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
 KIND = {  # which tampering count each mode shows up in
@@ -96,7 +96,7 @@ def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, t
     from click.testing import CliRunner
 
     from wm_toolkit.cli.main import wm
-    from wm_toolkit.watermark.keys import write_key_file
+    from wm_toolkit.watermark.keying.keys import write_key_file
 
     key = write_key_file(tmp_path / "key")
     monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
@@ -131,7 +131,7 @@ def test_cli_attack_unicode_then_detect_flags_tampering(tmp_path, monkeypatch, t
 def test_real_model_watermark_survives_every_mode_and_its_output_is_unchanged(key):
     """Default model, three kgw texts: the generations show no sign of tampering, and canonical text
     gives back exactly the clean p-values after every mode (benchmarks/unicode.py prints the table)."""
-    from wm_toolkit.watermark.models import load_model
+    from wm_toolkit.watermark.modeling.models import load_model
 
     model, tok = load_model()
     scheme = build_scheme(GreenListConfig(vocab_size=len(tok)), key)

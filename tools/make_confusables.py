@@ -1,4 +1,4 @@
-"""Regenerate watermark/confusables.py: look-alikes of ASCII letters and digits, from Unicode's
+"""Regenerate watermark/text/confusables.py: look-alikes of ASCII letters and digits, from Unicode's
 confusables.txt (UTS #39) as shipped by the `confusable-homoglyphs` package (3.3.1).
 
     pip install --target /tmp/ch --no-deps confusable-homoglyphs==3.3.1
@@ -21,7 +21,7 @@ import unicodedata
 from pathlib import Path
 
 ALNUM = set(string.ascii_letters + string.digits)
-OUT = Path(__file__).resolve().parents[1] / "watermark" / "confusables.py"
+OUT = Path(__file__).resolve().parents[1] / "watermark" / "text" / "confusables.py"
 
 
 def _kind(c: str) -> str:

@@ -9,23 +9,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _moved
+
 __version__ = "0.1.0"
+
+_moved.install()  # the flat paths of 0.1 (`wm_toolkit.watermark.keys`, ...) for one release
 
 _EXPORTS = {
     "Detection": ".schemes",
-    "Key": ".keys",
+    "Key": ".keying.keys",
     "SchemeConfig": ".config",
     "WmError": ".errors",
     "available_schemes": ".schemes",
     "build_scheme": ".schemes",
     "config_from_dict": ".config",
-    "detect_texts": ".corpus",
+    "detect_texts": ".runtime.corpus",
     "load_config_file": ".config",
-    "load_key_file": ".keys",
+    "load_key_file": ".keying.keys",
     "load_scheme": ".scheme_file",
     "save_scheme": ".scheme_file",
     "save_config_file": ".config",
-    "write_key_file": ".keys",
+    "write_key_file": ".keying.keys",
 }
 
 __all__ = [
@@ -47,9 +51,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .config import SchemeConfig, config_from_dict, load_config_file, save_config_file
-    from .corpus import detect_texts
     from .errors import WmError
-    from .keys import Key, load_key_file, write_key_file
+    from .keying.keys import Key, load_key_file, write_key_file
+    from .runtime.corpus import detect_texts
     from .scheme_file import load_scheme, save_scheme
     from .schemes import Detection, available_schemes, build_scheme
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .atomic import write_text
 from .errors import ConfigError, InputError
-from .textio import read_bytes
+from .runtime.atomic import write_text
+from .text.textio import read_bytes
 
 _REGISTRY: dict[str, type[SchemeConfig]] = {}
 

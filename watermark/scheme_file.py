@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json
 from .config import config_from_dict, read_config_json
 from .errors import ConfigError
-from .hfkeys import load_any_key_file
+from .keying.hfkeys import load_any_key_file
+from .runtime.atomic import write_json
 from .schemes import WatermarkScheme, build_scheme
 
 FORMAT = "wm-scheme"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..config import SchemeConfig, config_from_dict
 from ..errors import ConfigError
-from ..hfkeys import HashingKey, SynthIDKeys
-from ..keys import Key
+from ..keying.hfkeys import HashingKey, SynthIDKeys
+from ..keying.keys import Key
 from .base import Detection, TextTooShortError, WatermarkScheme
 from .distortion_free import (
     DistortionFreeConfig,

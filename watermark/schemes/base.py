@@ -15,8 +15,8 @@ from transformers.generation.configuration_utils import BaseWatermarkingConfig
 
 from ..config import SchemeConfig
 from ..errors import ConfigError, InputError
-from ..keys import Key
-from ..stats import log10_p
+from ..keying.keys import Key
+from ..statistics.pvalues import log10_p
 
 
 class TextTooShortError(InputError):
@@ -125,7 +125,7 @@ class WatermarkScheme(ABC):
 
     def detect_text(self, text: str, tokenizer: Any, alpha: float | None = None) -> Detection:
         """Tokenise `text` exactly as `wm detect` does (no special tokens) and test it."""
-        from ..generation import encode_texts
+        from ..text.encoding import encode_texts
 
         if not isinstance(text, str):
             raise InputError(f"detect_text needs a str, got {type(text).__name__}")

@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..spans import CountEvidence
-from ..stats import (
+from ..keying import prf
+from ..statistics.pvalues import (
     binomial_tail,
     hypergeom_tail,
     log10_binomial_tail,
     log10_hypergeom_tail,
     z_score,
 )
+from ..statistics.spans import CountEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .spans import SpanMixin
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..spans import GammaEvidence
-from ..stats import gamma_tail, log10_gamma_tail
+from ..keying import prf
+from ..statistics.pvalues import gamma_tail, log10_gamma_tail
+from ..statistics.spans import GammaEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 from .greenlist import MAX_CONTEXT_WIDTH

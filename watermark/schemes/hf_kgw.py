@@ -34,9 +34,9 @@ from transformers import LogitsProcessor
 
 from ..config import MAX_VOCAB_SIZE, SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..hfkeys import HashingKey
-from ..spans import SeedGroupedCountEvidence
-from ..stats import lattice_tail, log10_lattice_tail, z_score
+from ..keying.hfkeys import HashingKey
+from ..statistics.pvalues import lattice_tail, log10_lattice_tail, z_score
+from ..statistics.spans import SeedGroupedCountEvidence
 from .base import (
     Detection,
     TextTooShortError,

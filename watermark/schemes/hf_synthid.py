@@ -29,7 +29,7 @@ from scipy import stats as sps
 
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..hfkeys import SynthIDKeys
+from ..keying.hfkeys import SynthIDKeys
 from .base import TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
 from .synthid import (

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import spans as scan_spans
 from ..errors import InputError
+from ..statistics import spans as scan_spans
 from .base import Detection, TextTooShortError, as_token_array
 
 
@@ -126,8 +126,8 @@ class SpanMixin:
     ) -> SpanDetection:
         """Tokenise `text` as `wm detect` does (canonical form unless `normalize` is off), scan it,
         and give each span its character offsets in `text` itself."""
-        from ..encoding import encode_array, token_offsets
-        from ..normalize import canonicalize
+        from ..text.encoding import encode_array, token_offsets
+        from ..text.normalize import canonicalize
 
         if not isinstance(text, str):
             raise InputError(f"detect_spans_text needs a str, got {type(text).__name__}")
@@ -142,7 +142,7 @@ def spans_in_text(
 ) -> SpanDetection | None:
     """The span test of a scored text (`text` is what was tokenised into `ids`), with character
     offsets into `text`; None when the scheme (or its config) has no span test."""
-    from ..encoding import token_offsets
+    from ..text.encoding import token_offsets
 
     if not getattr(scheme, "has_spans", False):
         return None

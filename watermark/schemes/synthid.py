@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import prf
 from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
-from ..spans import CountEvidence
-from ..stats import binomial_tail, lattice_tail, log10_binomial_tail, log10_lattice_tail
+from ..keying import prf
+from ..statistics.pvalues import binomial_tail, lattice_tail, log10_binomial_tail, log10_lattice_tail
+from ..statistics.spans import CountEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
 from .spans import SpanMixin

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import save_figure
 from ..errors import ConfigError, InputError
-from ..metrics import auroc, roc_curve
-from ..textio import decode_text, read_bytes, text_lines
+from ..measure.metrics import auroc, roc_curve
+from ..runtime.atomic import save_figure
+from ..text.textio import decode_text, read_bytes, text_lines
 from .estimate import METHOD_LABELS, Estimator, rouge_scorer
 from .sampling import QuestionSamples, SamplingConfig, sample_answers
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..models import cache_keyword, returned_cache
+from ..modeling.models import cache_keyword, returned_cache
 
 DEFAULT_INSTRUCTION = "Reply with only the answer, at most three words. Never write a sentence."
 # Few-shot turns that show the answer format (Rouge-L against short references needs short

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelNotFoundError
-from ..models import (
+from ..modeling.models import (
     DEFAULT_SIMILARITY_MODEL,
     canonical_name,
     check_device,

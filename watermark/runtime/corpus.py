@@ -28,14 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomic, textio
-from .config import SchemeConfig, config_from_dict
-from .config_resolve import ConfigSource, bind_tokenizer, resolve_record
-from .encoding import CHUNK_CHARS, encode_array
-from .errors import InputError, OutputError
-from .normalize import NormalizationReport, canonicalize
+from ..config import SchemeConfig, config_from_dict
+from ..config_resolve import ConfigSource, bind_tokenizer, resolve_record
+from ..errors import InputError, OutputError
+from ..text import textio
+from ..text.encoding import CHUNK_CHARS, encode_array
+from ..text.normalize import NormalizationReport, canonicalize
+from ..text.textio import TextRecord
+from . import atomic
 from .report import detection_row
-from .textio import TextRecord
 
 BATCH = int(os.environ.get("WM_CORPUS_BATCH", "64"))  # texts a task
 PARQUET_BATCH = 1024  # rows read from a Parquet file at a time
@@ -264,7 +265,7 @@ class ConfigPlan:
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit
-        from .models import canonical_name, load_tokenizer, model_vocab_size
+        from ..modeling.models import canonical_name, load_tokenizer, model_vocab_size
 
         resolved = resolve_record(record_config, where, self.file, self.flags, default_scheme=self.default_scheme,
                                   warned=self._warned, warn=self.warn)  # fmt: skip
@@ -302,7 +303,7 @@ class Detector:
     def scheme(self, config_json: str):
         s = self.schemes.get(config_json)
         if s is None:
-            from .schemes import build_scheme
+            from ..schemes import build_scheme
 
             s = self.schemes[config_json] = build_scheme(config_from_dict(json.loads(config_json)), self.key)
         return s
@@ -310,7 +311,7 @@ class Detector:
     def tokenizer(self, name: str):
         tok = self.tokenizers.get(name)
         if tok is None:
-            from .models import load_tokenizer
+            from ..modeling.models import load_tokenizer
 
             tok = self.tokenizers[name] = load_tokenizer(name)
         return tok
@@ -482,7 +483,7 @@ def detect_texts(
     `workers > 1` spreads batches over that many spawned processes; the key reaches them in memory
     only. A text that cannot be tested raises its InputError, or with `errors="return"` is
     yielded as the InputError in its place."""
-    from .models import canonical_name
+    from ..modeling.models import canonical_name
 
     if errors not in ("raise", "return"):
         raise ValueError("errors must be 'raise' or 'return'")
@@ -521,7 +522,7 @@ def detect_texts(
 def _register_tokenizer(name: str, tok: Any) -> None:
     """A tokenizer object for spawned workers: they load by name, so the object must be loadable
     by that name (a saved or hub tokenizer); anything else is an error here, not a wrong result."""
-    from .models import load_tokenizer
+    from ..modeling.models import load_tokenizer
 
     try:
         other = load_tokenizer(name)

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 from .offline import allow_download as allow_download  # re-exported: models.allow_download(...)
 from .offline import downloads_allowed
 

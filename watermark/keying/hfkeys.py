@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KeyFileError
+from ..errors import KeyFileError
 from .keys import Key, load_key_file, read_private_file, write_private_file
 
 INT64_MAX = (1 << 63) - 1

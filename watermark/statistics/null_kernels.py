@@ -6,7 +6,7 @@ never stored: `null_indicators` returns `null statistic <= observed` for a batch
 parallel over null keys (prange), in three stages per key:
 
 1. Lower-bound costs in float32, LANES null keys at a time. EXP: log(1 - u) is bounded
-   below by a 4096-entry table on the top 12 bits of u (rounded down), with float64 `log1p` for
+   below by a 4096-entry table on the top 12 bits of u (rounded down), with float64 `log(1 - u)` for
    the top 16 bins where the table would be loose; ITS: |eta - u| in float32.
 2. A lower bound on the statistic from those costs: the Lagrangian relaxation of
    `alignment.levenshtein_lower_bound` (edit) or the basic block sums (EXP basic). A key whose
@@ -27,9 +27,13 @@ import math
 
 import numpy as np
 
+from ..settings import numba_wanted
+from . import portable_log
 from .alignment import MAX_SKIP
 
 try:
+    if not numba_wanted():
+        raise ImportError("WM_NUMBA=0")
     import numba
     from numba import njit, prange
 
@@ -40,7 +44,7 @@ except ImportError:  # pragma: no cover - the numpy path in distortion_free.py t
 LANES = 32  # null keys per lane group: the loops over them are what gets vectorised
 TILE = 32  # key shifts per tile of the exact edit DP
 TABLE_BITS = 12
-EXACT_BINS = 16  # top bins of u where the table is replaced by log1p
+EXACT_BINS = 16  # top bins of u where the table is replaced by the exact log(1 - u)
 
 _G = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -59,8 +63,7 @@ def lower_table() -> np.ndarray:
     """float32 lower bounds of log(1 - u) per top-12-bit bin of u: log(1 - (j + 1) / 4096),
     rounded towards -inf (bins from `_EXACT_FROM` on are computed exactly instead)."""
     j = np.arange(1 << TABLE_BITS, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        t64 = np.log1p(-(j + 1.0) / (1 << TABLE_BITS))
+    t64 = portable_log.log1m((j + 1.0) / (1 << TABLE_BITS))  # the last bin's edge u = 1 gives -inf
     t32 = t64.astype(np.float32)
     up = t32.astype(np.float64) > t64
     t32[up] = np.nextafter(t32[up], np.float32(-np.inf))
@@ -86,14 +89,40 @@ if AVAILABLE:
     def _unit(z):
         return (np.float64(z >> _S11) + 0.5) * _INV_2_53
 
+    _reduced_log = njit(inline="always")(portable_log.reduced_log)
+
+    @njit(inline="always")
+    def _log1m(u):
+        """`portable_log.log1m_scalar` (the same operations, so the same bits as the numpy path)."""
+        y = 1.0 - u
+        if y <= 0.0:
+            return -np.inf
+        c = ((1.0 - y) - u) / y
+        m, e = math.frexp(y)
+        if m < portable_log.SQRT_HALF:
+            m = m * 2.0
+            e = e - 1
+        return _reduced_log(m - 1.0, float(e)) + c
+
+    def log1m(u: np.ndarray) -> np.ndarray:
+        """The kernels' log(1 - u) over an array, for the equality tests."""
+        return _log1m_many(np.ascontiguousarray(u, dtype=np.float64))
+
+    @njit(cache=True)
+    def _log1m_many(u):
+        out = np.empty_like(u)
+        for i in range(u.size):
+            out[i] = _log1m(u[i])
+        return out
+
     @njit(cache=True)
     def _exact_costs(is_exp, seed, labels, distinct, n, out, rows):
         """Float64 costs (n, m) of one null key, as `DistortionFreeScheme.null_costs` makes them."""
         m = labels.size
         if is_exp:
-            for r in range(n):  # rows[u] = log1p(-u) for key row r, then gather per token
+            for r in range(n):  # rows[u] = log(1 - u) for key row r, then gather per token
                 for u in range(distinct):
-                    rows[u] = math.log1p(-_unit(_bits(seed, r * distinct + u)))
+                    rows[u] = _log1m(_unit(_bits(seed, r * distinct + u)))
                 for t in range(m):
                     out[r, t] = rows[labels[t]]
         else:
@@ -107,7 +136,7 @@ if AVAILABLE:
     @njit(cache=True)
     def _bound_costs(is_exp, useeds, distinct, n, table, out, zbuf, jbuf, eta, urow):
         """float32 lower-bound costs, flat out[(u * n + r) * L + lane], for the L null keys of
-        `useeds` (uint64): EXP from the table (exact log1p in the top bins), ITS |eta - u|."""
+        `useeds` (uint64): EXP from the table (exact log(1 - u) in the top bins), ITS |eta - u|."""
         lanes = np.uint64(useeds.size)
         if is_exp:
             for u in range(distinct):
@@ -131,7 +160,7 @@ if AVAILABLE:
                     if top:  # rounded down by far more than float32's half ulp
                         for lane in range(lanes):
                             if jbuf[lane] >= _EXACT_FROM:
-                                out[base + lane] = np.float32(math.log1p(-_unit(zbuf[lane])) * (1.0 + 1e-6))
+                                out[base + lane] = np.float32(_log1m(_unit(zbuf[lane])) * (1.0 + 1e-6))
         else:
             for u in range(distinct):
                 for lane in range(lanes):

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomic
-from .errors import InputError
+from ..errors import InputError
+from ..runtime import atomic
 
 MAX_INPUT_BYTES = int(os.environ.get("WM_MAX_INPUT_BYTES", str(64 * 1024 * 1024)))
 MAX_RECORDS = int(os.environ.get("WM_MAX_RECORDS", "250000"))  # texts a file; about 1 KB each in memory

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 MIN_TOKEN_CHARS = 16
 LOOPBACK_ID = "loopback"

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
-from ..generation import encode_texts
-from ..normalize import canonicalize
+from ...errors import InputError
+from ...modeling.generation import encode_texts
+from ...schemes import build_scheme
+from ...schemes.base import WatermarkScheme
+from ...schemes.spans import spans_in_text
+from ...text.normalize import canonicalize
 from ..report import detection_row, mask_legend, result_html, span_fields, token_pieces
-from ..schemes import build_scheme
-from ..schemes.base import WatermarkScheme
-from ..schemes.spans import spans_in_text
 
 TOKENS_HIDDEN = (
     "per-token colours are hidden: they reveal the key's green lists, and this server shows them only "

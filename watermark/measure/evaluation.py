@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import atomic
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..runtime import atomic
+from ..schemes.base import WatermarkScheme
+from ..text.textio import text_lines
 from .metrics import auroc, roc_curve
-from .schemes.base import WatermarkScheme
-from .textio import text_lines
 
 # ---------------------------------------------------------------------------------------------
 # detection metrics
@@ -196,7 +196,7 @@ def token_nlls(
 
 def prompt_prefix(tokenizer: Any, prompt: str | None, chat: bool = True) -> list[int]:
     """The ids a generated text followed: the formatted prompt, else a BOS (or EOS) token."""
-    from .generation import format_prompt
+    from ..modeling.generation import format_prompt
 
     if prompt:
         ids = tokenizer(format_prompt(tokenizer, prompt, chat), add_special_tokens=not chat)["input_ids"]
@@ -329,7 +329,7 @@ def cached_generations(
     `settings.seed + b * batch_size`, so a resumed or longer run gives the same texts. The cached
     texts are reused up to the first prompt that differs (another prompt list starts over there).
     """
-    from .generation import generate
+    from ..modeling.generation import generate
 
     cached = read_cache_jsonl(path)
     done = []

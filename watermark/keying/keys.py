@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KeyFileError
+from ..errors import KeyFileError
 
 KEY_BYTES = 32
 DEFAULT_KEY_ENV = "WM_KEY_FILE"

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from .encoding import encode_for_detection, encode_texts
-from .errors import ConfigError
-from .schemes.base import WatermarkScheme, sampling_warpers
+from ..errors import ConfigError
+from ..schemes.base import WatermarkScheme, sampling_warpers
+from ..text.encoding import encode_for_detection, encode_texts
 
 __all__ = [
     "Generation",

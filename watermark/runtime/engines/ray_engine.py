@@ -22,9 +22,9 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ...errors import InputError, WmError
+from ...text.textio import JSONL_SUFFIXES, MAX_INPUT_BYTES
 from ..corpus import PARQUET_COLUMNS, ConfigPlan, Detector, Prepared, _jsonl_record, row_json
-from ..errors import InputError, WmError
-from ..textio import JSONL_SUFFIXES, MAX_INPUT_BYTES
 
 _WHERE = "\x00where\x00"  # stands for `file:line` in a worker's message; the driver fills it in
 _SKIP = "\x00blank\x00"  # a blank line: not a record, but it counts for the line numbers

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import ConfigError, InputError
-from .schemes.base import Detection, TextTooShortError, WatermarkScheme
+from ..errors import ConfigError, InputError
+from ..runtime.atomic import write_json
+from ..schemes.base import Detection, TextTooShortError, WatermarkScheme
 
 FORMAT = "wm-calibration"
 VERSION = 1
@@ -155,7 +155,7 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        from .textio import decode_text, read_bytes
+        from ..text.textio import decode_text, read_bytes
 
         text = decode_text(str(path), read_bytes(str(path)))
         try:

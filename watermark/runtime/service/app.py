@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ..schemes.base import WatermarkScheme
+from ...schemes.base import WatermarkScheme
 from .detector import Detector
 from .page import content_security_policy, page_html
 from .policy import (

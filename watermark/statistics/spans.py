@@ -45,8 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .stats import log10_binomial_tails, log10_gamma_tails, log10_hypergeom_tails, log10_lattice_tail
+from ..errors import ConfigError
+from .pvalues import log10_binomial_tails, log10_gamma_tails, log10_hypergeom_tails, log10_lattice_tail
 
 DEFAULT_MIN_WINDOW = 32
 MAX_MIN_WINDOW = 1 << 20

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .encoding import token_offsets
-from .schemes.base import Detection
-from .schemes.spans import SpanDetection
+from ..schemes.base import Detection
+from ..schemes.spans import SpanDetection
+from ..text.encoding import token_offsets
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import SchemeConfig
-from .errors import ConfigError
-from .hfkeys import HashingKey, SynthIDKeys
-from .schemes.hf_kgw import HfKgwConfig
-from .schemes.hf_synthid import HfSynthIDConfig
+from ..config import SchemeConfig
+from ..errors import ConfigError
+from ..keying.hfkeys import HashingKey, SynthIDKeys
+from ..schemes.hf_kgw import HfKgwConfig
+from ..schemes.hf_synthid import HfSynthIDConfig
 
 KGW_FIELDS = {
     "greenlist_ratio": "gamma",

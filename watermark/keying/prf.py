@@ -20,6 +20,8 @@ import hashlib
 import numpy as np
 import torch
 
+from ..settings import numba_wanted
+
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as signed int64
 _M1 = -49064778989728563  # 0xff51afd7ed558ccd
 _M2 = -4265267296055464877  # 0xc4ceb9fe1a85ec53
@@ -205,6 +207,8 @@ def _fused_kernels():
     Both decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
     if not _FUSED:
         try:
+            if not numba_wanted():
+                raise ImportError("WM_NUMBA=0")
             from numba import njit, prange
         except ImportError:  # pragma: no cover
             _FUSED.append(None)

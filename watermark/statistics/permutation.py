@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import permutation_p_value
+from .pvalues import permutation_p_value
 
 
 @dataclass(frozen=True)

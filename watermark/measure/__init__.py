@@ -1,0 +1,1 @@
+"""Measurement: detection rates, ROC/AUROC and the evaluation grid."""
