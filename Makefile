@@ -6,7 +6,7 @@ WM := $(VENV)/bin/wm
 STAMP := $(VENV)/.wm-installed
 OUT ?= out
 
-.PHONY: setup demo test test-slow lint format bench bench-quick clean
+.PHONY: setup demo test test-numerics test-matrix test-slow lint format bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,27 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -rs
+	@$(MAKE) --no-print-directory test-numerics
+
+# The tests whose numbers depend on the CPU's kernels, run again on the other paths: the numba
+# kernels interpreted (NUMBA_DISABLE_JIT: the same scalar formulas, run by Python), the numpy
+# fallback (WM_NUMBA=0), and the BLAS core type switched (set when unset; where the machine sets it,
+# CI leaves it set: older OpenBLAS builds crash without it). `make test-matrix` runs the whole suite
+# on each path.
+NUMERICS_TESTS := tests/test_null_kernels.py tests/test_portable_log.py tests/test_its_forward.py \
+	tests/test_alignment.py tests/test_distortion_free.py tests/test_stats.py tests/test_permutation.py \
+	tests/test_prf.py tests/test_spans.py tests/test_calibration.py tests/test_gumbel.py
+OTHER_BLAS := $(if $(OPENBLAS_CORETYPE),,OPENBLAS_CORETYPE=Haswell)
+
+test-numerics: setup
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_null_kernels.py tests/test_portable_log.py
+	WM_NUMBA=0 $(PY) -m pytest -q -p no:cacheprovider $(NUMERICS_TESTS)
+	$(if $(OTHER_BLAS),$(OTHER_BLAS) $(PY) -m pytest -q -p no:cacheprovider $(NUMERICS_TESTS),@echo "OPENBLAS_CORETYPE is set on this machine: kept (see the env notes)")
+
+test-matrix: setup
+	$(PY) -m pytest -q -rs
+	WM_NUMBA=0 $(PY) -m pytest -q -rs
+	$(if $(OTHER_BLAS),$(OTHER_BLAS),env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE) $(PY) -m pytest -q -rs
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

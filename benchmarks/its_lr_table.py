@@ -23,9 +23,9 @@ import torch
 from _common import emit, load_prompts
 from transformers import LogitsProcessor
 
-from wm_toolkit.watermark import its_likelihood as lik
 from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.modeling.models import load_model
+from wm_toolkit.watermark.statistics import its_likelihood as lik
 
 TABLE_MODULE = Path(__file__).resolve().parents[1] / "watermark" / "statistics" / "its_lr_table.py"
 

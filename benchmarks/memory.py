@@ -72,8 +72,8 @@ def run_detect(path: Path, key: Path) -> dict:
 
 
 def check_exact(text: str) -> dict:
-    from wm_toolkit.watermark import encoding
     from wm_toolkit.watermark.modeling.models import load_tokenizer
+    from wm_toolkit.watermark.text import encoding
 
     tok = load_tokenizer()
     t0 = time.perf_counter()

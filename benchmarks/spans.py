@@ -34,10 +34,10 @@ import torch
 from _common import ROOT, emit
 from spans_generate import KEY_SEED
 
-from wm_toolkit.watermark import spans
 from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.modeling.models import load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.statistics import spans
 from wm_toolkit.watermark.text.encoding import encode_array, token_offsets
 from wm_toolkit.watermark.text.normalize import canonical_text
 

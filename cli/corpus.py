@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
-from wm_toolkit.watermark import corpus, textio
 from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.runtime import corpus
+from wm_toolkit.watermark.text import textio
 
 from .common import err_console
 

@@ -131,7 +131,7 @@ class WmGroup(LazyGroup):
 )
 def wm(allow_download: bool) -> None:
     """Watermark LLM text while it is generated, detect it with a p-value, and attack it."""
-    from wm_toolkit.watermark import offline
+    from wm_toolkit.watermark.modeling import offline
 
     offline.allow_download(allow_download, process_wide=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark import alignment
+from wm_toolkit.watermark.statistics import alignment
 
 
 def levenshtein_reference(cost: list[list[float]], gamma: float, free_end: bool = False) -> float:

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark import corpus, textio
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.keying.keys import load_key_file, write_key_file
+from wm_toolkit.watermark.runtime import corpus
+from wm_toolkit.watermark.text import textio
 
 WORDS = [
     "river",

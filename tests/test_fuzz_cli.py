@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 
 from wm_toolkit import cli  # noqa: F401
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark import models
 from wm_toolkit.watermark.errors import ModelNotFoundError
 from wm_toolkit.watermark.keying.keys import write_key_file
+from wm_toolkit.watermark.modeling import models
 
 IO_HARDENED = os.environ.get("WM_FUZZ_IO", "1") == "1"
 needs_io_hardening = pytest.mark.skipif(not IO_HARDENED, reason="WM_FUZZ_IO=0")

@@ -44,7 +44,7 @@ def test_mean_score_of_the_chosen_token_matches_the_exponential_race():
     contexts = np.arange(6000).reshape(-1, 1)
     log_probs = torch.log(torch.tensor(MU, dtype=torch.float64)).expand(6000, -1)
     tokens = s.choose(contexts, log_probs).numpy()
-    from wm_toolkit.watermark import prf
+    from wm_toolkit.watermark.keying import prf
 
     r = prf.uniforms(torch.from_numpy(s.seeds_for(contexts)), torch.from_numpy(tokens)).numpy()
     scores = -np.log1p(-r)

@@ -25,9 +25,11 @@ from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
 from wm_toolkit.cli.terminal import visible
-from wm_toolkit.watermark import atomic, encoding, models, offline, textio
 from wm_toolkit.watermark.errors import InputError, KeyFileError, ModelNotFoundError, OutputError
 from wm_toolkit.watermark.keying.keys import Key, load_key_file, write_key_file
+from wm_toolkit.watermark.modeling import models, offline
+from wm_toolkit.watermark.runtime import atomic
+from wm_toolkit.watermark.text import encoding, textio
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from wm_toolkit.watermark import alignment, its_likelihood, null_kernels
 from wm_toolkit.watermark.config import config_from_dict
 from wm_toolkit.watermark.errors import ConfigError
 from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.schemes.distortion_free import DistortionFreeConfig
+from wm_toolkit.watermark.statistics import alignment, its_likelihood, null_kernels
 
 
 def brute_force(lr: np.ndarray, rho: float, delta: float) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wm_toolkit.watermark import prf
+from wm_toolkit.watermark.keying import prf
 from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.schemes import GreenListConfig, build_scheme
 

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark import models
 from wm_toolkit.watermark.errors import ModelNotFoundError
 from wm_toolkit.watermark.keying.keys import Key, write_key_file
+from wm_toolkit.watermark.modeling import models
 
 
 def test_missing_default_model_names_the_install_command(monkeypatch):

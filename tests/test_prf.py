@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from wm_toolkit.watermark import prf
+from wm_toolkit.watermark.keying import prf
 from wm_toolkit.watermark.keying.keys import Key
 
 MASK64 = (1 << 64) - 1

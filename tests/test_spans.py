@@ -15,11 +15,12 @@ import torch
 from click.testing import CliRunner
 
 from wm_toolkit.cli.main import wm
-from wm_toolkit.watermark import prf, spans
 from wm_toolkit.watermark.errors import ConfigError
+from wm_toolkit.watermark.keying import prf
 from wm_toolkit.watermark.keying.hfkeys import HashingKey
 from wm_toolkit.watermark.keying.keys import Key, write_key_file
 from wm_toolkit.watermark.schemes import build_scheme
+from wm_toolkit.watermark.statistics import spans
 from wm_toolkit.watermark.statistics.pvalues import (
     log10_binomial_tail,
     log10_binomial_tails,

@@ -5,7 +5,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from wm_toolkit.watermark import stats
+from wm_toolkit.watermark.statistics import pvalues as stats
 
 
 def brute_binomial_tail(g, t, p):
