@@ -160,6 +160,97 @@ def _detect_all(
     return p, short
 
 
+def _generations(
+    setup: GridSetup, scheme: WatermarkScheme | None, progress: ProgressFactory
+) -> tuple[str, list[dict]]:
+    """The cache tag and the generations of one scheme (None: unwatermarked), generated if missing."""
+    settings = setup.settings
+    tag = generation_tag(settings, None if scheme is None else scheme.config.generation_dict())
+    path = Path(setup.out_dir) / "generations" / f"{tag}.jsonl"
+    label = "unwatermarked" if scheme is None else scheme.name
+    advance = progress(f"Generating ({label})", len(setup.prompts))
+    return tag, cached_generations(
+        path, setup.model, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
+    )
+
+
+def _grid_pvalues(
+    setup: GridSetup,
+    scheme: WatermarkScheme,
+    spec: Any,
+    wm_in: list[str],
+    plain_in: list[str],
+    progress: ProgressFactory,
+) -> tuple[Path, list[float], list[float], int, int]:
+    """(file relative to the output folder, watermarked p, unwatermarked p, too short in each),
+    read back when the same detector already ran on the same texts."""
+    out = Path(setup.out_dir)
+    pv_key = {
+        "config": scheme.config.to_dict(),
+        "alpha": NOMINAL_ALPHA,
+        "watermarked": wm_in,
+        "unwatermarked": plain_in,
+        "normalize": setup.normalize,
+    }
+    pv_file = (
+        Path("pvalues") / f"{safe_name(scheme.name)}-{safe_name(spec.label)}-{cache_digest(pv_key)}.json"
+    )
+    if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
+        cached_p = json.loads((out / pv_file).read_text())
+        wm_short, plain_short = cached_p["too_short"]
+        return pv_file, cached_p["watermarked"], cached_p["unwatermarked"], wm_short, plain_short
+    advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * len(setup.prompts))
+    wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance, setup.normalize)
+    plain_p, plain_short = _detect_all(scheme, setup.tokenizer, plain_in, advance, setup.normalize)
+    write_json(
+        out / pv_file,
+        {
+            "scheme": scheme.name,
+            "attack": spec.label,
+            "watermarked": wm_p,
+            "unwatermarked": plain_p,
+            "too_short": [wm_short, plain_short],
+        },
+    )
+    return pv_file, wm_p, plain_p, wm_short, plain_short
+
+
+def _grid_row(
+    setup: GridSetup,
+    scheme: WatermarkScheme,
+    spec: Any,
+    a_wm: list[dict],
+    a_plain: list[dict],
+    pvalues: tuple[Path, list[float], list[float], int, int],
+) -> dict:
+    """The results row of one (scheme, attack): detection summary, quality, the config it ran."""
+    pv_file, wm_p, plain_p, wm_short, plain_short = pvalues
+    settings = setup.settings
+    row = {
+        "scheme": scheme.name,
+        "attack": spec.label,
+        "kind": spec.kind,
+        "mode": spec.mode,
+        "strength": spec.strength,
+        "n": len(setup.prompts),
+        **detection_summary(wm_p, plain_p),
+        "warnings": resolution_warnings(len(plain_p)),
+        "perplexity": finite_median([r["perplexity"] for r in a_wm]),
+        "perplexity_mean": finite_mean([r["perplexity"] for r in a_wm]),
+        "perplexity_unwatermarked": finite_median([r["perplexity"] for r in a_plain]),
+        "mean_length": finite_mean([r["num_tokens"] for r in a_wm]),
+        "fraction_changed": finite_mean([r["fraction_changed"] for r in a_wm]),
+        "fraction_changed_unwatermarked": finite_mean([r["fraction_changed"] for r in a_plain]),
+        "too_short": wm_short + plain_short,
+        "config": scheme.config.to_dict(),
+        "model": settings.model,
+        "max_new_tokens": settings.max_new_tokens,
+    }
+    row["pvalues_file"] = str(pv_file)
+    row.update(setup.row_extra or {})
+    return row
+
+
 def run_grid(
     setup: GridSetup,
     schemes: Sequence[WatermarkScheme],
@@ -177,25 +268,14 @@ def run_grid(
     out = Path(setup.out_dir)
     (out / "generations").mkdir(parents=True, exist_ok=True)
     (out / "pvalues").mkdir(parents=True, exist_ok=True)
-    settings = setup.settings
     n = len(setup.prompts)
     rows: list[dict] = []
-
-    def generations(scheme: WatermarkScheme | None) -> tuple[str, list[dict]]:
-        tag = generation_tag(settings, None if scheme is None else scheme.config.generation_dict())
-        path = out / "generations" / f"{tag}.jsonl"
-        label = "unwatermarked" if scheme is None else scheme.name
-        advance = progress(f"Generating ({label})", n)
-        return tag, cached_generations(
-            path, setup.model, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
-        )
-
-    plain_tag, plain = generations(None)
+    plain_tag, plain = _generations(setup, None, progress)
     plain_texts = [r["text"] for r in plain]
     donors = plain_texts[1:] + plain_texts[:1]  # text i is diluted with unwatermarked text i + 1
     attacked_plain: dict[Any, list[dict]] = {}
     for scheme in schemes:
-        wm_tag, wm = generations(scheme)
+        wm_tag, wm = _generations(setup, scheme, progress)
         wm_texts = [r["text"] for r in wm]
         for spec in attacks:
             if spec not in attacked_plain:
@@ -219,59 +299,8 @@ def run_grid(
                 progress(f"Attacking ({spec.label}, {scheme.name})", n),
             )
             wm_in, plain_in = [r["text"] for r in a_wm], [r["text"] for r in a_plain]
-            pv_key = {
-                "config": scheme.config.to_dict(),
-                "alpha": NOMINAL_ALPHA,
-                "watermarked": wm_in,
-                "unwatermarked": plain_in,
-                "normalize": setup.normalize,
-            }
-            pv_file = (
-                Path("pvalues")
-                / f"{safe_name(scheme.name)}-{safe_name(spec.label)}-{cache_digest(pv_key)}.json"
-            )
-            if (out / pv_file).exists():  # the same detector on the same texts: reuse its p-values
-                cached_p = json.loads((out / pv_file).read_text())
-                wm_p, plain_p = cached_p["watermarked"], cached_p["unwatermarked"]
-                wm_short, plain_short = cached_p["too_short"]
-            else:
-                advance = progress(f"Detecting ({spec.label}, {scheme.name})", 2 * n)
-                wm_p, wm_short = _detect_all(scheme, setup.tokenizer, wm_in, advance, setup.normalize)
-                plain_p, plain_short = _detect_all(
-                    scheme, setup.tokenizer, plain_in, advance, setup.normalize
-                )
-                write_json(
-                    out / pv_file,
-                    {
-                        "scheme": scheme.name,
-                        "attack": spec.label,
-                        "watermarked": wm_p,
-                        "unwatermarked": plain_p,
-                        "too_short": [wm_short, plain_short],
-                    },
-                )
-            row = {
-                "scheme": scheme.name,
-                "attack": spec.label,
-                "kind": spec.kind,
-                "mode": spec.mode,
-                "strength": spec.strength,
-                "n": n,
-                **detection_summary(wm_p, plain_p),
-                "warnings": resolution_warnings(len(plain_p)),
-                "perplexity": finite_median([r["perplexity"] for r in a_wm]),
-                "perplexity_mean": finite_mean([r["perplexity"] for r in a_wm]),
-                "perplexity_unwatermarked": finite_median([r["perplexity"] for r in a_plain]),
-                "mean_length": finite_mean([r["num_tokens"] for r in a_wm]),
-                "fraction_changed": finite_mean([r["fraction_changed"] for r in a_wm]),
-                "fraction_changed_unwatermarked": finite_mean([r["fraction_changed"] for r in a_plain]),
-                "too_short": wm_short + plain_short,
-                "config": scheme.config.to_dict(),
-                "model": settings.model,
-                "max_new_tokens": settings.max_new_tokens,
-            }
-            row["pvalues_file"] = str(pv_file)
-            row.update(setup.row_extra or {})
+            pvalues = _grid_pvalues(setup, scheme, spec, wm_in, plain_in, progress)
+            row = _grid_row(setup, scheme, spec, a_wm, a_plain, pvalues)
             rows.append(row)
             write_json(out / "results.json", rows)
             if on_row:
