@@ -142,6 +142,12 @@ def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
         return HashingKey(obj["hashing_key"])
     if kind == SYNTHID_TYPE and isinstance(obj.get("keys"), list):
         return SynthIDKeys(tuple(obj["keys"]))
+    if kind is not None:
+        from .vllmkey import from_key_file_object  # vLLM's integer key (vllmkey imports this module)
+
+        vllm_key = from_key_file_object(obj)
+        if vllm_key is not None:
+            return vllm_key
     raise KeyFileError(
         f"key file {p}: expected type {KGW_TYPE!r} with 'hashing_key' or {SYNTHID_TYPE!r} with 'keys'"
     )

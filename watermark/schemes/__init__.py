@@ -18,6 +18,7 @@ from .gumbel import GumbelConfig, GumbelDetection, GumbelLogitsProcessor, Gumbel
 from .hf_kgw import HfKgwConfig, HfKgwDetection, HfKgwScheme
 from .hf_synthid import HfSynthIDConfig, HfSynthIDScheme
 from .synthid import SynthIDConfig, SynthIDDetection, SynthIDScheme
+from .vllm_gumbel import VllmGumbelConfig, VllmGumbelScheme
 
 _SCHEMES: dict[str, type[WatermarkScheme]] = {"kgw": GreenListScheme, "unigram": GreenListScheme}
 
@@ -32,6 +33,7 @@ register_scheme(GumbelScheme, "gumbel")
 register_scheme(HfKgwScheme, "hf-kgw")
 register_scheme(SynthIDScheme, "synthid")
 register_scheme(HfSynthIDScheme, "hf-synthid")
+register_scheme(VllmGumbelScheme, "vllm-gumbel", "vllm-dual-key-gumbel")
 
 
 def available_schemes() -> list[str]:
@@ -45,7 +47,7 @@ def build_scheme(config: SchemeConfig | dict, key: Key | HashingKey | SynthIDKey
     cls = _SCHEMES.get(config.scheme)
     if cls is None:
         raise ConfigError(f"unknown scheme {config.scheme!r}; known: {', '.join(available_schemes())}")
-    if not isinstance(key, Key) and cls not in (HfKgwScheme, HfSynthIDScheme):
+    if not isinstance(key, Key) and cls not in (HfKgwScheme, HfSynthIDScheme, VllmGumbelScheme):
         raise ConfigError(
             f"scheme {config.scheme!r} needs a wm key file (`wm keygen`), not transformers' integer keys"
         )
@@ -75,6 +77,8 @@ __all__ = [
     "SynthIDDetection",
     "SynthIDScheme",
     "TextTooShortError",
+    "VllmGumbelConfig",
+    "VllmGumbelScheme",
     "WatermarkScheme",
     "available_schemes",
     "build_scheme",

@@ -90,6 +90,42 @@ def log10_p(p_value: float) -> float:
     return math.log10(p_value) if p_value > 0 else -math.inf
 
 
+def log10_gamma_pair_tail(score: float, shape: int, a: float, b: float) -> float:
+    """log10 P[a X + b Y >= score], X, Y independent Gamma(shape, 1), integer shape, a, b >= 0.
+
+    Exact, and never below the true tail: with a >= b > 0, a X is b times a Gamma(shape + K)
+    mixed over K ~ NegativeBinomial(shape, b / a) (expand the moment generating function), so the
+    sum is a mixture of Gamma(2 shape + k, scale b) with positive weights: the series is summed in
+    log space (Poisson identity, one cumulative log-sum) and its tail beyond the last term is
+    added as a geometric bound. Used for two-key Gumbel scores (weighted early fusion; the per-token
+    maximum of two Exp(1) scores is Exp(2) + Exp(1), so a = 1, b = 1/2).
+    """
+    a, b = max(a, b), min(a, b)
+    if shape <= 0 or score <= 0:
+        return 0.0
+    if b <= 0.0 or a == b:
+        return log10_gamma_tail(score / a, shape * (1 if b <= 0.0 else 2))
+    t, x, p = int(shape), float(score) / b, b / a
+    log_q = math.log1p(-p)
+    spread = math.sqrt(t * (1 - p) / (p * p) + x)
+    k_max = int(max(t * (1 - p) / p, x - 2 * t) + 40 * spread + 100)
+    while True:
+        k = np.arange(k_max + 1, dtype=np.float64)
+        log_nb = special.gammaln(t + k) - special.gammaln(k + 1) - special.gammaln(t)
+        log_nb += t * math.log(p) + k * log_q
+        j = np.arange(2 * t + k_max, dtype=np.float64)
+        log_poisson = j * math.log(x) - x - special.gammaln(j + 1)
+        log_cdf = np.logaddexp.accumulate(log_poisson)  # log P[Poisson(x) <= j] = log Q(j + 1, x)
+        log_sum = float(special.logsumexp(log_nb + np.minimum(log_cdf[2 * t - 1 :], 0.0)))
+        ratio = (t + k_max + 1) / (k_max + 2) * (1 - p)  # NB pmf ratio, decreasing in k beyond here
+        if ratio < 1.0:
+            log_next = log_nb[-1] + math.log((t + k_max) / (k_max + 1)) + log_q
+            log_rest = log_next - math.log1p(-ratio)  # >= P[K > k_max], the terms left out
+            if log_rest < log_sum - 70.0 or k_max > 1 << 26:
+                return min(0.0, float(np.logaddexp(log_sum, log_rest)) * _LOG10E)
+        k_max *= 2
+
+
 LATTICE_EXACT_MAX = 1 << 23  # largest support convolved exactly; beyond it, a Chernoff bound
 
 

@@ -1,0 +1,391 @@
+"""vLLM's native watermarks (`--watermark-config`): `gumbel` and `dual_key_gumbel`, bit for bit.
+
+Embedding (vLLM's sampler, reproduced by `VllmGumbelLogitsProcessor`): after temperature and
+top-k / top-p, token = argmax(logits + G) with G = -log(-log u), u = vLLM's Philox uniform of
+(context, candidate) (`keying.philox`); the context is the last w GENERATED tokens, -1 before the
+first one (the prompt is not used). dual_key_gumbel draws with key B = derive(key, "key_b") with
+probability alpha, else with key A = derive(key, "key_a"). `deduplicate_contexts` decides which
+steps are sampled without the watermark: "single_turn" (vLLM's default) a step whose context
+occurred at one of the last H generated positions, "all" also searching the prompt and skipping
+the first w steps, "none" never.
+
+Detection scores the tokens the generator watermarked, each distinct (context, token) pair once:
+a step the configured de-duplication skipped carries no watermark and is not scored, and a
+repeated pair would repeat its uniform. vLLM's uniforms have 2^24 levels, so -log(1 - u) is not
+quite Exp(1); wm scores -log(1 - u + c) with c = 2^-25 + 1 / (2^24 + 1), which is dominated by
+Exp(1) (super-uniform), so the Gamma tail is a valid p-value (vLLM's own score and p-value are
+reported too: `vllm_score`, `vllm_p_value`, computed as vLLM's detector does).
+Two keys: the per-token scores E_A, E_B are independent Exp(1) under H0, and `dual_statistic`
+picks the test (all exact, see `statistics.pvalues.log10_gamma_pair_tail`):
+- "fusion" (default): S = (1 - alpha) E_A + alpha E_B summed, vLLM's early fusion, with its exact
+  law (1 - alpha) Gamma(T) + alpha Gamma(T) instead of vLLM's moment-matched Gamma;
+- "max": per-token max(E_A, E_B) ~ Exp(2) + Exp(1), the sum Gamma(T) + Gamma(T) / 2;
+- "bonferroni": 2 min(p_A, p_B) of the two single-key Gamma tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+from ..config import SchemeConfig, check_range, register_config
+from ..errors import ConfigError
+from ..keying import philox
+from ..keying.vllmkey import VllmKey, as_vllm_key
+from ..statistics.pvalues import gamma_tail, log10_gamma_pair_tail, log10_gamma_tail, log10_gamma_tails
+from ..statistics.spans import Evidence, GammaEvidence, _exp_llr
+from .base import (
+    Detection,
+    TextTooShortError,
+    WatermarkScheme,
+    as_token_array,
+    first_occurrences,
+    sampling_warpers,
+)
+from .greenlist import MAX_CONTEXT_WIDTH
+from .spans import SpanMixin
+
+DEDUP_MODES = ("none", "single_turn", "all")
+DUAL_STATISTICS = ("fusion", "max", "bonferroni")
+MAX_HISTORY = 1 << 30
+VLLM_THRESHOLD = 0.01  # vLLM's detector's default p_value_threshold
+SLACK = 2.0**-25 + 1.0 / (philox.UNIFORM_LEVELS + 1)  # makes 1 - u + SLACK super-uniform
+_LOG10_2 = math.log10(2.0)
+
+
+@register_config("vllm-gumbel", "vllm-dual-key-gumbel")
+@dataclass(frozen=True)
+class VllmGumbelConfig(SchemeConfig):
+    """vLLM's `WatermarkConfig` without its key (`dual_alpha` is vLLM's `alpha`, the probability of
+    key B); `dual_statistic`: wm's two-key test (fusion / max / bonferroni)."""
+
+    scheme: str = "vllm-gumbel"
+    context_width: int = 4
+    deduplicate_contexts: str = "single_turn"
+    deduplicate_contexts_max_history: int | None = 8192
+    dual_alpha: float = 0.1
+    dual_statistic: str = "fusion"
+
+    def validate(self) -> None:
+        check_range("context width", self.context_width, 1, MAX_CONTEXT_WIDTH)
+        if self.deduplicate_contexts not in DEDUP_MODES:
+            raise ConfigError(
+                f"unknown deduplicate_contexts {self.deduplicate_contexts!r}; known: {', '.join(DEDUP_MODES)}"
+            )
+        if self.deduplicate_contexts_max_history is not None:
+            check_range(
+                "deduplicate_contexts_max_history", self.deduplicate_contexts_max_history, 1, MAX_HISTORY
+            )
+        check_range("dual_alpha", self.dual_alpha, 0.0, 1.0)
+        if self.dual_statistic not in DUAL_STATISTICS:
+            raise ConfigError(
+                f"unknown dual_statistic {self.dual_statistic!r}; known: {', '.join(DUAL_STATISTICS)}"
+            )
+
+    @property
+    def dual(self) -> bool:
+        return self.scheme == "vllm-dual-key-gumbel"
+
+    @property
+    def algorithm(self) -> str:
+        """vLLM's name of the algorithm."""
+        return "dual_key_gumbel" if self.dual else "gumbel"
+
+
+@dataclass(frozen=True)
+class VllmGumbelDetection(Detection):
+    """`statistic`: wm's test statistic (see the module); `vllm_*`: what vLLM's detector reports
+    (its score, p-value and scored count, de-duplicating contexts as it does by default)."""
+
+    mean_score: float
+    vllm_score: float
+    vllm_p_value: float
+    vllm_num_scored: int
+    key_log10_p_values: tuple[float, ...] = ()  # single-key Gamma tests (A, B) for two keys
+    token_mask: tuple[int, ...] = ()  # per input token: 1 scored, -1 not (a skipped step or a repeated pair)
+
+
+def contexts_of(ids: np.ndarray, w: int, history: np.ndarray | None = None) -> np.ndarray:
+    """Row j: the w ids before ids[j] (-1 where the text starts), vLLM's context padding; with
+    `history`, the contexts of history + ids (rows for history positions first)."""
+    seq = ids if history is None else np.concatenate([history, ids])
+    padded = np.concatenate([np.full(w, -1, dtype=np.int64), seq.astype(np.int64)])
+    return np.lib.stride_tricks.sliding_window_view(padded, w)[: seq.size]
+
+
+def _row_ids(contexts: np.ndarray) -> np.ndarray:
+    return np.unique(contexts, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def skipped_steps(
+    ids: np.ndarray, w: int, mode: str, max_history: int | None, prompt: np.ndarray | None = None
+) -> np.ndarray:
+    """Which generated tokens vLLM sampled WITHOUT the watermark (its repeated-context mask):
+    single_turn: the step's context equals one at the last `max_history` generated positions;
+    all: the same over prompt + generated positions (prompt unknown: the text only), and the
+    first w steps."""
+    n = ids.size
+    if mode == "none" or n == 0:
+        return np.zeros(n, dtype=bool)
+    hist = prompt if (mode == "all" and prompt is not None) else np.zeros(0, dtype=np.int64)
+    start = hist.size  # history contexts run over prompt + generated (a step < w is skipped in "all")
+    rows = _row_ids(contexts_of(ids, w, history=np.asarray(hist, dtype=np.int64)))
+    order = np.lexsort((np.arange(rows.size), rows))
+    prev = np.full(rows.size, -1, dtype=np.int64)
+    same = rows[order[1:]] == rows[order[:-1]]
+    prev[order[1:][same]] = order[:-1][same]
+    mine = prev[start:]
+    pos = np.arange(start, start + n)
+    window = pos if max_history is None else np.minimum(pos, max_history)
+    skip = (mine >= 0) & (mine >= pos - window)
+    if mode == "all":
+        skip[:w] = True
+    return skip
+
+
+class VllmGumbelScheme(SpanMixin, WatermarkScheme):
+    """vLLM's gumbel / dual_key_gumbel for one integer key (a `VllmKey`, or a wm key's vLLM integer)."""
+
+    config_cls = VllmGumbelConfig
+    config: VllmGumbelConfig
+    acts_on_final_distribution = True
+
+    def __init__(self, config: VllmGumbelConfig, key: VllmKey):
+        key = as_vllm_key(key)
+        super().__init__(config, key)
+        base = key.value
+        self.prf_keys = (
+            (philox.derive_key(base, b"key_a"), philox.derive_key(base, b"key_b")) if config.dual else (base,)
+        )
+
+    # ---- the uniforms --------------------------------------------------------------------------
+    def uniforms(self, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """(keys, n) float32 uniforms of each (context row, token), vLLM's bits."""
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
+        return np.stack([philox.uniforms(k, contexts, tokens)[:, 0] for k in self.prf_keys])
+
+    def scored_mask(self, ids: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        """Tokens the generator watermarked, each distinct (context, token) pair once."""
+        cfg = self.config
+        skip = skipped_steps(
+            ids, cfg.context_width, cfg.deduplicate_contexts, cfg.deduplicate_contexts_max_history
+        )
+        out = np.zeros(ids.size, dtype=bool)
+        kept = np.flatnonzero(~skip)
+        if kept.size:
+            out[kept] = first_occurrences(_row_ids(contexts[kept]), ids[kept])
+        return out
+
+    def token_scores(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(wm scores -log(1 - u + SLACK) per key (keys, n), vLLM's scores -log1p(-u), scored mask)."""
+        w = self.config.context_width
+        if ids.size < 1:
+            raise TextTooShortError("text has no tokens; the vLLM gumbel detector needs at least 1")
+        contexts = contexts_of(ids, w)
+        u = self.uniforms(contexts, ids).astype(np.float64)
+        return -np.log((1.0 - u) + SLACK), -np.log1p(-u), self.scored_mask(ids, contexts)
+
+    # ---- the tests -----------------------------------------------------------------------------
+    def weights(self) -> tuple[float, float]:
+        a = self.config.dual_alpha
+        return 1.0 - a, a
+
+    def log10_p(self, sums: np.ndarray, t: int, max_sum: float = 0.0) -> tuple[float, tuple[float, ...]]:
+        """(log10 p of wm's test, single-key log10 p-values) from per-key score sums over t tokens;
+        `max_sum`: the sum of per-token maxima (the "max" statistic)."""
+        keys = tuple(float(log10_gamma_tail(float(s), t)) for s in sums)
+        if not self.config.dual:
+            return keys[0], ()
+        stat = self.config.dual_statistic
+        if stat == "bonferroni":
+            return min(0.0, _LOG10_2 + min(keys)), keys
+        if stat == "max":
+            return log10_gamma_pair_tail(max_sum, t, 1.0, 0.5), keys
+        wa, wb = self.weights()
+        return log10_gamma_pair_tail(wa * float(sums[0]) + wb * float(sums[1]), t, wa, wb), keys
+
+    def statistic_of(self, scores: np.ndarray) -> np.ndarray:
+        """Per-token value of the statistic the test sums (one key: the score)."""
+        if not self.config.dual:
+            return scores[0]
+        if self.config.dual_statistic == "max":
+            return scores.max(axis=0)
+        wa, wb = self.weights()
+        return wa * scores[0] + wb * scores[1]
+
+    def vllm_detection(self, ids: np.ndarray, deduplicate: bool = True) -> tuple[float, float, int]:
+        """(score, p-value, scored) exactly as vLLM's (DualKey)GumbelWatermarkDetector computes them."""
+        _, vscores, _ = self.token_scores(ids)
+        contexts = contexts_of(ids, self.config.context_width)
+        mask = first_occurrences(_row_ids(contexts), np.zeros(ids.size, np.int64)) if deduplicate else None
+        per = vscores if mask is None else vscores[:, mask]
+        n = int(per.shape[1])
+        if n == 0:
+            return 0.0, 1.0, 0
+        if not self.config.dual:
+            score = float(per[0].sum())
+            return score, min(1.0, gamma_tail(score, n)), n
+        wa, wb = self.weights()
+        score = float((per.T @ np.array([wa, wb])).sum())
+        return score, _vllm_fused_p(score, n, self.config.dual_alpha), n
+
+    def detect(
+        self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None
+    ) -> VllmGumbelDetection:
+        cfg = self.config
+        ids = as_token_array(token_ids, cfg.vocab_size)
+        scores, vscores, scored = self.token_scores(ids)
+        t = int(scored.sum())
+        if t == 0:
+            raise TextTooShortError(
+                f"no token of this text was watermarked under {cfg.scheme}'s de-duplication"
+            )
+        sums = scores[:, scored].sum(axis=1)
+        stat = self.statistic_of(scores)[scored]
+        log10p, keys = self.log10_p(sums, t, float(stat.sum()))
+        vscore, vp, vn = self.vllm_detection(ids)
+        return VllmGumbelDetection(
+            scheme=cfg.scheme,
+            p_value=10.0**log10p,
+            log10_p_value=log10p,
+            num_tokens_scored=t,
+            statistic=float(stat.sum()),
+            mean_score=float(stat.mean()),
+            vllm_score=vscore,
+            vllm_p_value=vp,
+            vllm_num_scored=vn,
+            key_log10_p_values=keys,
+            token_mask=tuple(np.where(scored, 1, -1).tolist()),
+        )
+
+    def span_evidence(self, ids: np.ndarray) -> Evidence:
+        """Per-token scores for `detect_spans`, scored exactly as `detect` scores them."""
+        scores, _, scored = self.token_scores(ids)
+        if not self.config.dual:
+            return GammaEvidence(scored, scores[0], description="Gamma tail per window")
+        return PairGammaEvidence(self, scored, scores)
+
+    # ---- embedding -----------------------------------------------------------------------------
+    def choose(self, logits: torch.Tensor, contexts: np.ndarray, key_index: int = 0) -> torch.Tensor:
+        """vLLM's Gumbel choice on processed logits (B, V): argmax(logits + -log(-log u)), float32."""
+        v = logits.shape[-1]
+        u = torch.from_numpy(philox.uniforms(self.prf_keys[key_index], contexts, np.arange(v)))
+        u = u.clamp_min(torch.finfo(torch.float32).tiny).to(logits.device)
+        return torch.argmax(logits + (-torch.log(-torch.log(u))), dim=-1)
+
+    def processor(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None
+    ) -> VllmGumbelLogitsProcessor:
+        """The decoder; give it the sampling settings (it applies them itself, as vLLM does before
+        the watermark). `seed` makes the dual-key routing reproducible (tests only)."""
+        return VllmGumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+
+
+def _vllm_fused_p(score: float, n: int, alpha: float) -> float:
+    """vLLM's dual-key p-value: a Gamma matched to the fused score's variance (an approximation)."""
+    from scipy import special
+
+    variance = (1 - alpha) ** 2 + alpha**2
+    if alpha in (0, 0.5, 1):
+        return min(1.0, gamma_tail(score / variance, round(n / variance)))
+    return float(special.gammaincc(n / variance, score / variance))
+
+
+class PairGammaEvidence(Evidence):
+    """Two keys' scores on the scored positions; a window's p-value is the scheme's exact test."""
+
+    def __init__(self, scheme: VllmGumbelScheme, scored: np.ndarray, scores: np.ndarray):
+        self.scheme, self.scored = scheme, np.asarray(scored, dtype=bool)
+        self.n = self.scored.size
+        self.per_key = np.where(self.scored, scores, 0.0)
+        self.stat = np.where(self.scored, scheme.statistic_of(scores), 0.0)
+        self._t = np.concatenate([[0], np.cumsum(self.scored)])
+        self._k = np.concatenate([np.zeros((2, 1)), np.cumsum(self.per_key, axis=1)], axis=1)
+        self._s = np.concatenate([[0.0], np.cumsum(self.stat)])
+        self.description = f"two keys, {scheme.config.dual_statistic} test per window"
+
+    def log10_p(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        t = self._t[ends] - self._t[starts]
+        if self.scheme.config.dual_statistic == "bonferroni":
+            sums = self._k[:, ends] - self._k[:, starts]
+            return np.minimum(
+                0.0, _LOG10_2 + np.minimum(log10_gamma_tails(sums[0], t), log10_gamma_tails(sums[1], t))
+            )
+        a, b = (1.0, 0.5) if self.scheme.config.dual_statistic == "max" else self.scheme.weights()
+        s = self._s[ends] - self._s[starts]
+        return np.array([log10_gamma_pair_tail(float(x), int(k), a, b) for x, k in zip(s, t, strict=True)])
+
+    def llr(self, lo: int, hi: int, best: tuple[int, int]) -> np.ndarray:
+        t = max(int(self._t[best[1]] - self._t[best[0]]), 1)
+        null_mean = 1.5 if self.scheme.config.dual_statistic == "max" else 1.0
+        mean = float(self._s[best[1]] - self._s[best[0]]) / t / null_mean
+        return np.where(self.scored[lo:hi], _exp_llr(self.stat[lo:hi] / null_mean, mean), 0.0)
+
+
+class VllmGumbelLogitsProcessor(LogitsProcessor):
+    """vLLM's watermarked sampling step for transformers' `generate` (CPU, same choices).
+
+    Per step: the sampling settings (temperature, top-k, top-p), then vLLM's repeated-context
+    check; a skipped step returns the processed scores (ordinary sampling follows), a watermarked
+    one forces vLLM's Gumbel choice (dual key: key B with probability alpha). A call that does not
+    continue the previous one starts a new generation: its input is the prompt (all rows padded to
+    one length; with deduplicate_contexts "all" the padding counts as prompt).
+    """
+
+    def __init__(
+        self, scheme: VllmGumbelScheme, temperature=1.0, top_p=1.0, top_k=0, seed: int | None = None
+    ):
+        self.scheme = scheme
+        self.warpers = sampling_warpers(temperature, top_p, top_k)
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self._last: torch.Tensor | None = None
+        self._prompt_len = 0
+
+    def _start_or_continue(self, input_ids: torch.Tensor) -> None:
+        last = self._last
+        continues = (
+            last is not None
+            and input_ids.shape[0] == last.shape[0]
+            and input_ids.shape[1] == last.shape[1] + 1
+            and torch.equal(input_ids[:, :-1], last)
+        )
+        if not continues:
+            self._prompt_len = int(input_ids.shape[1])
+        self._last = input_ids.detach().clone()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._start_or_continue(input_ids)
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        cfg = self.scheme.config
+        w = cfg.context_width
+        ids = input_ids.detach().to("cpu", torch.int64).numpy()
+        out = scores.clone()
+        for b in range(ids.shape[0]):
+            prompt, gen = ids[b, : self._prompt_len], ids[b, self._prompt_len :]
+            step = np.append(gen, 0)  # the step being sampled, with a placeholder token
+            skip = skipped_steps(
+                step, w, cfg.deduplicate_contexts, cfg.deduplicate_contexts_max_history, prompt
+            )
+            if skip[-1]:
+                continue
+            ctx = contexts_of(step, w)[-1:]
+            key_index = 0
+            if cfg.dual and cfg.dual_alpha > 0:
+                use_b = (
+                    cfg.dual_alpha >= 1 or float(torch.rand((), generator=self.generator)) < cfg.dual_alpha
+                )
+                key_index = int(use_b)
+            token = int(self.scheme.choose(scores[b : b + 1].float(), ctx, key_index)[0])
+            out[b] = -math.inf
+            out[b, token] = 0.0
+        return out
