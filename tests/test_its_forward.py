@@ -52,7 +52,7 @@ def test_the_recursion_equals_the_sum_over_every_path(n, m, rho, delta):
     assert alignment.its_forward(lr, rho, delta)[0] == pytest.approx(want, rel=1e-12)
 
 
-@pytest.mark.skipif(not null_kernels.AVAILABLE, reason="numba not installed")
+@pytest.mark.skipif(not null_kernels.AVAILABLE, reason="numba is off (WM_NUMBA=0) or not installed")
 def test_numba_equals_numpy_for_the_text_and_for_null_keys():
     rng = np.random.default_rng(3)
     ratios = its_likelihood.DEFAULT_RATIOS

@@ -11,7 +11,7 @@ from wm_toolkit.watermark.statistics import alignment
 
 nk = pytest.importorskip("wm_toolkit.watermark.statistics.null_kernels")
 if not nk.AVAILABLE:  # pragma: no cover
-    pytest.skip("numba is not installed", allow_module_level=True)
+    pytest.skip("numba is off (WM_NUMBA=0) or not installed", allow_module_level=True)
 
 SCHEMES = ["exp", "exp-edit", "its", "its-edit"]
 
