@@ -232,45 +232,36 @@ def _edit_costs(model: Any, full: list[int], edits: list[tuple[int, int]], start
     return out
 
 
-@torch.inference_mode()
-def _plan(
-    model: Any,
-    ids: Sequence[int],
+@dataclass
+class _PlanText:
+    """One text as the planner sees it: its tokens after the prefix, the model's log-probabilities
+    at each position, and its distinct scored items (units) with their believed chance of green."""
+
+    ids: list[int]
+    full: list[int]  # prefix + ids
+    off: int  # len(prefix)
+    logp: torch.Tensor
+    units: dict[tuple[int, ...], list[int]]
+    prob: dict[tuple[int, ...], float]
+    gamma: float
+    rate: float  # the copied rate
+    copied: frozenset | set | None
+
+
+def _plan_choices(
+    text: _PlanText,
     stolen: StolenList,
-    prefix_ids: Sequence[int],
-    target_z: float,
-    top_k: int = 10,
-    penalty: float = 0.0,
-    max_edit_rate: float = 0.5,
-    banned_ids: Sequence[int] = (),
-    gamma: float | None = None,
-    words: WordFilter | None = None,
-    copied: frozenset | set | None = None,
-    copied_rate: float | None = None,
-    max_cost: float | None = None,
-    lookahead: int = 0,
-) -> dict[int, int]:
-    """`plan_edits` with the replacement chosen for each position: {position: new token}."""
-    ids = [int(t) for t in ids]
-    prefix = [int(t) for t in prefix_ids]
-    if not ids:
-        return {}
-    gam = float(gamma or stolen.gamma or 0.25)
+    top_k: int,
+    penalty: float,
+    banned: set[int],
+    words: WordFilter | None,
+) -> dict[int, list[int]]:
+    """The believed-red replacements worth pricing at each position, best first by the model."""
+    ids, full, off, logp, gam = text.ids, text.full, text.off, text.logp, text.gamma
     h = stolen.context_width
-    off = len(prefix)
-    device = next(model.parameters()).device
-    logits = model(input_ids=torch.tensor([prefix + ids], device=device)).logits[0]
-    logp = torch.log_softmax(logits[off - 1 : off - 1 + len(ids)].float(), dim=-1)
-    banned = {int(t) for t in banned_ids}
-    full = prefix + ids
-    units = _units(ids, prefix, h)
-    boost = _unit_boosts(units, full, off, stolen)
-    rate = default_copied_rate(stolen, copied_rate)
-    prob = _unit_probs(units, boost, gam, copied, rate)
-    # the believed-red replacements worth pricing at each position, best first by the model
     choices: dict[int, list[int]] = {}
-    for key, pos in units.items():
-        if prob[key] <= gam and h == 0:  # for h >= 1 an edit may still pay by the items after it
+    for key, pos in text.units.items():
+        if text.prob[key] <= gam and h == 0:  # for h >= 1 an edit may still pay by the items after it
             continue
         if words is not None and not all(words.editable(ids, i) for i in pos):
             continue
@@ -287,15 +278,37 @@ def _plan(
                 red.append((float(lp[c]) - penalty * boosts.get(c, 0.0), c))
             red.sort(reverse=True)
             choices[i] = [c for _, c in red[:1]]
-    # position -> cost of its replacement: by its own token, or (`lookahead`) on the whole text
+    return choices
+
+
+def _plan_prices(
+    model: Any, text: _PlanText, choices: dict[int, list[int]], lookahead: int
+) -> dict[int, float]:
+    """Position -> cost of its replacement: by its own token, or (`lookahead`) on the whole text."""
+    logp, ids = text.logp, text.ids
     price = {i: max(float(logp[i, ids[i]]) - float(logp[i, cs[0]]), 0.0) for i, cs in choices.items() if cs}
     if lookahead:
         first = sorted(price, key=lambda i: price[i])[:lookahead]  # the cheapest by their own token
-        costs = _edit_costs(model, full, [(off + i, choices[i][0]) for i in first], off)
+        costs = _edit_costs(model, text.full, [(text.off + i, choices[i][0]) for i in first], text.off)
         price = dict(zip(first, costs, strict=True))
-    # (gain per nat, unit, nats, its new chance, items after it -> new chance, replacements)
-    gains: list[tuple[float, tuple[int, ...], float, float, dict, dict]] = []
-    for key, pos in units.items():
+    return price
+
+
+_Gain = tuple[float, tuple[int, ...], float, float, dict, dict]
+
+
+def _plan_gains(
+    text: _PlanText,
+    stolen: StolenList,
+    choices: dict[int, list[int]],
+    price: dict[int, float],
+    lookahead: int,
+) -> list[_Gain]:
+    """(gain per nat, unit, nats, its new chance, items after it -> new chance, replacements) of
+    each unit whose edit would lower the estimated green count."""
+    ids, full, off, gam, prob = text.ids, text.full, text.off, text.gamma, text.prob
+    gains: list[_Gain] = []
+    for key, pos in text.units.items():
         if any(not choices.get(i) for i in pos):
             continue
         cost, gain_new = 0.0, 0.0
@@ -309,12 +322,24 @@ def _plan(
             cost += price[i]
             reps[i] = best
             gain_new = max(gain_new, gam + (1 - gam) * stolen.boost(full[: off + i], best))
-            after.update(_following_items(ids, full, off, i, best, units, prob, stolen, gam, copied, rate))
+            after.update(
+                _following_items(
+                    ids, full, off, i, best, text.units, prob, stolen, gam, text.copied, text.rate
+                )
+            )
         gain = prob[key] - gain_new + sum(prob[k] - q for k, q in after.items() if k != key)
         if gain > 0 and math.isfinite(cost):
             gains.append((gain / max(cost, 0.05), key, cost, gain_new, after, reps))
+    return gains
+
+
+def _plan_pick(
+    text: _PlanText, gains: list[_Gain], target_z: float, budget: int, max_cost: float | None
+) -> dict[int, int]:
+    """The best units by gain per nat until the estimated z reaches `target_z`, within the edit
+    budget and `max_cost`: {position: new token}."""
+    prob, gam, units = text.prob, text.gamma, text.units
     z = estimated_z(list(prob.values()), gam)
-    budget = int(math.floor(max_edit_rate * len(ids)))
     chosen: dict[int, int] = {}
     total = sum(prob.values())
     t = len(prob)
@@ -341,6 +366,47 @@ def _plan(
         total -= gain
         z = (total - gam * t) / math.sqrt(gam * (1 - gam) * t)
     return chosen
+
+
+@torch.inference_mode()
+def _plan(
+    model: Any,
+    ids: Sequence[int],
+    stolen: StolenList,
+    prefix_ids: Sequence[int],
+    target_z: float,
+    top_k: int = 10,
+    penalty: float = 0.0,
+    max_edit_rate: float = 0.5,
+    banned_ids: Sequence[int] = (),
+    gamma: float | None = None,
+    words: WordFilter | None = None,
+    copied: frozenset | set | None = None,
+    copied_rate: float | None = None,
+    max_cost: float | None = None,
+    lookahead: int = 0,
+) -> dict[int, int]:
+    """`plan_edits` with the replacement chosen for each position: {position: new token}."""
+    ids = [int(t) for t in ids]
+    prefix = [int(t) for t in prefix_ids]
+    if not ids:
+        return {}
+    gam = float(gamma or stolen.gamma or 0.25)
+    off = len(prefix)
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([prefix + ids], device=device)).logits[0]
+    logp = torch.log_softmax(logits[off - 1 : off - 1 + len(ids)].float(), dim=-1)
+    full = prefix + ids
+    units = _units(ids, prefix, stolen.context_width)
+    boost = _unit_boosts(units, full, off, stolen)
+    rate = default_copied_rate(stolen, copied_rate)
+    prob = _unit_probs(units, boost, gam, copied, rate)
+    text = _PlanText(ids, full, off, logp, units, prob, gam, rate, copied)
+    choices = _plan_choices(text, stolen, top_k, penalty, {int(t) for t in banned_ids}, words)
+    price = _plan_prices(model, text, choices, lookahead)
+    gains = _plan_gains(text, stolen, choices, price, lookahead)
+    budget = int(math.floor(max_edit_rate * len(ids)))
+    return _plan_pick(text, gains, target_z, budget, max_cost)
 
 
 def _following_items(
@@ -386,6 +452,107 @@ def _candidates(logp: torch.Tensor, token: int, k: int, neighbours: NeighbourInd
     return [int(t) for t in neighbours.neighbours([token], k)[0]]
 
 
+def _check_scrub_options(
+    candidates: str, top_k: int, beam: int, max_edit_rate: float, prefix_ids: Sequence[int]
+) -> None:
+    """One ConfigError/InputError for a setting `scrub_ids` cannot run with."""
+    if candidates not in CANDIDATES:
+        raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
+    if top_k < 1 or beam < 1:
+        raise ConfigError("top-k and beam must be at least 1")
+    if not 0.0 <= max_edit_rate <= 1.0:
+        raise ConfigError(f"edit budget must be a fraction in [0, 1], got {max_edit_rate}")
+    if not prefix_ids:
+        raise InputError("scrubbing needs a non-empty prefix (a BOS token or the prompt)")
+
+
+@dataclass
+class _BeamRules:
+    """What the left-to-right rewrite of `scrub_ids` edits and with which replacements."""
+
+    ids: list[int]
+    prefix: list[int]
+    stolen: StolenList
+    planned: dict[int, int] | None  # the planner's {position: replacement}, or edit every green one
+    words: WordFilter | None
+    neighbours: NeighbourIndex | None
+    banned: set[int]
+    budget: int  # the most edits
+    top_k: int
+    beam: int
+    penalty: float
+
+
+def _red_replacements(rules: _BeamRules, i: int, y: int, lp: torch.Tensor, ctx: Sequence[int]) -> list[int]:
+    """Believed-red replacements for token `y` at position `i` after `ctx`, best first: by the
+    model's log-probability `lp` less `penalty` x boost, the planner's pick (if still red) first."""
+    stolen, banned, words = rules.stolen, rules.banned, rules.words
+    pool = _candidates(lp, y, rules.top_k, rules.neighbours)
+    red = [c for c in pool if c != y and c not in banned and not stolen.is_green(c, ctx)]
+    if words is not None:
+        red = [c for c in red if words.allows(y, c)]
+    if rules.penalty:
+        boosts = stolen.boosts(ctx)
+        red.sort(key=lambda c: -(float(lp[c]) - rules.penalty * boosts.get(c, 0.0)))
+    else:
+        red.sort(key=lambda c: -float(lp[c]))
+    want = rules.planned.get(i) if rules.planned is not None else None
+    if want is not None and want != y and want not in banned and not stolen.is_green(want, ctx):
+        red = [want] + [c for c in red if c != want]  # the planner priced this one
+    return red
+
+
+_Hyp = tuple[list[int], float, int]  # (tokens, log-likelihood, edits)
+
+
+def _expand(
+    rules: _BeamRules, i: int, logp: torch.Tensor, hyps: list[_Hyp]
+) -> list[tuple[int, int, float, int]]:
+    """Every continuation of each hypothesis at position `i`: (parent, token, score, edits)."""
+    y, h, prefix = rules.ids[i], rules.stolen.context_width, rules.prefix
+    expanded: list[tuple[int, int, float, int]] = []
+    for b, (toks, score, edits) in enumerate(hyps):
+        ctx = _last(prefix[-h:] + toks[-h:], h) if h else ()  # the last h tokens, not a copy of all
+        wanted = rules.stolen.is_green(y, ctx) if rules.planned is None else i in rules.planned
+        if wanted and rules.planned is None and rules.words is not None:
+            wanted = rules.words.editable(rules.ids, i)
+        if edits < rules.budget and wanted:
+            red = _red_replacements(rules, i, y, logp[b], ctx)
+            for c in red[: rules.beam]:
+                expanded.append((b, c, score + float(logp[b, c]), edits + 1))
+            if red:
+                continue
+        expanded.append((b, y, score + float(logp[b, y]), edits))
+    return expanded
+
+
+def _beam_rewrite(model: Any, rules: _BeamRules) -> tuple[list[int], int]:
+    """The most likely rewrite of `rules.ids` within the rules, with the KV cache reordered to
+    follow the kept hypotheses. -> (tokens, edits)"""
+    ids = rules.ids
+    device = next(model.parameters()).device
+    cache_kw = cache_keyword(model)
+    out = model(input_ids=torch.tensor([rules.prefix], device=device), use_cache=True)
+    cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
+    hyps: list[_Hyp] = [([], 0.0, 0)]
+    for i in range(len(ids)):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        expanded = _expand(rules, i, logp, hyps)
+        expanded.sort(key=lambda e: -e[2])
+        kept = expanded[: rules.beam]
+        hyps = [(hyps[p][0] + [t], s, e) for p, t, s, e in kept]
+        if i == len(ids) - 1:
+            break
+        parents = [p for p, *_ in kept]
+        if parents != list(range(len(parents))) or len(parents) != logits.shape[0]:
+            cache.reorder_cache(torch.tensor(parents, device=device))
+        nxt = torch.tensor([[t] for _, t, _, _ in kept], device=device)
+        out = model(input_ids=nxt, use_cache=True, **{cache_kw: cache})
+        cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
+    best, _, edits = max(hyps, key=lambda h: h[1]) if ids else ([], 0.0, 0)
+    return best, edits
+
+
 @torch.inference_mode()
 def scrub_ids(
     model: Any,
@@ -415,14 +582,7 @@ def scrub_ids(
     `copied_rate`, `max_cost`, `lookahead`: the watermarked original's items, their assumed rate,
     the log-likelihood budget and the look-ahead pricing, for the planner, whose replacement is
     used where it is still believed red in the edited context."""
-    if candidates not in CANDIDATES:
-        raise ConfigError(f"unknown candidate source {candidates!r}; known: {', '.join(CANDIDATES)}")
-    if top_k < 1 or beam < 1:
-        raise ConfigError("top-k and beam must be at least 1")
-    if not 0.0 <= max_edit_rate <= 1.0:
-        raise ConfigError(f"edit budget must be a fraction in [0, 1], got {max_edit_rate}")
-    if not prefix_ids:
-        raise InputError("scrubbing needs a non-empty prefix (a BOS token or the prompt)")
+    _check_scrub_options(candidates, top_k, beam, max_edit_rate, prefix_ids)
     ids = [int(t) for t in ids]
     prefix = [int(t) for t in prefix_ids]
     if candidates == "model":
@@ -449,50 +609,8 @@ def scrub_ids(
             max_cost=max_cost,
             lookahead=lookahead,
         )
-    device = next(model.parameters()).device
-    cache_kw = cache_keyword(model)
-    out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
-    cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
-    hyps: list[tuple[list[int], float, int]] = [([], 0.0, 0)]  # (tokens, log-likelihood, edits)
-    h = stolen.context_width
-    for i, y in enumerate(ids):
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        expanded: list[tuple[int, int, float, int]] = []  # (parent, token, score, edits)
-        for b, (toks, score, edits) in enumerate(hyps):
-            ctx = _last(prefix[-h:] + toks[-h:], h) if h else ()  # the last h tokens, not a copy of all
-            wanted = stolen.is_green(y, ctx) if planned is None else i in planned
-            if wanted and planned is None and words is not None:
-                wanted = words.editable(ids, i)
-            if edits < budget and wanted:
-                pool = _candidates(logp[b], y, top_k, neighbours)
-                red = [c for c in pool if c != y and c not in banned and not stolen.is_green(c, ctx)]
-                if words is not None:
-                    red = [c for c in red if words.allows(y, c)]
-                if penalty:
-                    boosts = stolen.boosts(ctx)
-                    red.sort(key=lambda c: -(float(logp[b, c]) - penalty * boosts.get(c, 0.0)))
-                else:
-                    red.sort(key=lambda c: -float(logp[b, c]))
-                want = planned.get(i) if planned is not None else None
-                if want is not None and want != y and want not in banned and not stolen.is_green(want, ctx):
-                    red = [want] + [c for c in red if c != want]  # the planner priced this one
-                for c in red[:beam]:
-                    expanded.append((b, c, score + float(logp[b, c]), edits + 1))
-                if red:
-                    continue
-            expanded.append((b, y, score + float(logp[b, y]), edits))
-        expanded.sort(key=lambda e: -e[2])
-        kept = expanded[:beam]
-        hyps = [(hyps[p][0] + [t], s, e) for p, t, s, e in kept]
-        if i == len(ids) - 1:
-            break
-        parents = [p for p, *_ in kept]
-        if parents != list(range(len(parents))) or len(parents) != logits.shape[0]:
-            cache.reorder_cache(torch.tensor(parents, device=device))
-        nxt = torch.tensor([[t] for _, t, _, _ in kept], device=device)
-        out = model(input_ids=nxt, use_cache=True, **{cache_kw: cache})
-        cache, logits = returned_cache(out, cache_kw), out.logits[:, -1]
-    best, _, edits = max(hyps, key=lambda h: h[1]) if ids else ([], 0.0, 0)
+    rules = _BeamRules(ids, prefix, stolen, planned, words, neighbours, banned, budget, top_k, beam, penalty)
+    best, edits = _beam_rewrite(model, rules)
     return ScrubResult(
         original_ids=tuple(ids),
         edited_ids=tuple(best),
@@ -812,6 +930,131 @@ def mix_sentences(
     return best
 
 
+@dataclass
+class _RewriteJob:
+    """What `rewrite_scrub` holds fixed across texts: the attacker's model and its settings."""
+
+    model: Any
+    tokenizer: Any
+    stolen: StolenList
+    target_z: float | None
+    mode: str
+    mix: bool
+    rate: float  # the copied rate
+    edit_options: dict[str, Any]  # top_k, banned_ids, penalty, lookahead of `_edit_within_budget`
+
+
+def _rewritten(
+    job: _RewriteJob,
+    texts: Sequence[str],
+    settings: Sequence[tuple[float, float]],
+    seed: int,
+    batch_size: int,
+) -> tuple[list[list[list[str]]], list[list[str]]]:
+    """Each text rewritten once per (temperature, strength) setting: (per setting, per text, the
+    rewrite's units; per setting, per text, the joined rewrite)."""
+    unit_rewrites = [
+        paraphrase_scrub(
+            job.model,
+            job.tokenizer,
+            texts,
+            job.stolen,
+            strength=st,
+            temperature=t,
+            mode=job.mode,
+            seed=seed + 1009 * i,
+            batch_size=batch_size,
+            units=True,
+        )
+        for i, (t, st) in enumerate(settings)
+    ]
+    joiner = " " if job.mode == "sentence" else ""
+    return unit_rewrites, [[joiner.join(us) for us in r] for r in unit_rewrites]
+
+
+def _scored_candidates(
+    job: _RewriteJob,
+    text: str,
+    prompt: str | None,
+    budget: float,
+    z_of: Callable[[str], float],
+    rewrites: list[str],
+    unit_rewrites: list[list[str]],
+    ppl_rewrites: list[float],
+    copied: frozenset,
+) -> tuple[dict[int, str], list[tuple[float, float, int]]]:
+    """Every candidate for one text by its index (rewrites; MIXED when a sentence mix fits) and
+    each one's (estimated z, perplexity, index)."""
+    from .paraphrase import split_sentences
+
+    written = dict(enumerate(rewrites))
+    scored = [(z_of(written[i]), float(q), i) for i, q in enumerate(ppl_rewrites)]
+    if job.mix and job.mode == "sentence":
+        versions = [split_sentences(text) or [text.strip()]] + unit_rewrites
+        mixed = mix_sentences(
+            job.model, job.tokenizer, job.stolen, versions, prompt, budget, copied, job.rate
+        )
+        if mixed is not None:
+            written[MIXED] = mixed[0]
+            scored.append((z_of(mixed[0]), mixed[1], MIXED))
+    return written, scored
+
+
+def _rewrite_one(
+    job: _RewriteJob,
+    text: str,
+    prompt: str | None,
+    ppl_before: float,
+    budget: float,
+    rewrites: list[str],
+    unit_rewrites: list[list[str]],
+    ppl_rewrites: list[float],
+) -> RewriteChoice:
+    """The kept candidate for one text (see `rewrite_scrub`), edited further when its estimate is
+    still above the target."""
+    from wm_toolkit.watermark.modeling.generation import encode_texts
+
+    tokenizer, stolen, target_z = job.tokenizer, job.stolen, job.target_z
+    prefix = prompt_prefix(tokenizer, prompt)
+    copied = copied_items(encode_texts(tokenizer, [text])[0], stolen, prefix)
+
+    def z_of(t: str) -> float:
+        return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix, None, copied, job.rate)
+
+    written, scored = _scored_candidates(
+        job, text, prompt, budget, z_of, rewrites, unit_rewrites, ppl_rewrites, copied
+    )
+    within = [c for c in scored if c[1] <= budget]
+    enough = [c for c in within if target_z is not None and c[0] <= target_z]
+    if enough:  # the goal is met: keep the most fluent candidate that meets it
+        z, ppl, i = min(enough, key=lambda c: c[1])
+    else:
+        z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
+    kept, edits = written[i], 0
+    if target_z is not None and (z > target_z or not within):
+        fluent = [c[2] for c in sorted(within, key=lambda c: c[1]) if c[2] != i][:1]
+        by_index = {c[2]: c for c in scored}
+        candidates = [(written[r], by_index[r][1], r) for r in ([i] if within else []) + fluent]
+        if not within:  # every rewrite is over budget: edit the original itself
+            candidates.append((text, ppl_before, ORIGINAL))
+        options = {**job.edit_options, "target_z": target_z, "copied": copied, "copied_rate": job.rate}
+        best = _edit_within_budget(
+            job.model, tokenizer, stolen, candidates, prefix, prompt, budget, target_z, z_of, options
+        )
+        if best is not None and (not within or best[3] < z):
+            kept, edits, ppl, z, i = best
+    return RewriteChoice(
+        text=kept,
+        rewrite=i,
+        estimated_z=z,
+        estimated_z_before=z_of(text),
+        ppl_before=ppl_before,
+        ppl_after=ppl,
+        edits=edits,
+        within_budget=ppl <= budget,
+    )
+
+
 def rewrite_scrub(
     model: Any,
     tokenizer: Any,
@@ -846,9 +1089,6 @@ def rewrite_scrub(
     key: success is judged afterwards by the real detector. `on_text(j, choice)` is called as
     each text is done (progress; the choice loop is the slow part)."""
     from wm_toolkit.watermark.measure.evaluation import text_perplexities
-    from wm_toolkit.watermark.modeling.generation import encode_texts
-
-    from .paraphrase import split_sentences
 
     if max_ppl_ratio <= 0:
         raise ConfigError(f"the perplexity budget must be a positive ratio, got {max_ppl_ratio}")
@@ -856,74 +1096,25 @@ def rewrite_scrub(
     if len(prompts) != len(texts):
         raise InputError("give one prompt (or None) per text")
     settings = list(settings or rewrite_settings(default_scrub_strength(stolen)))
-    unit_rewrites = [
-        paraphrase_scrub(
-            model,
-            tokenizer,
-            texts,
-            stolen,
-            strength=st,
-            temperature=t,
-            mode=mode,
-            seed=seed + 1009 * i,
-            batch_size=batch_size,
-            units=True,
-        )
-        for i, (t, st) in enumerate(settings)
-    ]
-    joiner = " " if mode == "sentence" else ""
-    rewrites = [[joiner.join(us) for us in r] for r in unit_rewrites]
-    ppl_before = text_perplexities(model, tokenizer, texts, prompts)
-    ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
     banned = sorted(set(tokenizer.all_special_ids))
     rate = default_copied_rate(stolen, copied_rate)
+    edit_options = dict(top_k=top_k, banned_ids=banned, penalty=penalty, lookahead=lookahead)
+    job = _RewriteJob(model, tokenizer, stolen, target_z, mode, mix, rate, edit_options)
+    unit_rewrites, rewrites = _rewritten(job, texts, settings, seed, batch_size)
+    ppl_before = text_perplexities(model, tokenizer, texts, prompts)
+    ppl_rewrites = [text_perplexities(model, tokenizer, r, prompts) for r in rewrites]
     out = []
     for j, text in enumerate(texts):
-        prefix = prompt_prefix(tokenizer, prompts[j])
-        copied = copied_items(encode_texts(tokenizer, [text])[0], stolen, prefix)
-
-        def z_of(t: str, prefix: list[int] = prefix, copied: frozenset = copied) -> float:
-            return text_estimated_z(encode_texts(tokenizer, [t])[0], stolen, prefix, None, copied, rate)
-
-        budget = max_ppl_ratio * float(ppl_before[j])
-        written = {i: r[j] for i, r in enumerate(rewrites)}
-        scored = [(z_of(written[i]), float(q[j]), i) for i, q in enumerate(ppl_rewrites)]
-        if mix and mode == "sentence":
-            versions = [split_sentences(text) or [text.strip()]] + [r[j] for r in unit_rewrites]
-            mixed = mix_sentences(model, tokenizer, stolen, versions, prompts[j], budget, copied, rate)
-            if mixed is not None:
-                written[MIXED] = mixed[0]
-                scored.append((z_of(mixed[0]), mixed[1], MIXED))
-        within = [c for c in scored if c[1] <= budget]
-        enough = [c for c in within if target_z is not None and c[0] <= target_z]
-        if enough:  # the goal is met: keep the most fluent candidate that meets it
-            z, ppl, i = min(enough, key=lambda c: c[1])
-        else:
-            z, ppl, i = min(within) if within else min(scored, key=lambda c: c[1])
-        kept, edits = written[i], 0
-        if target_z is not None and (z > target_z or not within):
-            fluent = [c[2] for c in sorted(within, key=lambda c: c[1]) if c[2] != i][:1]
-            by_index = {c[2]: c for c in scored}
-            candidates = [(written[r], by_index[r][1], r) for r in ([i] if within else []) + fluent]
-            if not within:  # every rewrite is over budget: edit the original itself
-                candidates.append((text, float(ppl_before[j]), ORIGINAL))
-            best = _edit_within_budget(
-                model, tokenizer, stolen, candidates, prefix, prompts[j], budget, target_z, z_of,
-                dict(top_k=top_k, banned_ids=banned, target_z=target_z, penalty=penalty, copied=copied,
-                     copied_rate=rate, lookahead=lookahead),
-            )  # fmt: skip
-            if best is not None and (not within or best[3] < z):
-                kept, edits, ppl, z, i = best
         out.append(
-            RewriteChoice(
-                text=kept,
-                rewrite=i,
-                estimated_z=z,
-                estimated_z_before=z_of(text),
-                ppl_before=float(ppl_before[j]),
-                ppl_after=ppl,
-                edits=edits,
-                within_budget=ppl <= budget,
+            _rewrite_one(
+                job,
+                text,
+                prompts[j],
+                float(ppl_before[j]),
+                max_ppl_ratio * float(ppl_before[j]),
+                [r[j] for r in rewrites],
+                [r[j] for r in unit_rewrites],
+                [float(q[j]) for q in ppl_rewrites],
             )
         )
         if on_text is not None:
