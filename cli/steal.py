@@ -9,6 +9,7 @@ first, as Zhang et al. do; without it the labels are taken as given.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -50,6 +51,7 @@ from .common import (
     key_option,
     load_key,
     model_option,
+    override_config_option,
     pop_scheme_flags,
     print_json,
     progress,
@@ -154,6 +156,7 @@ def _evaluate(stolen: StolenList, truth, wm_ids, nat_ids, h: int, repeats: bool)
     "Tokenizer of the model that wrote the texts (default smollm2-135m). The model is never loaded."
 )
 @scheme_options
+@override_config_option
 @key_option
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the stolen list here."
@@ -199,58 +202,104 @@ def steal_command(
     wm_records = _read(wm_paths, one_per_file)
     wm_ids = encode_texts(tok, [r.text for r in wm_records])
     nat_ids = encode_texts(tok, [r.text for r in _read(nat_paths, one_per_file)])
-    # the public config (the records', --config, flags) tells the attacker h, gamma and the count
-    # mode; with flags alone, gamma is known only when --gamma is given
+    known = _known(resolver, wm_records, flags, scheme, config_path, key_path, tok, tok_name)
+    relabelled = None
+    if method == "ratio":
+        params = _ratio_params(context_weights, known.h, known.seeding)
+        with with_status("Counting (context, token) frequencies"):
+            stolen = steal_ratio(
+                wm_ids, nat_ids, known.h, params, green_at=green_at, vocab_size=len(tok), gamma=known.gamma
+            )
+    else:
+        if known.truth is not None and threat in ("vanilla", "oracle", "pro"):
+            # the detector-access attacker relabels every text by the detector (Zhang et al.)
+            relabelled = (len(wm_ids), len(nat_ids))
+            wm_ids, nat_ids = _relabel_by_detector(known, wm_ids, nat_ids, z_threshold)
+        mip = dict(z=z_threshold, relax=not binary, solver=solver, time_limit=time_limit, weights=weights)
+        stolen = _steal_mip(known, tok, wm_ids, nat_ids, threat, mip)
+    stolen.tokenizer = tok_name
+    stolen.save(output)
+    summary = _steal_summary(stolen, output, method, tok_name, known, relabelled, wm_ids, nat_ids, len(tok))
+    if as_json:
+        print_json(summary)
+        return
+    _print_summary(summary)
+
+
+@dataclass
+class _Known:
+    """What the public config (the records', --config, flags) tells the attacker, and the true
+    scheme when the evaluator holds the key."""
+
+    public: ResolvedConfig | None
+    truth: Any  # the true scheme, or None
+    h: int  # previous ids that decide a token's list
+    repeats: bool
+    gamma: float | None  # known only from the data or an explicit --gamma
+    seeding: str
+
+
+def _known(resolver, wm_records, flags, scheme, config_path, key_path, tok, tok_name) -> _Known:
+    """The public config tells the attacker h, gamma and the count mode; with flags alone, gamma
+    is known only when --gamma is given."""
     from_data = config_path or key_path or any(r.config for r in wm_records)
     public = _records_config(resolver, wm_records) if (from_data or flags or scheme) else None
     if public and not hasattr(public.config, "gamma"):
         raise ConfigError(f"scheme {public.config.scheme!r} has no green list to steal")
     truth = _truth(public.config, key_path, tok, tok_name) if public and (key_path or config_path) else None
-    h = public.config.prefix_length if public else 0  # previous ids that decide a token's list
-    repeats = public.config.count_repeats if public else False
-    gamma = public.config.gamma if public and (from_data or "gamma" in flags) else None
-    seeding = getattr(public.config, "seeding", "lefthash") if public else "lefthash"
-    relabelled = None
-    if method == "ratio":
-        params = _ratio_params(context_weights, h, seeding)
-        with with_status("Counting (context, token) frequencies"):
-            stolen = steal_ratio(
-                wm_ids, nat_ids, h, params, green_at=green_at, vocab_size=len(tok), gamma=gamma
+    return _Known(
+        public=public,
+        truth=truth,
+        h=public.config.prefix_length if public else 0,
+        repeats=public.config.count_repeats if public else False,
+        gamma=public.config.gamma if public and (from_data or "gamma" in flags) else None,
+        seeding=getattr(public.config, "seeding", "lefthash") if public else "lefthash",
+    )
+
+
+def _relabel_by_detector(known: _Known, wm_ids, nat_ids, z_threshold: float):
+    """(watermarked, natural) as the true detector labels every text."""
+    h, truth = known.h, known.truth
+    return relabel(wm_ids + nat_ids, lambda ids: len(ids) > h and truth.detect(ids).z_score > z_threshold)
+
+
+def _steal_mip(known: _Known, tok, wm_ids, nat_ids, threat: str, mip: dict[str, Any]) -> StolenList:
+    """Zhang et al.'s program for `threat`; the oracle gets the exact green counts from the key.
+    `mip`: z, relax, solver, time_limit, weights."""
+    h, truth = known.h, known.truth
+    counts = None
+    if threat == "oracle":
+        if truth is None:
+            raise StealingConfigError(
+                "--threat oracle needs the exact green counts: pass --key and the scheme config"
             )
-    else:
-        if truth is not None and threat in ("vanilla", "oracle", "pro"):
-            # the detector-access attacker relabels every text by the detector (Zhang et al.)
-            relabelled = (len(wm_ids), len(nat_ids))
-            wm_ids, nat_ids = relabel(
-                wm_ids + nat_ids, lambda ids: len(ids) > h and truth.detect(ids).z_score > z_threshold
-            )
-        counts = None
-        if threat == "oracle":
-            if truth is None:
-                raise StealingConfigError(
-                    "--threat oracle needs the exact green counts: pass --key and the scheme config"
-                )
-            counts = [truth.detect(ids).green_count if len(ids) > h else 0 for ids in wm_ids + nat_ids]
-        with with_status(f"Solving the {threat} program ({solver})"):
-            stolen = steal_list(
-                wm_ids,
-                nat_ids,
-                threat,
-                gamma=gamma,
-                z=z_threshold,
-                vocab_size=len(tok),
-                exact_counts=counts,
-                context_width=h,
-                count_repeats=repeats,
-                relax=not binary,
-                solver=solver,
-                time_limit=time_limit,
-                weights=weights,
-                token_weights=lexical_token_weights(tok) if weights in ("lexical", "mixed") else None,
-                null_fraction=_null_fraction(truth, len(tok)),
-            )
-    stolen.tokenizer = tok_name
-    stolen.save(output)
+        counts = [truth.detect(ids).green_count if len(ids) > h else 0 for ids in wm_ids + nat_ids]
+    weights = mip["weights"]
+    with with_status(f"Solving the {threat} program ({mip['solver']})"):
+        return steal_list(
+            wm_ids,
+            nat_ids,
+            threat,
+            gamma=known.gamma,
+            z=mip["z"],
+            vocab_size=len(tok),
+            exact_counts=counts,
+            context_width=h,
+            count_repeats=known.repeats,
+            relax=mip["relax"],
+            solver=mip["solver"],
+            time_limit=mip["time_limit"],
+            weights=weights,
+            token_weights=lexical_token_weights(tok) if weights in ("lexical", "mixed") else None,
+            null_fraction=_null_fraction(truth, len(tok)),
+        )
+
+
+def _steal_summary(
+    stolen: StolenList, output, method, tok_name, known: _Known, relabelled, wm_ids, nat_ids, vocab: int
+) -> dict[str, Any]:
+    """What `wm steal` reports: the list's size and solver, and with the key its precision and
+    recall against the truth and the frequency baseline's."""
     summary: dict[str, Any] = {
         "output": output,
         "method": method,
@@ -263,23 +312,21 @@ def steal_command(
         "solver": {k: v for k, v in stolen.solver.items() if k != "stages"},
         "scored_items": len(stolen.scores),
     }
-    if public is not None:
-        summary["config"] = public.config.to_dict()
-        summary["config_conflicts"] = conflicts_json(public)
+    if known.public is not None:
+        summary["config"] = known.public.config.to_dict()
+        summary["config_conflicts"] = conflicts_json(known.public)
     if relabelled is not None:
         summary["relabelled"] = {
             "given": {"watermarked": relabelled[0], "natural": relabelled[1]},
             "by_detector": {"watermarked": len(wm_ids), "natural": len(nat_ids)},
         }
+    truth, h, repeats = known.truth, known.h, known.repeats
     if truth is not None:
         summary["evaluation"] = _evaluate(stolen, truth, wm_ids, nat_ids, h, repeats)
-        base = frequency_baseline(wm_ids, nat_ids, gamma=gamma, vocab_size=len(tok), context_width=h)
+        base = frequency_baseline(wm_ids, nat_ids, gamma=known.gamma, vocab_size=vocab, context_width=h)
         summary["baseline"] = _evaluate(base, truth, wm_ids, nat_ids, h, repeats)
         summary["baseline"]["stolen"] = len(base)
-    if as_json:
-        print_json(summary)
-        return
-    _print_summary(summary)
+    return summary
 
 
 def _null_fraction(truth, vocab: int) -> float | None:
@@ -463,6 +510,7 @@ class _Judge:
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
 @model_option("Model for candidates and perplexity (default: the stolen list's tokenizer).")
 @scheme_options
+@override_config_option
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
@@ -495,7 +543,7 @@ def scrub_command(
 ):
     """Rewrite watermarked INPUT texts, replacing tokens the stolen list calls green (or, with
     --paraphrase, rewriting them away from the list)."""
-    from wm_toolkit.attacks.scrub import scrub_texts, success_rate
+    from wm_toolkit.attacks.scrub import success_rate
 
     flags = pop_scheme_flags(kwargs)
     check_outputs([output], [input_path, stolen_path, config_path], key_path)
@@ -512,6 +560,35 @@ def scrub_command(
             records, lm, tok, stolen, strength, truths, judge.on, alpha, output, as_json, selection
         )
         return
+    options = dict(
+        top_k=top_k,
+        beam=beam,
+        candidates=candidates,
+        max_edit_rate=max_edit_rate,
+        target_z=target_z,
+        penalty=penalty,
+        words_only=whole_words,
+    )
+    out, p_before, p_after = _token_scrub(records, lm, tok, stolen, truths, options)
+    write_jsonl(output, out)
+    summary: dict[str, Any] = {"output": output, "texts": len(out), "stolen": len(stolen)}
+    summary["mean_edit_rate"] = sum(r["scrub"]["edit_rate"] for r in out) / max(len(out), 1)
+    summary["mean_ppl_before"] = sum(r["scrub"]["ppl_before"] for r in out) / max(len(out), 1)
+    summary["mean_ppl_after"] = sum(r["scrub"]["ppl_after"] for r in out) / max(len(out), 1)
+    if judge.on:
+        summary["flagged_before"] = 1.0 - success_rate(p_before, alpha)
+        summary["success_rate"] = success_rate(p_after, alpha)
+    if as_json:
+        print_json(summary)
+        return
+    _kv_table("Scrubbing with a stolen list", summary)
+
+
+def _token_scrub(records, lm, tok, stolen, truths, options: dict[str, Any]):
+    """Each record scrubbed token by token (`scrub_texts` with `options`), judged by its true
+    detector where there is one. -> (rows, p-values before, p-values after)"""
+    from wm_toolkit.attacks.scrub import scrub_texts
+
     out, p_before, p_after = [], [], []
     with progress() as bar:
         task = bar.add_task("Scrubbing", total=len(records))
@@ -522,13 +599,7 @@ def scrub_command(
                 [rec.text],
                 stolen,
                 prompts=[rec.prompt],
-                top_k=top_k,
-                beam=beam,
-                candidates=candidates,
-                max_edit_rate=max_edit_rate,
-                target_z=target_z,
-                penalty=penalty,
-                words_only=whole_words,
+                **options,
             )
             row = (
                 {**rec.record, "text": text, "scrub": res.to_dict()}
@@ -543,18 +614,7 @@ def scrub_command(
                 p_after.append(after)
             out.append(row)
             bar.advance(task)
-    write_jsonl(output, out)
-    summary: dict[str, Any] = {"output": output, "texts": len(out), "stolen": len(stolen)}
-    summary["mean_edit_rate"] = sum(r["scrub"]["edit_rate"] for r in out) / max(len(out), 1)
-    summary["mean_ppl_before"] = sum(r["scrub"]["ppl_before"] for r in out) / max(len(out), 1)
-    summary["mean_ppl_after"] = sum(r["scrub"]["ppl_after"] for r in out) / max(len(out), 1)
-    if judge.on:
-        summary["flagged_before"] = 1.0 - success_rate(p_before, alpha)
-        summary["success_rate"] = success_rate(p_after, alpha)
-    if as_json:
-        print_json(summary)
-        return
-    _kv_table("Scrubbing with a stolen list", summary)
+    return out, p_before, p_after
 
 
 def _paraphrase_scrub(
@@ -663,6 +723,7 @@ def _paraphrase_scrub(
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
 @model_option("Unwatermarked model to generate with (default: the stolen list's tokenizer).")
 @scheme_options
+@override_config_option
 @key_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write JSONL here.")
 @json_option
