@@ -91,6 +91,8 @@ class WatermarkScheme(ABC):
     """Built from a config and a key; `processor()` embeds, `detect()` tests."""
 
     config_cls: ClassVar[type[SchemeConfig]]
+    # transformers' and vLLM's integer keys (keying/hfkeys.py, keying/vllmkey.py) as well as wm keys
+    accepts_integer_keys: ClassVar[bool] = False
 
     def __init__(self, config: SchemeConfig, key: Key):
         if not isinstance(config, self.config_cls):

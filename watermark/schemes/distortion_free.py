@@ -68,6 +68,7 @@ from ..statistics.permutation import draws_for_level, sequential_p_value, smalle
 from ..statistics.pvalues import log10_gamma_tail
 from ..statistics.spans import ShiftedGammaEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, sampling_warpers
+from .registry import register_scheme
 from .spans import SpanMixin
 
 FAMILY = {"exp": "exp", "exp-edit": "exp", "its": "its", "its-edit": "its"}
@@ -257,6 +258,7 @@ def forward_tie(observed: float) -> float:
     return FORWARD_TIE * (1.0 + abs(observed))
 
 
+@register_scheme("exp", "exp-edit", "its", "its-edit")
 class DistortionFreeScheme(SpanMixin, WatermarkScheme):
     """EXP / ITS key, decoder and detectors for one key (see the module docstring)."""
 

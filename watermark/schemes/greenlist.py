@@ -35,6 +35,7 @@ from ..statistics.pvalues import (
 )
 from ..statistics.spans import CountEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
+from .registry import register_scheme
 from .spans import SpanMixin
 
 SEEDINGS = ("lefthash", "selfhash")
@@ -129,6 +130,7 @@ class GreenListDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 green, 0 red, -1 not scored (context prefix)
 
 
+@register_scheme("kgw", "unigram")
 class GreenListScheme(SpanMixin, WatermarkScheme):
     config_cls = GreenListConfig
     config: GreenListConfig

@@ -23,6 +23,7 @@ from ..statistics.spans import GammaEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array, first_occurrences
 from .distortion_free import FinalDistributionProcessor, exponential_argmin
 from .greenlist import MAX_CONTEXT_WIDTH
+from .registry import register_scheme
 from .spans import SpanMixin
 
 
@@ -48,6 +49,7 @@ class GumbelDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 scored, 0 repeated pair, -1 context prefix
 
 
+@register_scheme("gumbel")
 class GumbelScheme(SpanMixin, WatermarkScheme):
     config_cls = GumbelConfig
     config: GumbelConfig

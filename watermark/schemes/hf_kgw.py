@@ -46,6 +46,7 @@ from .base import (
     sampling_warpers,
 )
 from .greenlist import MAX_CONTEXT_WIDTH, MAX_DELTA
+from .registry import register_scheme
 from .spans import SpanMixin
 
 SEEDINGS = ("lefthash", "selfhash")
@@ -91,8 +92,11 @@ class HfKgwDetection(Detection):
     token_mask: tuple[int, ...] = ()  # per input token: 1 green, 0 red or repeated pair, -1 not scored
 
 
+@register_scheme("hf-kgw")
 class HfKgwScheme(SpanMixin, WatermarkScheme):
     """Green lists exactly as transformers makes them, for one integer hashing key."""
+
+    accepts_integer_keys = True
 
     config_cls = HfKgwConfig
     config: HfKgwConfig

@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from ..keying.hfkeys import SynthIDKeys
 from .base import TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
+from .registry import register_scheme
 from .synthid import (
     MAX_NGRAM_LEN,
     SCORES,
@@ -83,7 +84,10 @@ class HfSynthIDConfig(SchemeConfig):
             raise ConfigError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
 
 
+@register_scheme("hf-synthid")
 class HfSynthIDScheme(WatermarkScheme):
+    accepts_integer_keys = True
+
     config_cls = HfSynthIDConfig
     config: HfSynthIDConfig
     acts_on_final_distribution = True  # transformers appends it after every warper

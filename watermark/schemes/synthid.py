@@ -36,6 +36,7 @@ from ..statistics.pvalues import binomial_tail, lattice_tail, log10_binomial_tai
 from ..statistics.spans import CountEvidence
 from .base import Detection, TextTooShortError, WatermarkScheme, as_token_array
 from .distortion_free import FinalDistributionProcessor
+from .registry import register_scheme
 from .spans import SpanMixin
 
 SCORES = ("weighted", "mean")
@@ -187,6 +188,7 @@ class SynthIDConfig(SchemeConfig):
             raise ConfigError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
 
 
+@register_scheme("synthid")
 class SynthIDScheme(SpanMixin, WatermarkScheme):
     config_cls = SynthIDConfig
     config: SynthIDConfig

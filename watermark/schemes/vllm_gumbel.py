@@ -25,6 +25,7 @@ picks the test (all exact, see `statistics.pvalues.log10_gamma_pair_tail`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,10 +45,10 @@ from .base import (
     TextTooShortError,
     WatermarkScheme,
     as_token_array,
-    first_occurrences,
     sampling_warpers,
 )
 from .greenlist import MAX_CONTEXT_WIDTH
+from .registry import register_scheme
 from .spans import SpanMixin
 
 DEDUP_MODES = ("none", "single_turn", "all")
@@ -148,8 +149,67 @@ def skipped_steps(
     return skip
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Texts concatenated: `text` (which text), contexts (-1 padded per text), `scored` (wm's
+    mask), `context_first` (first occurrence of the context in its text: vLLM's detector's mask),
+    and per-key scores once computed."""
+
+    ids: np.ndarray
+    text: np.ndarray
+    contexts: np.ndarray
+    scored: np.ndarray
+    context_first: np.ndarray
+    scores: np.ndarray | None = None
+    vllm_scores: np.ndarray | None = None
+
+
+def _groups(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(order, same): `order` sorts rows by the columns, equal rows in index order; same[i] for
+    i >= 1: sorted row i equals sorted row i - 1."""
+    order = np.lexsort(cols[::-1])
+    same = np.ones(max(order.size - 1, 0), dtype=bool)
+    for c in cols:
+        sc = c[order]
+        same &= sc[1:] == sc[:-1]
+    return order, same
+
+
+def batch_masks(texts: Sequence[np.ndarray], w: int, mode: str, max_history: int | None) -> Batch:
+    """`skipped_steps` and the distinct-pair rule over many texts at once (no prompt)."""
+    lens = np.array([t.size for t in texts], dtype=np.int64)
+    ids = np.concatenate(texts).astype(np.int64) if texts else np.zeros(0, np.int64)
+    text = np.repeat(np.arange(lens.size), lens)
+    pos = np.arange(ids.size) - np.repeat(np.cumsum(lens) - lens, lens)
+    ctx = np.full((ids.size, w), -1, dtype=np.int64)
+    for j in range(1, w + 1):
+        valid = np.flatnonzero(pos >= j)
+        ctx[valid, w - j] = ids[valid - j]
+    order, same = _groups([text, *ctx.T])
+    prev = np.full(ids.size, -1, dtype=np.int64)
+    prev[order[1:][same]] = order[:-1][same]
+    skip = np.zeros(ids.size, dtype=bool)
+    if mode != "none":
+        here = np.arange(ids.size)
+        window = ids.size + 1 if max_history is None else max_history
+        skip = (prev >= 0) & (prev >= here - window)
+        if mode == "all":
+            skip |= pos < w
+    kept = np.flatnonzero(~skip)
+    scored = np.zeros(ids.size, dtype=bool)
+    if kept.size:
+        k_order, k_same = _groups([text[kept], *ctx[kept].T, ids[kept]])
+        first = np.ones(kept.size, dtype=bool)
+        first[k_order[1:][k_same]] = False
+        scored[kept] = first
+    return Batch(ids, text, ctx, scored, prev < 0)
+
+
+@register_scheme("vllm-gumbel", "vllm-dual-key-gumbel")
 class VllmGumbelScheme(SpanMixin, WatermarkScheme):
     """vLLM's gumbel / dual_key_gumbel for one integer key (a `VllmKey`, or a wm key's vLLM integer)."""
+
+    accepts_integer_keys = True
 
     config_cls = VllmGumbelConfig
     config: VllmGumbelConfig
@@ -169,26 +229,21 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
         return np.stack([philox.uniforms(k, contexts, tokens)[:, 0] for k in self.prf_keys])
 
-    def scored_mask(self, ids: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-        """Tokens the generator watermarked, each distinct (context, token) pair once."""
+    def batch(self, texts: Sequence[np.ndarray]) -> Batch:
+        """Score many texts at once (one Philox call per key over all their tokens)."""
         cfg = self.config
-        skip = skipped_steps(
-            ids, cfg.context_width, cfg.deduplicate_contexts, cfg.deduplicate_contexts_max_history
+        if any(t.size < 1 for t in texts):
+            raise TextTooShortError("text has no tokens; the vLLM gumbel detector needs at least 1")
+        b = batch_masks(
+            texts, cfg.context_width, cfg.deduplicate_contexts, cfg.deduplicate_contexts_max_history
         )
-        out = np.zeros(ids.size, dtype=bool)
-        kept = np.flatnonzero(~skip)
-        if kept.size:
-            out[kept] = first_occurrences(_row_ids(contexts[kept]), ids[kept])
-        return out
+        u = self.uniforms(b.contexts, b.ids).astype(np.float64)
+        return dataclasses.replace(b, scores=-np.log((1.0 - u) + SLACK), vllm_scores=-np.log1p(-u))
 
     def token_scores(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wm scores -log(1 - u + SLACK) per key (keys, n), vLLM's scores -log1p(-u), scored mask)."""
-        w = self.config.context_width
-        if ids.size < 1:
-            raise TextTooShortError("text has no tokens; the vLLM gumbel detector needs at least 1")
-        contexts = contexts_of(ids, w)
-        u = self.uniforms(contexts, ids).astype(np.float64)
-        return -np.log((1.0 - u) + SLACK), -np.log1p(-u), self.scored_mask(ids, contexts)
+        b = self.batch([ids])
+        return b.scores, b.vllm_scores, b.scored
 
     # ---- the tests -----------------------------------------------------------------------------
     def weights(self) -> tuple[float, float]:
@@ -220,47 +275,64 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
 
     def vllm_detection(self, ids: np.ndarray, deduplicate: bool = True) -> tuple[float, float, int]:
         """(score, p-value, scored) exactly as vLLM's (DualKey)GumbelWatermarkDetector computes them."""
-        _, vscores, _ = self.token_scores(ids)
-        contexts = contexts_of(ids, self.config.context_width)
-        mask = first_occurrences(_row_ids(contexts), np.zeros(ids.size, np.int64)) if deduplicate else None
-        per = vscores if mask is None else vscores[:, mask]
-        n = int(per.shape[1])
+        b = self.batch([np.asarray(ids, dtype=np.int64)])
+        mask = b.context_first if deduplicate else np.ones(b.ids.size, dtype=bool)
+        return self._vllm_result(b.vllm_scores[:, mask].sum(axis=1), int(mask.sum()))
+
+    def _vllm_result(self, sums: np.ndarray, n: int) -> tuple[float, float, int]:
         if n == 0:
             return 0.0, 1.0, 0
         if not self.config.dual:
-            score = float(per[0].sum())
-            return score, min(1.0, gamma_tail(score, n)), n
+            return float(sums[0]), min(1.0, gamma_tail(float(sums[0]), n)), n
         wa, wb = self.weights()
-        score = float((per.T @ np.array([wa, wb])).sum())
+        score = float(wa * sums[0] + wb * sums[1])
         return score, _vllm_fused_p(score, n, self.config.dual_alpha), n
 
     def detect(
         self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None
     ) -> VllmGumbelDetection:
-        cfg = self.config
-        ids = as_token_array(token_ids, cfg.vocab_size)
-        scores, vscores, scored = self.token_scores(ids)
-        t = int(scored.sum())
+        return self.detect_many([token_ids], alpha)[0]
+
+    def detect_many(
+        self, texts: Sequence[Sequence[int]], alpha: float | None = None
+    ) -> list[VllmGumbelDetection]:
+        """All texts scored in one batch (the same results as one by one)."""
+        arrays = [as_token_array(t, self.config.vocab_size) for t in texts]
+        b = self.batch(arrays)
+        k, n_texts = len(self.prf_keys), len(arrays)
+        per_text = lambda x, m: np.bincount(b.text[m], weights=x[m], minlength=n_texts)  # noqa: E731
+        t = np.bincount(b.text[b.scored], minlength=n_texts)
+        sums = np.stack([per_text(b.scores[i], b.scored) for i in range(k)])
+        stat = self.statistic_of(b.scores)
+        stat_sums = per_text(stat, b.scored)
+        vn = np.bincount(b.text[b.context_first], minlength=n_texts)
+        vsums = np.stack([per_text(b.vllm_scores[i], b.context_first) for i in range(k)])
+        splits = np.cumsum([a.size for a in arrays])[:-1]
+        masks = np.split(np.where(b.scored, 1, -1), splits)
+        return [
+            self._detection(int(t[j]), sums[:, j], float(stat_sums[j]), vsums[:, j], int(vn[j]), masks[j])
+            for j in range(n_texts)
+        ]
+
+    def _detection(self, t, sums, stat_sum, vsums, vn, mask) -> VllmGumbelDetection:
         if t == 0:
             raise TextTooShortError(
-                f"no token of this text was watermarked under {cfg.scheme}'s de-duplication"
+                f"no token of this text was watermarked under {self.config.scheme}'s de-duplication"
             )
-        sums = scores[:, scored].sum(axis=1)
-        stat = self.statistic_of(scores)[scored]
-        log10p, keys = self.log10_p(sums, t, float(stat.sum()))
-        vscore, vp, vn = self.vllm_detection(ids)
+        log10p, keys = self.log10_p(sums, t, stat_sum)
+        vscore, vp, vn = self._vllm_result(vsums, vn)
         return VllmGumbelDetection(
-            scheme=cfg.scheme,
+            scheme=self.config.scheme,
             p_value=10.0**log10p,
             log10_p_value=log10p,
             num_tokens_scored=t,
-            statistic=float(stat.sum()),
-            mean_score=float(stat.mean()),
+            statistic=stat_sum,
+            mean_score=stat_sum / t,
             vllm_score=vscore,
             vllm_p_value=vp,
             vllm_num_scored=vn,
             key_log10_p_values=keys,
-            token_mask=tuple(np.where(scored, 1, -1).tolist()),
+            token_mask=tuple(mask.tolist()),
         )
 
     def span_evidence(self, ids: np.ndarray) -> Evidence:
