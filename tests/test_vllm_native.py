@@ -199,3 +199,26 @@ def test_key_files(tmp_path):
         VllmKey(2**64)
     with pytest.raises(KeyFileError):
         write_vllm_key_file(tmp_path / "k", VllmKey(1))  # never overwritten silently
+
+
+@pytest.mark.parametrize("mode", ["none", "single_turn", "all"])
+@pytest.mark.parametrize("history", [None, 1, 5, 8192])
+def test_batched_masks_equal_the_per_text_rule(mode, history):
+    """detect_many's vectorised masks are `skipped_steps` + first (context, token) pair, per text."""
+    rng = np.random.default_rng(11)
+    texts = [rng.integers(0, k, size) for k, size in ((3, 60), (2, 5), (50, 40), (4, 1), (3, 90))]
+    s = scheme(1, deduplicate_contexts=mode, deduplicate_contexts_max_history=history, context_width=2)
+    batch = s.batch(texts)
+    start = 0
+    for ids in texts:
+        skip = skipped_steps(ids, 2, mode, history)
+        seen, want = set(), []
+        for j, ok in enumerate(~skip):
+            pair = (tuple(([-1, -1] + list(ids))[j : j + 2]), int(ids[j]))
+            want.append(bool(ok) and pair not in seen)
+            if ok:
+                seen.add(pair)
+        assert batch.scored[start : start + ids.size].tolist() == want
+        start += ids.size
+    many = s.detect_many([t for t in texts if t.size > 4])
+    assert [d.p_value for d in many] == [s.detect(t).p_value for t in texts if t.size > 4]

@@ -108,15 +108,17 @@ def log10_gamma_pair_tail(score: float, shape: int, a: float, b: float) -> float
     t, x, p = int(shape), float(score) / b, b / a
     log_q = math.log1p(-p)
     spread = math.sqrt(t * (1 - p) / (p * p) + x)
-    k_max = int(max(t * (1 - p) / p, x - 2 * t) + 40 * spread + 100)
+    k_max = int(max(t * (1 - p) / p, x - 2 * t) + 10 * spread + 50)
     while True:
-        k = np.arange(k_max + 1, dtype=np.float64)
-        log_nb = special.gammaln(t + k) - special.gammaln(k + 1) - special.gammaln(t)
-        log_nb += t * math.log(p) + k * log_q
         j = np.arange(2 * t + k_max, dtype=np.float64)
-        log_poisson = j * math.log(x) - x - special.gammaln(j + 1)
-        log_cdf = np.logaddexp.accumulate(log_poisson)  # log P[Poisson(x) <= j] = log Q(j + 1, x)
-        log_sum = float(special.logsumexp(log_nb + np.minimum(log_cdf[2 * t - 1 :], 0.0)))
+        log_fact = special.gammaln(j + 1)  # log j!, shared by both factors
+        k = j[: k_max + 1]
+        log_nb = log_fact[t - 1 : t + k_max] - log_fact[: k_max + 1] - log_fact[t - 1]
+        log_nb += t * math.log(p) + k * log_q
+        log_cdf = np.logaddexp.accumulate(j * math.log(x) - x - log_fact)  # log P[Poisson(x) <= j]
+        terms = log_nb + np.minimum(log_cdf[2 * t - 1 :], 0.0)
+        top = float(terms.max())
+        log_sum = top + math.log(float(np.exp(terms - top).sum()))
         ratio = (t + k_max + 1) / (k_max + 2) * (1 - p)  # NB pmf ratio, decreasing in k beyond here
         if ratio < 1.0:
             log_next = log_nb[-1] + math.log((t + k_max) / (k_max + 1)) + log_q
