@@ -154,11 +154,7 @@ def eval_command(
         from wm_toolkit.attacks.paraphrase import check_prompt
 
         check_prompt(paraphrase_prompt)
-    path = prompt_file or str(DEFAULT_PROMPTS)
-    if prompt_file is None and not DEFAULT_PROMPTS.exists():
-        raise InputError(f"no default prompts at {DEFAULT_PROMPTS}: pass --prompt-file")
-    pool = read_prompts(path)
-    prompts = (pool * math.ceil(n / len(pool)))[:n]
+    prompts = _eval_prompts(prompt_file, n)
     model_name = canonical_name(model)
     resolved = ConfigResolver(scheme, config_path, flags)()  # no records: --config, then flags
     config = resolved.config
@@ -173,13 +169,7 @@ def eval_command(
         with_model_vocab_size(bind_tokenizer(config, len(tok), model_name), model_name, lm), key
     )
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
-    paraphraser = None
-    if paraphrase_model and any(s.kind == "paraphrase" for s in specs):
-        paraphrase_name = canonical_name(paraphrase_model)
-        if paraphrase_name != model_name:
-            with with_status(f"Loading paraphraser {paraphrase_name}"):
-                paraphraser = load_model(paraphrase_name, device=device)
-            options["paraphrase_model"] = paraphrase_name  # in the cache key and each record
+    paraphraser = _paraphraser(paraphrase_model, specs, model_name, device, options)
     setup = GridSetup(
         model=lm,
         tokenizer=tok,
@@ -203,6 +193,40 @@ def eval_command(
         compute_perplexity=not no_perplexity,
         row_extra={"config_conflicts": conflicts_json(resolved)},
     )
+    rows = _run_with_progress(setup, scheme_obj, specs)
+    plots = [] if no_plots else _plots(setup, rows)
+    if as_json:
+        print_json(rows)
+        return
+    _print_table(rows)
+    err_console.print(f"results: {Path(output_dir) / 'results.json'}" + "".join(f", {p}" for p in plots))
+
+
+def _eval_prompts(prompt_file: str | None, n: int) -> list[str]:
+    """`n` prompts from the file (default: the bundled ones), cycled when it holds fewer."""
+    path = prompt_file or str(DEFAULT_PROMPTS)
+    if prompt_file is None and not DEFAULT_PROMPTS.exists():
+        raise InputError(f"no default prompts at {DEFAULT_PROMPTS}: pass --prompt-file")
+    pool = read_prompts(path)
+    return (pool * math.ceil(n / len(pool)))[:n]
+
+
+def _paraphraser(paraphrase_model, specs, model_name: str, device, options: dict[str, Any]):
+    """The separate paraphrase model, loaded only when a paraphrase attack runs and it differs
+    from the generating model; its name goes into `options` (the cache key and each record)."""
+    if not (paraphrase_model and any(s.kind == "paraphrase" for s in specs)):
+        return None
+    paraphrase_name = canonical_name(paraphrase_model)
+    if paraphrase_name == model_name:
+        return None
+    with with_status(f"Loading paraphraser {paraphrase_name}"):
+        paraphraser = load_model(paraphrase_name, device=device)
+    options["paraphrase_model"] = paraphrase_name
+    return paraphraser
+
+
+def _run_with_progress(setup: GridSetup, scheme_obj, specs) -> list[dict]:
+    """`run_grid` with one progress bar per step; on Ctrl-C, say where the finished rows are."""
     rows: list[dict] = []
     try:
         with progress() as bar:
@@ -214,19 +238,18 @@ def eval_command(
             run_grid(setup, [scheme_obj], specs, progress=factory, on_row=rows.append)
     except KeyboardInterrupt:
         err_console.print(
-            f"interrupted: {len(rows)} finished row(s) kept in {Path(output_dir) / 'results.json'}"
+            f"interrupted: {len(rows)} finished row(s) kept in {setup.out_dir / 'results.json'}"
         )
         raise
-    plots: list[Path] = []
-    if not no_plots:
-        plots += plot_roc(load_p_values(setup.out_dir, rows), setup.out_dir)
-        if any(r["strength"] is not None for r in rows):
-            plots += plot_strength(rows, setup.out_dir)
-    if as_json:
-        print_json(rows)
-        return
-    _print_table(rows)
-    err_console.print(f"results: {Path(output_dir) / 'results.json'}" + "".join(f", {p}" for p in plots))
+    return rows
+
+
+def _plots(setup: GridSetup, rows: list[dict]) -> list[Path]:
+    """ROC curves, and strength curves where an attack has a strength."""
+    plots = plot_roc(load_p_values(setup.out_dir, rows), setup.out_dir)
+    if any(r["strength"] is not None for r in rows):
+        plots += plot_strength(rows, setup.out_dir)
+    return plots
 
 
 def _f(x: float | None, digits: int = 3) -> str:
