@@ -12,6 +12,7 @@ decorator.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -172,8 +173,37 @@ def run_attack_command(
     spec = AttackSpec(
         kind.name, strength, mode if mode is not None else (kind.modes[0] if kind.modes else None)
     )
+    base = AttackContext(
+        tokenizer=tok,
+        seed=seed,
+        model_loader=loader if kind.needs_model else None,
+        donors=donors,
+        prompts=[r.prompt for r in records],
+        options=opts,
+    )
+    results = _attack_with_progress(spec, [r.text for r in records], base)
+    _write_attacked(output, records, results, is_jsonl, trailing)
+    mean_changed = sum(r.fraction_changed for r in results) / len(results)
+    summary = {
+        "output": output,
+        "records": len(results),
+        "attack": spec.label,
+        "params": results[0].params,
+        "mean_fraction_changed": mean_changed,
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        err_console.print(
+            f"wrote {len(results)} record(s) to {output} ({spec.label}, mean fraction of tokens changed "
+            f"{mean_changed:.3f})"
+        )
+
+
+def _attack_with_progress(spec: AttackSpec, texts: list[str], base: AttackContext) -> list[Any]:
+    """`apply_attack` with a bar over the texts and, for a long text, one over its inner steps."""
     with progress() as bar:
-        task = bar.add_task(f"Attacking ({spec.label})", total=len(records))
+        task = bar.add_task(f"Attacking ({spec.label})", total=len(texts))
         inner: list[Any] = []  # one task for the steps inside a long text, made when one reports
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -181,17 +211,13 @@ def run_attack_command(
                 inner.append(bar.add_task(stage, total=total))
             bar.update(inner[0], description=stage, completed=done, total=total)
 
-        ctx = AttackContext(
-            tokenizer=tok,
-            seed=seed,
-            model_loader=loader if kind.needs_model else None,
-            donors=donors,
-            prompts=[r.prompt for r in records],
-            options=opts,
-            on_item=lambda n: bar.advance(task, n),
-            on_progress=on_progress,
-        )
-        results = apply_attack(spec, [r.text for r in records], ctx)
+        ctx = dataclasses.replace(base, on_item=lambda n: bar.advance(task, n), on_progress=on_progress)
+        return apply_attack(spec, texts, ctx)
+
+
+def _write_attacked(output: str, records, results, is_jsonl: bool, trailing: bool) -> None:
+    """JSONL input: each record with its attacked text and what the attack did; plain text: the
+    one attacked text, keeping the input's final newline."""
     if is_jsonl:
         write_jsonl(
             output,
@@ -208,21 +234,6 @@ def run_attack_command(
     else:
         text = results[0].text + ("\n" if trailing and not results[0].text.endswith("\n") else "")
         write_text(output, text)
-    mean_changed = sum(r.fraction_changed for r in results) / len(results)
-    summary = {
-        "output": output,
-        "records": len(results),
-        "attack": spec.label,
-        "params": results[0].params,
-        "mean_fraction_changed": mean_changed,
-    }
-    if as_json:
-        print_json(summary)
-    else:
-        err_console.print(
-            f"wrote {len(results)} record(s) to {output} ({spec.label}, mean fraction of tokens changed "
-            f"{mean_changed:.3f})"
-        )
 
 
 def _edit_command(name: str, help_text: str, rate_help: str) -> click.Command:
