@@ -122,7 +122,7 @@ def serve(
 ):
     """Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 (checked here, run by _run_server)
 
         from wm_toolkit.watermark.runtime.service import create_app
     except ImportError:
@@ -131,18 +131,9 @@ def serve(
     from wm_toolkit.watermark.modeling.models import canonical_name, load_tokenizer
     from wm_toolkit.watermark.runtime.service import ServiceSettings, TokenStore
     from wm_toolkit.watermark.runtime.service.app import JsonLineLog
-    from wm_toolkit.watermark.runtime.service.policy import is_loopback
     from wm_toolkit.watermark.schemes import build_scheme
 
-    loopback = is_loopback(host) or host == "localhost"
-    if not loopback and not tokens_path:
-        raise ConfigError(
-            f"binding to {host} needs --tokens: without tokens only loopback clients are answered"
-        )
-    if allow_token_display and tokens_path:
-        raise ConfigError(
-            '--allow-token-display is for loopback clients; with --tokens set "show_tokens" per token'
-        )
+    loopback = _check_exposure(host, tokens_path, allow_token_display)
     store = TokenStore.from_file(tokens_path) if tokens_path else None
     settings = ServiceSettings(
         alpha=alpha,
@@ -166,16 +157,38 @@ def serve(
     scheme_obj = build_scheme(config, key)
     log_stream = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 (lives as long as the server)
     app = create_app(scheme_obj, tok, settings, store, JsonLineLog(log_stream))
-
-    import torch
-
-    torch.set_num_threads(1)  # requests run in parallel threads; each detection is small
     who = f"{len(store)} token(s)" if store else "loopback clients only"
     shown = "http://[{}]:{}/" if ":" in host else "http://{}:{}/"
     err_console.print(
         f"wm serve: {config.scheme}, key {key.fingerprint}, alpha {alpha:g}, {who}, on "
         + shown.format(host, port)
     )
+    _run_server(app, host, port, log_stream)
+
+
+def _check_exposure(host: str, tokens_path: str | None, allow_token_display: bool) -> bool:
+    """Whether `host` is loopback; a server others can reach needs --tokens (exit 2 otherwise),
+    and showing tokens is a per-token right there, not a flag."""
+    from wm_toolkit.watermark.runtime.service.policy import is_loopback
+
+    loopback = is_loopback(host) or host == "localhost"
+    if not loopback and not tokens_path:
+        raise ConfigError(
+            f"binding to {host} needs --tokens: without tokens only loopback clients are answered"
+        )
+    if allow_token_display and tokens_path:
+        raise ConfigError(
+            '--allow-token-display is for loopback clients; with --tokens set "show_tokens" per token'
+        )
+    return loopback
+
+
+def _run_server(app, host: str, port: int, log_stream) -> None:
+    """uvicorn until stopped, one torch thread per request thread; the log file closed after."""
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(1)  # requests run in parallel threads; each detection is small
     try:
         uvicorn.run(
             app,
