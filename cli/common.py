@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from wm_toolkit.watermark.config import SchemeConfig
-from wm_toolkit.watermark.config_resolve import ConfigSource, resolve_record
+from wm_toolkit.watermark.config_resolve import ConfigSource, refuse_other_scheme, resolve_record
 from wm_toolkit.watermark.errors import ConfigError, KeyFileError, OutputError
 from wm_toolkit.watermark.keying.hfkeys import (
     AnyKey,
@@ -232,10 +232,13 @@ class ConfigResolver:
             fields["scheme"], names["scheme"] = scheme, "--scheme"
         self.flags = ConfigSource("flags", fields, names) if fields else None
         self.default_scheme = default_scheme
+        self.override = override_config_given()
         self._warned: set[str] = set()
 
     def __call__(self, record_config: dict[str, Any] | None = None, where: str | None = None):
         """`where`: the record's place (file:line), named in errors about its config."""
+        if not self.override:
+            refuse_other_scheme(record_config, where, self.file)
         return resolve_record(
             record_config,
             where,
@@ -523,6 +526,29 @@ def force_option(func: Callable) -> Callable:
         callback=remember,
         help="Replace output files that already exist.",
     )(func)
+
+
+def override_config_option(func: Callable) -> Callable:
+    """--override-config: score records under a --config for another scheme than their own
+    (otherwise exit 2); read back by `ConfigResolver` through `override_config_given`."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        ctx.meta["wm_override_config"] = bool(value)
+        return value
+
+    return click.option(
+        "--override-config",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="Use --config even where it is for another scheme than a record's own config "
+        "(a warning, not exit 2).",
+    )(func)
+
+
+def override_config_given() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get("wm_override_config"))
 
 
 def check_outputs(

@@ -127,6 +127,7 @@ def run_stream(
         default_scheme=resolver.default_scheme,
         load_tokenizer=load_tokenizer,
         warn=lambda m: err_console.print(f"warning: {m}", markup=False, highlight=False),
+        other_scheme_ok=getattr(resolver, "override", True),
     )
     counts = [0, 0]  # rows, failures
     with corpus.RowSink(opts["output_path"]) as sink:

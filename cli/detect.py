@@ -15,7 +15,6 @@ from wm_toolkit.watermark.schemes.spans import spans_in_text
 from wm_toolkit.watermark.statistics.calibration import Calibration
 from wm_toolkit.watermark.text.encoding import encode_array
 from wm_toolkit.watermark.text.normalize import NormalizationReport, canonicalize
-from wm_toolkit.watermark.text.textio import read_records
 
 from .common import (
     ConfigResolver,
@@ -29,6 +28,7 @@ from .common import (
     json_option,
     key_option,
     model_option,
+    override_config_option,
     pop_hf_key_options,
     pop_scheme_flags,
     print_json,
@@ -38,6 +38,7 @@ from .common import (
     with_status,
 )
 from .corpus import check_stream_flags, corpus_options, run_stream, wants_stream
+from .precheck import read_texts
 from .report import TokenViews, span_ranges
 from .terminal import visible
 
@@ -78,6 +79,13 @@ from .terminal import visible
     help="Also write a self-contained HTML report with the tokens coloured (it shows green lists: share with care).",
 )
 @click.option(
+    "--as-text",
+    is_flag=True,
+    help="Read every FILE as plain text, even one whose lines look like JSON (a file of mostly "
+    "JSON lines with a broken one is otherwise refused).",
+)
+@override_config_option
+@click.option(
     "--no-normalize",
     is_flag=True,
     help="Score the raw text: no canonical form (invisible characters, look-alikes, odd spaces kept).",
@@ -103,11 +111,14 @@ def detect(
     """Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."""
     no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
     find_spans = kwargs.pop("find_spans")
+    as_text = kwargs.pop("as_text")
     stream_opts = {
         k: kwargs.pop(k)
         for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
+    if streaming and as_text:
+        raise click.UsageError("--as-text reads whole files in memory: not with the corpus-mode flags")
     if streaming:
         check_stream_flags(stream_opts, show_tokens, with_tokens, html_path, calibration_path, find_spans)
     if with_tokens and not as_json:
@@ -121,7 +132,7 @@ def detect(
     if streaming:
         return run_stream(files, key, resolver, model, alpha, not no_normalize, stream_opts, load_tokenizer)
     calib = Calibration.load(calibration_path) if calibration_path else None
-    records = [r for f in files for r in read_records(f, field_name=stream_opts["text_field"])]
+    records = read_texts(files, stream_opts["text_field"], as_text)
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
     rows = []

@@ -161,6 +161,22 @@ def resolve_record(
     return resolved
 
 
+def refuse_other_scheme(
+    record_config: Mapping[str, Any] | None, where: str | None, file: ConfigSource | None
+) -> None:
+    """A --config for another scheme than the record's own config is an error, not a warning:
+    scoring a kgw text under exp answers "not watermarked" with exit 0, which a script reads as a
+    verdict. Commands skip this check when the user asks for the switch (--override-config)."""
+    if not record_config or file is None:
+        return
+    own, given = record_config.get("scheme"), file.fields.get("scheme")
+    if isinstance(own, str) and isinstance(given, str) and own != given:
+        raise ConfigError(
+            f"{where or 'a record'}: the record's config is for scheme {own!r} but {file.label} is "
+            f"for scheme {given!r}; pass --override-config to score it under {given!r} anyway"
+        )
+
+
 def bind_tokenizer(config: SchemeConfig, vocab_size: int, tokenizer_name: str) -> SchemeConfig:
     """The config with the tokenizer's vocabulary size (an error when the config was made for
     another size) and, where the config names none, the tokenizer's name."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SchemeConfig, config_from_dict
-from ..config_resolve import ConfigSource, bind_tokenizer, resolve_record
+from ..config_resolve import ConfigSource, bind_tokenizer, refuse_other_scheme, resolve_record
 from ..errors import InputError, OutputError
 from ..text import textio
 from ..text.encoding import CHUNK_CHARS, encode_array
@@ -250,6 +250,7 @@ class ConfigPlan:
     default_scheme: str = "kgw"
     load_tokenizer: Callable[[str], Any] | None = None
     warn: Callable[[str], None] | None = None
+    other_scheme_ok: bool = True  # False: a --config for another scheme than a record's is an error
     _cache: dict[str, Prepared] = field(default_factory=dict)
     _tokenizers: dict[str, Any] = field(default_factory=dict)
     _warned: set[str] = field(default_factory=set)
@@ -267,6 +268,8 @@ class ConfigPlan:
             return hit
         from ..modeling.models import canonical_name, load_tokenizer, model_vocab_size
 
+        if not self.other_scheme_ok:
+            refuse_other_scheme(record_config, where, self.file)
         resolved = resolve_record(record_config, where, self.file, self.flags, default_scheme=self.default_scheme,
                                   warned=self._warned, warn=self.warn)  # fmt: skip
         config = resolved.config

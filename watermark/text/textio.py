@@ -265,22 +265,28 @@ def parse_jsonl(
     return records
 
 
-def read_records(path: str, one_per_line: bool = False, field_name: str = "text") -> list[TextRecord]:
+def read_records(
+    path: str, one_per_line: bool = False, field_name: str = "text", as_text: bool = False
+) -> list[TextRecord]:
     """Texts in a file: JSONL records, or the whole file (or each non-empty line) as plain text.
 
     A file is JSONL when its name ends in .jsonl/.ndjson, or when every non-empty line is a JSON
-    object; anything else (a .txt whose text starts with '{', say) is plain text. At most
-    MAX_RECORDS records a file, so a file of millions of tiny records cannot exhaust memory."""
+    object; anything else (a .txt whose text starts with '{', say) is plain text. A file whose
+    lines are mostly JSON objects but not all is refused (`MostlyJsonError`): it is JSONL with a
+    broken line, and scoring its syntax as one text answers silently wrong. `as_text` reads any
+    file as plain text. At most MAX_RECORDS records a file, so a file of millions of tiny
+    records cannot exhaust memory."""
     text = decode_text(path, read_bytes(path))
-    jsonl_name = path.lower().endswith(JSONL_SUFFIXES)
+    jsonl_name = path.lower().endswith(JSONL_SUFFIXES) and not as_text
     if jsonl_name or one_per_line:
         _check_record_count(path, text)
     if jsonl_name:
         return parse_jsonl(path, text, field_name)  # type: ignore[return-value]
-    if _STARTS_WITH_BRACE.match(text):
+    if not as_text and _STARTS_WITH_BRACE.match(text):
         records = parse_jsonl(path, text, field_name, sniffing=True)
         if records is not None:
             return records
+        _refuse_mostly_json(path, text, field_name)
     if one_per_line:
         out = []
         for n, ln in iter_lines(text):
@@ -290,6 +296,39 @@ def read_records(path: str, one_per_line: bool = False, field_name: str = "text"
                 out.append(TextRecord(f"{path}:{n}", ln))
         return out
     return [TextRecord(path, text)]
+
+
+class MostlyJsonError(InputError):
+    """A file not named .jsonl whose lines are mostly JSON objects, but not all: the error of its
+    first bad line, exactly as for a .jsonl file (commands may add how to read it as text)."""
+
+
+MOSTLY_JSON_MIN_LINES = 2  # one JSON-looking line in a plain text is not "mostly JSON"
+
+
+def _refuse_mostly_json(path: str, text: str, field_name: str) -> None:
+    """Raise the first bad line's error when at least half of the non-empty lines (and at least
+    MOSTLY_JSON_MIN_LINES) are JSON objects; return when the file is plain text."""
+    objects = lines = 0
+    for _, line in iter_lines(text):
+        if not line.strip():
+            continue
+        lines += 1
+        if line.lstrip().startswith("{") and _is_json_object(line):
+            objects += 1
+    if objects < MOSTLY_JSON_MIN_LINES or 2 * objects < lines:
+        return
+    try:
+        parse_jsonl(path, text, field_name)
+    except InputError as exc:
+        raise MostlyJsonError(str(exc)) from None
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def read_prompts(path: str) -> list[str]:
