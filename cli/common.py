@@ -77,6 +77,21 @@ SCHEME_FLAGS: dict[str, str] = {
 def scheme_options(func: Callable) -> Callable:
     """--scheme, --config and every scheme parameter, all optional (None = not given)."""
     opts = [
+        *_config_source_options(),
+        *_green_list_options(),
+        *_key_sequence_options(),
+        *_seeding_options(),
+        *_synthid_options(),
+        *_transformers_options(),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _config_source_options() -> list[Callable]:
+    """Which scheme: by name, or a saved config."""
+    return [
         click.option(
             "--scheme",
             type=click.Choice(available_schemes()),
@@ -90,6 +105,12 @@ def scheme_options(func: Callable) -> Callable:
             default=None,
             help="Scheme config JSON (from --config-out).",
         ),
+    ]
+
+
+def _green_list_options() -> list[Callable]:
+    """The green list of kgw/unigram (and its context width, shared with gumbel)."""
+    return [
         click.option(
             "--gamma", type=float, default=None, help="Green-list fraction (kgw/unigram, default 0.25)."
         ),
@@ -102,6 +123,12 @@ def scheme_options(func: Callable) -> Callable:
             default=None,
             help="Context width h (kgw default 1, selfhash 4 counting the token itself, unigram 0, gumbel 4).",
         ),
+    ]
+
+
+def _key_sequence_options() -> list[Callable]:
+    """The key sequence of exp/its: its length, blocks, the edit alignment and the permutation test."""
+    return [
         click.option(
             "--key-length", type=int, default=None, help="Key sequence length n (exp/its, default 256)."
         ),
@@ -153,6 +180,12 @@ def scheme_options(func: Callable) -> Callable:
             default=None,
             help="Most null keys a permutation test at --alpha may draw (exp/its, default 200000).",
         ),
+    ]
+
+
+def _seeding_options() -> list[Callable]:
+    """How kgw seeds its lists and whether repeated items count."""
+    return [
         click.option(
             "--seeding",
             type=click.Choice(["lefthash", "selfhash"]),
@@ -165,6 +198,12 @@ def scheme_options(func: Callable) -> Callable:
             default=None,
             help="Score repeated (context, token) pairs too (not exact).",
         ),
+    ]
+
+
+def _synthid_options() -> list[Callable]:
+    """SynthID's tournament and the score that decides."""
+    return [
         click.option(
             "--ngram-len", type=int, default=None, help="SynthID n-gram length (context + token, default 5)."
         ),
@@ -177,6 +216,12 @@ def scheme_options(func: Callable) -> Callable:
             default=None,
             help="SynthID score deciding the verdict (default weighted; both are reported).",
         ),
+    ]
+
+
+def _transformers_options() -> list[Callable]:
+    """What the transformers-compatible schemes (hf-synthid, hf-kgw) need to match transformers."""
+    return [
         click.option(
             "--context-history-size",
             type=int,
@@ -202,9 +247,6 @@ def scheme_options(func: Callable) -> Callable:
             help="hf-kgw: the model config's vocab_size transformers permutes (default: read from --model).",
         ),
     ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
 
 
 def pop_scheme_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
