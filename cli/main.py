@@ -54,6 +54,7 @@ def load_command(name: str) -> click.Command:
 
 class WmGroup(LazyGroup):
     lazy = {name: (module_name, attr) for name, (module_name, attr, _) in COMMANDS.items()}
+    early = {"detect": (".precheck", "detect_precheck")}  # bad input answered before torch loads
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from COMMANDS' one-liners: listing does not import the commands."""

@@ -193,9 +193,36 @@ def check_device(device: str | None) -> str:
     raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
 
 
-def _load_error(name: str, exc: Exception) -> ModelNotFoundError:
+def _load_error(name: str, exc: Exception, what: str = "model") -> ModelNotFoundError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ModelNotFoundError(f"cannot load model {name!r} ({first[:200]})")
+    return ModelNotFoundError(f"cannot load {what} {name!r} ({first[:200]})")
+
+
+# any one of these makes a folder a tokenizer transformers can load (fast, BPE, SentencePiece, WordPiece)
+_TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def check_model_folder(name: str, path: str) -> None:
+    """A local folder with no config.json is not a model: say so before transformers does."""
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"cannot load model {name!r}: the folder holds no model (expected config.json and the "
+            "weights, as save_pretrained writes them); give a model folder or a model name such as "
+            f"{DEFAULT_MODEL}"
+        )
+
+
+def check_tokenizer_folder(name: str, path: str) -> None:
+    """A local folder with no tokenizer file is refused in wm's words: transformers' own message
+    for it is a truncated "Couldn't instantiate the backend tokenizer from one of: "."""
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / f).is_file() for f in _TOKENIZER_MARKERS):
+        raise ModelNotFoundError(
+            f"cannot load tokenizer {name!r}: the folder holds no tokenizer (expected tokenizer.json "
+            "or tokenizer_config.json, as save_pretrained writes them); give a model folder or a "
+            f"model name such as {DEFAULT_MODEL}"
+        )
 
 
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json")
@@ -213,13 +240,14 @@ def load_tokenizer(name: str | None = None) -> Any:
     quiet_transformers()
     if path is None:
         return _prepare_tokenizer(_cached_tokenizer(name))
+    check_tokenizer_folder(name, path)
     from transformers import AutoTokenizer
 
     try:
         with hub_access():
             tok = AutoTokenizer.from_pretrained(path, local_files_only=not downloads_allowed())
     except Exception as exc:  # transformers raises OSError, ValueError, HF hub errors...
-        raise _load_error(name, exc) from None
+        raise _load_error(name, exc, "tokenizer") from None
     return _prepare_tokenizer(tok)
 
 
@@ -296,6 +324,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tok = load_tokenizer(name)
     else:
+        check_model_folder(name, path)
         try:
             with hub_access():
                 model = AutoModelForCausalLM.from_pretrained(
