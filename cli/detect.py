@@ -40,13 +40,16 @@ from .common import (
 from .corpus import check_stream_flags, corpus_options, run_stream, wants_stream
 from .precheck import read_texts
 from .report import TokenViews, span_ranges
+from .ring_detect import keyring_options, pop_keyring_options, run_ring_or_follow
 from .terminal import visible
+from .vllm import pop_vllm_options, vllm_options
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @scheme_options
 @hf_key_options
+@vllm_options
 @key_option
 @model_option(
     "Tokenizer to use (default: the one named in the config, else smollm2-135m). The model is never loaded."
@@ -105,6 +108,7 @@ from .terminal import visible
     help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
 )
 @corpus_options
+@keyring_options
 def detect(
     files, key_path, model, alpha, as_json, show_tokens, with_tokens, html_path, scheme, config_path, **kwargs
 ):
@@ -117,6 +121,10 @@ def detect(
         for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
+    ring = pop_keyring_options(kwargs)
+    if ring["keyring_path"] or ring["follow"]:  # --keyring / --follow: cli/ring_detect.py
+        return run_ring_or_follow(files, ring, kwargs, key_path, scheme, config_path, model, alpha, as_json,
+                                  not no_normalize, stream_opts, streaming)  # fmt: skip
     if streaming and as_text:
         raise click.UsageError("--as-text reads whole files in memory: not with the corpus-mode flags")
     if streaming:
@@ -125,6 +133,8 @@ def detect(
         raise click.UsageError("--tokens adds the per-token view to --json output: give --json too")
     flags = pop_scheme_flags(kwargs)
     scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
+    scheme, flags, vllm_secret = pop_vllm_options(kwargs, scheme, flags, key_path)
+    secret = secret if vllm_secret is None else vllm_secret
     resolver = ConfigResolver(scheme, config_path, flags)
     views = TokenViews(console, show_tokens and not as_json, html_path)
     check_outputs([html_path, stream_opts["output_path"]], files, key_path)
@@ -139,17 +149,7 @@ def detect(
     failures = 0
     for rec in records:
         try:
-            resolved = resolver(rec.config, rec.source)
-            config = resolved.config
-            tok_name = canonical_name(model or config.tokenizer)
-            if tok_name not in tokenizers:
-                with with_status(f"Loading tokenizer {tok_name}"):
-                    tokenizers[tok_name] = load_tokenizer(tok_name)
-            tok = tokenizers[tok_name]
-            config = with_model_vocab_size(bind_tokenizer(config, len(tok), tok_name), tok_name)
-            ck = config.to_json()
-            if ck not in schemes:
-                schemes[ck] = build_scheme(config, key)
+            resolved, tok, ck = _record_scheme(rec, resolver, model, key, tokenizers, schemes)
             # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
             text, norm = (
                 canonicalize(rec.text, offsets=find_spans)
@@ -176,17 +176,13 @@ def detect(
             config=schemes[ck].config.to_dict(),
             config_conflicts=conflicts_json(resolved),
         )
-        if find_spans:  # JSON offsets index the input text; the views show the canonical one
-            row.update(span_fields(found and found.mapped_to(norm.offsets), alpha, det.scheme))
-        if calib is not None:
-            row.pop("inconclusive_reason", None)
-            row.update(calib.fields(det, alpha))
-        if not no_normalize:
-            row.update(norm.to_dict())
-            if norm.tampered and not as_json:
-                err_console.print(
-                    f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
-                )
+        _add_fields(
+            row, det, alpha, calib, norm if not no_normalize else None, (found,) if find_spans else None
+        )
+        if not no_normalize and norm.tampered and not as_json:
+            err_console.print(
+                f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
+            )
         rows.append(row)
         views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint, span_ranges(found))
     if html_path:
@@ -198,6 +194,37 @@ def detect(
         _print_table(rows, find_spans)
     if failures:
         raise InputError(f"{failures} of {len(rows)} text(s) could not be tested (see above)")
+
+
+def _record_scheme(rec, resolver, model, key, tokenizers: dict, schemes: dict):
+    """A record's resolved config, its tokenizer and the key of its scheme in `schemes`; each
+    tokenizer and scheme is built once per run. -> (resolved, tokenizer, scheme key)"""
+    resolved = resolver(rec.config, rec.source)
+    config = resolved.config
+    tok_name = canonical_name(model or config.tokenizer)
+    if tok_name not in tokenizers:
+        with with_status(f"Loading tokenizer {tok_name}"):
+            tokenizers[tok_name] = load_tokenizer(tok_name)
+    tok = tokenizers[tok_name]
+    config = with_model_vocab_size(bind_tokenizer(config, len(tok), tok_name), tok_name)
+    ck = config.to_json()
+    if ck not in schemes:
+        schemes[ck] = build_scheme(config, key)
+    return resolved, tok, ck
+
+
+def _add_fields(row: dict, det, alpha: float, calib, norm: NormalizationReport | None, spans) -> None:
+    """The optional parts of a detection row: the calibrated p-value, what canonicalisation
+    changed (`norm`, None without it) and the spans (`spans`: (found,) with --spans, else None)."""
+    if spans is not None:  # JSON offsets index the input text; the views show the canonical one
+        (found,) = spans
+        offsets = norm.offsets if norm is not None else None  # None: identity
+        row.update(span_fields(found and found.mapped_to(offsets), alpha, det.scheme))
+    if calib is not None:
+        row.pop("inconclusive_reason", None)
+        row.update(calib.fields(det, alpha))
+    if norm is not None:
+        row.update(norm.to_dict())
 
 
 def _print_table(rows: list[dict], with_spans: bool = False) -> None:
