@@ -121,10 +121,8 @@ def detect(
         for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
-    ring = pop_keyring_options(kwargs)
-    if ring["keyring_path"] or ring["follow"]:  # --keyring / --follow: cli/ring_detect.py
-        return run_ring_or_follow(files, ring, kwargs, key_path, scheme, config_path, model, alpha, as_json,
-                                  not no_normalize, stream_opts, streaming)  # fmt: skip
+    if (ring := pop_keyring_options(kwargs))["keyring_path"] or ring["follow"]:  # cli/ring_detect.py
+        return run_ring_or_follow(files, ring, kwargs, key_path, scheme, config_path, model, alpha, as_json, not no_normalize, stream_opts, streaming)  # fmt: skip
     if streaming and as_text:
         raise click.UsageError("--as-text reads whole files in memory: not with the corpus-mode flags")
     if streaming:

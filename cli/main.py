@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": (".evaluate", "eval_command", "Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."),
     "generate": (".generate", "generate", "Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."),
     "keygen": (".keygen", "keygen", "Write 32 random bytes (hex) to a new key file with mode 0600 (or a transformers key)."),
+    "keyring": (".keyring", "keyring", "Keep a keyring: many keys and configs for `wm detect --keyring` and `wm serve --keyring`."),
     "serve": (".serve", "serve", "Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."),
     "steal": (".steal", "steal", "Steal a green list from texts labelled watermarked and natural."),
     "uncertainty": (".uncertainty", "uncertainty", "How sure is the model of its answer? SAR and baselines; `eval` measures them on a QA set."),

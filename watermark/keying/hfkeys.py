@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KeyFileError
-from .keys import Key, load_key_file, read_private_file, write_private_file
+from .keys import KEY_BYTES, Key, load_key_file, read_private_file, write_private_file
 
 INT64_MAX = (1 << 63) - 1
 MAX_SYNTHID_LAYERS = 64  # a position's g-values are held as the bits of one 64-bit word
@@ -133,10 +133,22 @@ def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
     raw = read_private_file(p)
     if not raw.lstrip().startswith(b"{"):
         return load_key_file(p)
+    return parse_key_bytes(raw, f"key file {p}")
+
+
+def parse_key_bytes(raw: bytes, where: str = "the key") -> AnyKey:
+    """A key from the bytes of a key file (wm hex, or an integer key object), e.g. a key stored
+    inline in a keyring; `where` names it in errors (the bytes are never echoed)."""
+    if not raw.lstrip().startswith(b"{"):
+        text = raw.strip()
+        if len(text) != 2 * KEY_BYTES or not all(c in b"0123456789abcdefABCDEF" for c in text):
+            raise KeyFileError(f"{where} is not a key: expected exactly {2 * KEY_BYTES} hex digits")
+        return Key(bytes.fromhex(text.decode("ascii")))
+    p = where
     try:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise KeyFileError(f"key file {p} is not valid JSON") from None
+        raise KeyFileError(f"{p} is not valid JSON") from None
     kind = obj.get("type") if isinstance(obj, dict) else None
     if kind == KGW_TYPE and "hashing_key" in obj:
         return HashingKey(obj["hashing_key"])
@@ -149,5 +161,5 @@ def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
         if vllm_key is not None:
             return vllm_key
     raise KeyFileError(
-        f"key file {p}: expected type {KGW_TYPE!r} with 'hashing_key' or {SYNTHID_TYPE!r} with 'keys'"
+        f"{p}: expected type {KGW_TYPE!r} with 'hashing_key' or {SYNTHID_TYPE!r} with 'keys'"
     )

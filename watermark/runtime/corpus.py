@@ -537,6 +537,27 @@ def _register_tokenizer(name: str, tok: Any) -> None:
         raise InputError(f"the tokenizer {name!r} the workers would load differs from the one given")
 
 
+def keyring_rows(
+    records: Iterable[TextRecord], ring_detector: Any, hints: tuple = (), hint_weight: float = 0.5,
+    size: int = BATCH,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Corpus mode over a keyring (`runtime.keyring_detect.RingDetector`): one row per record, in
+    order, in this process (each batch tokenised once per distinct tokenizer); entries by name only."""
+    from .keyring_detect import keyring_row
+
+    batch: list[TextRecord] = []
+    for rec in [*records, None]:
+        if rec is not None:
+            batch.append(rec)
+        if batch and (rec is None or len(batch) >= size):
+            ok = [r for r in batch if record_error(r) is None]
+            results = iter(ring_detector.detect_texts([r.text for r in ok], hints, hint_weight))
+            for r in batch:
+                err = record_error(r)
+                yield {"source": r.source, "error": err} if err else keyring_row(r.source, *next(results))
+            batch = []
+
+
 # ---- writing ------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,238 @@
+"""Detection over a keyring: each text tested against every entry, one family-wise verdict.
+
+A text is canonicalised once and tokenised once per distinct tokenizer; every entry with that
+tokenizer scores the same ids. Each entry is tested at its share of alpha (`alpha * w_i`, the
+weighted-Bonferroni level), which is what Monte-Carlo tests (exp, its) need to draw enough null
+keys; the family p-value and the per-entry Holm-adjusted p-values are in `statistics.family`.
+An entry with a calibration file is decided by its calibrated p-value.
+
+Results name entries only (`KeyringResult.to_dict(reveal=False)`): no key, no fingerprint, no
+config unless the caller may see them (`reveal=True`, for the ring's owner on the command line).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config_resolve import bind_tokenizer
+from ..errors import InputError
+from ..statistics.family import hint_weights, weighted_holm
+from ..text.encoding import CHUNK_CHARS, encode_array
+from ..text.normalize import NormalizationReport, canonicalize
+from .keyring import Entry, Keyring
+
+FAMILY_METHOD = (
+    "weighted Bonferroni over entries (per-entry Holm-adjusted p-values); valid under any dependence"
+)
+
+
+@dataclass
+class EntryResult:
+    name: str
+    log10_p_value: float
+    weight: float
+    num_tokens_scored: int = 0
+    adjusted_log10_p: float = 0.0
+    calibrated: bool = False
+    error: str | None = None
+
+    def to_dict(self, public: dict[str, Any] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "p_value": 10.0**self.log10_p_value,
+            "log10_p_value": self.log10_p_value,
+            "adjusted_p_value": 10.0**self.adjusted_log10_p,
+            "weight": self.weight,
+            "num_tokens_scored": self.num_tokens_scored,
+        }
+        if self.calibrated:
+            out["calibrated"] = True
+        if self.error:
+            out["error"] = self.error
+        if public:
+            out.update(public)
+        return out
+
+
+@dataclass
+class KeyringResult:
+    entries: list[EntryResult]
+    family_log10_p: float
+    alpha: float
+
+    @property
+    def family_p_value(self) -> float:
+        return 10.0**self.family_log10_p
+
+    @property
+    def match(self) -> str | None:
+        """The entry with the smallest adjusted p-value, when the family test rejects at alpha."""
+        if self.family_log10_p > math.log10(self.alpha):
+            return None
+        best = min(self.entries, key=lambda e: e.adjusted_log10_p)
+        return best.name
+
+    def matched(self) -> list[str]:
+        """Every entry whose Holm-adjusted p-value is at most alpha (family-wise error controlled)."""
+        lim = math.log10(self.alpha)
+        return [
+            e.name
+            for e in sorted(self.entries, key=lambda e: e.adjusted_log10_p)
+            if e.adjusted_log10_p <= lim
+        ]
+
+    def to_dict(self, publics: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """JSON fields; `publics` (entry name -> fields) only for callers who may see configs."""
+        return {
+            "keyring_match": self.match,
+            "keyring_matches": self.matched(),
+            "family_p_value": self.family_p_value,
+            "family_log10_p_value": self.family_log10_p,
+            "verdict": "watermarked" if self.match else "not watermarked",
+            "alpha": self.alpha,
+            "family_method": FAMILY_METHOD,
+            "entries": [e.to_dict((publics or {}).get(e.name)) for e in self.entries],
+        }
+
+
+@dataclass
+class _Member:
+    entry: Entry
+    scheme: Any
+    tokenizer: str
+    calibration: Any = None
+
+
+@dataclass
+class RingDetector:
+    """Builds every entry's scheme once (keys stay in memory, never in results)."""
+
+    ring: Keyring
+    alpha: float = 1e-3
+    normalize: bool = True
+    load_tokenizer: Callable[[str], Any] | None = None
+    tokenizers: dict[str, Any] = field(default_factory=dict)
+    members: list[_Member] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.ring.entries:
+            raise InputError("the keyring has no entries (add one with `wm keyring add`)")
+        for entry in self.ring.entries:
+            self.members.append(self._member(entry))
+
+    def _tokenizer(self, name: str) -> Any:
+        if name not in self.tokenizers:
+            from ..modeling.models import load_tokenizer
+
+            self.tokenizers[name] = (self.load_tokenizer or load_tokenizer)(name)
+        return self.tokenizers[name]
+
+    def _member(self, entry: Entry) -> _Member:
+        from ..modeling.models import canonical_name, model_vocab_size
+        from ..schemes import build_scheme
+
+        config = entry.scheme_config()
+        tok_name = canonical_name(entry.tokenizer or config.tokenizer)
+        try:
+            config = bind_tokenizer(config, len(self._tokenizer(tok_name)), tok_name)
+            if "model_vocab_size" in config.to_dict() and config.model_vocab_size is None:
+                config = config.replace(model_vocab_size=int(model_vocab_size(tok_name)))
+            scheme = build_scheme(config, entry.load_key())
+        except InputError as exc:
+            raise type(exc)(f"keyring entry {entry.name!r}: {exc}") from None
+        calib = None
+        if entry.calibration:
+            from ..statistics.calibration import Calibration
+
+            calib = Calibration.load(entry.calibration)
+            calib.check(scheme, self.normalize)
+        return _Member(entry, scheme, tok_name, calib)
+
+    def publics(self) -> dict[str, dict[str, Any]]:
+        """Entry name -> scheme, tokenizer, config (with its key fingerprint): for the ring's owner."""
+        return {m.entry.name: {"scheme": m.scheme.name, "tokenizer": m.tokenizer,
+                               "config": m.scheme.config.to_dict()} for m in self.members}  # fmt: skip
+
+    def weights(self, hints: Sequence[tuple[str, str]] = (), hint_weight: float = 0.5) -> np.ndarray:
+        hinted = [any(m.entry.matches(h) for h in hints) for m in self.members]
+        if hints and not any(hinted):
+            raise InputError(
+                f"no keyring entry matches the hint(s) {', '.join(f'{k}={v}' for k, v in hints)}"
+            )
+        return hint_weights(hinted, hint_weight)
+
+    def encode(self, texts: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Ids of each text per distinct tokenizer: one batched call each (long texts chunked)."""
+        out: dict[str, list[np.ndarray]] = {}
+        for name in dict.fromkeys(m.tokenizer for m in self.members):
+            tok = self._tokenizer(name)
+            short = [t for t in texts if len(t) <= CHUNK_CHARS]
+            batch = iter(tok(short, add_special_tokens=False)["input_ids"] if short else [])
+            out[name] = [
+                np.asarray(next(batch), dtype=np.int64) if len(t) <= CHUNK_CHARS else encode_array(tok, t)
+                for t in texts
+            ]
+        return out
+
+    def detect_ids(self, ids: dict[str, np.ndarray], weights: np.ndarray | None = None) -> KeyringResult:
+        """Test token ids (one array per tokenizer name) against every entry with weight > 0."""
+        w = self.weights() if weights is None else np.asarray(weights, dtype=np.float64)
+        results = []
+        for m, wi in zip(self.members, w, strict=True):
+            res = EntryResult(m.entry.name, 0.0, float(wi))
+            if wi > 0:
+                self._score(m, ids[m.tokenizer], res)
+            results.append(res)
+        if all(r.error for r, wi in zip(results, w, strict=True) if wi > 0):
+            raise InputError("no keyring entry could test this text: " + results[int(np.argmax(w))].error)
+        adjusted = weighted_holm(weights=w, log10_p=[r.log10_p_value for r in results])
+        for r, a in zip(results, adjusted, strict=True):
+            r.adjusted_log10_p = float(a)
+        return KeyringResult(results, float(adjusted.min()), self.alpha)
+
+    def _score(self, m: _Member, ids: np.ndarray, res: EntryResult) -> None:
+        try:
+            det = m.scheme.detect(ids, alpha=None if m.calibration is not None else self.alpha * res.weight)
+        except InputError as exc:  # too short for this entry: it cannot contribute evidence
+            res.error = str(exc)
+            return
+        res.num_tokens_scored = int(det.num_tokens_scored)
+        if m.calibration is not None:
+            res.log10_p_value, res.calibrated = math.log10(m.calibration.calibrated_p_value(det)), True
+        else:
+            res.log10_p_value = min(0.0, float(det.log10_p_value))
+
+    def detect_texts(
+        self, texts: Sequence[str], hints: Sequence[tuple[str, str]] = (), hint_weight: float = 0.5
+    ) -> list[tuple[KeyringResult | InputError, NormalizationReport]]:
+        """Each text's result (or the InputError that stopped it) and its normalisation report."""
+        w = self.weights(hints, hint_weight)
+        canon = [
+            canonicalize(t, offsets=False) if self.normalize else (t, NormalizationReport()) for t in texts
+        ]
+        ids = self.encode([c for c, _ in canon])
+        out: list[tuple[KeyringResult | InputError, NormalizationReport]] = []
+        for i, (_, norm) in enumerate(canon):
+            try:
+                out.append((self.detect_ids({k: v[i] for k, v in ids.items()}, w), norm))
+            except InputError as exc:
+                out.append((exc, norm))
+        return out
+
+
+def keyring_row(
+    source: str, result: KeyringResult | InputError, norm: NormalizationReport,
+    publics: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A `wm detect --keyring --json` row: the family verdict, the entries (names; `publics` adds
+    scheme/tokenizer/config for callers who may see them), and the normalisation report."""
+    if isinstance(result, InputError):
+        return {"source": source, "error": str(result)}
+    row = {"source": source, **result.to_dict(publics)}
+    row.update(norm.to_dict())
+    return row
