@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -64,6 +65,47 @@ class JsonLineLog:
             stream.flush()
 
 
+class _Workers:
+    """Detection on worker threads, never on the event loop: at most `max_concurrency` running and
+    `max_queue` waiting; past that a request is answered 503 at once."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="wm-detect")
+        self.max_in_flight = settings.max_concurrency + settings.max_queue
+        self.timeout_s = settings.timeout_s
+        self.in_flight = 0
+        self.lock = threading.Lock()
+
+    async def run(self, job: Callable[[], Any]) -> Any:
+        with self.lock:
+            if self.in_flight >= self.max_in_flight:
+                raise ServiceError(503, "the server is busy; try again shortly", retry_after_header(1))
+            self.in_flight += 1
+
+        def done(_):
+            with self.lock:
+                self.in_flight -= 1
+
+        future = self.executor.submit(job)
+        future.add_done_callback(done)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise ServiceError(504, f"detection took longer than {self.timeout_s:g} s") from None
+
+
+@dataclass
+class _Service:
+    """What the endpoints share: one key, config and tokenizer, the limits and who may call."""
+
+    scheme: WatermarkScheme
+    detector: Detector
+    settings: ServiceSettings
+    tokens: TokenStore | None  # None: loopback clients only
+    limiter: RateLimiter
+    workers: _Workers
+
+
 def create_app(
     scheme: WatermarkScheme,
     tokenizer: Any,
@@ -74,24 +116,30 @@ def create_app(
 ) -> FastAPI:
     """The service for one key, config and tokenizer. `tokens` None: loopback clients only."""
     settings = settings or ServiceSettings()
-    log = log or JsonLineLog()
-    detector = Detector(scheme, tokenizer, settings.alpha)
-    limiter = RateLimiter(clock)
-    executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="wm-detect")
-    max_in_flight = settings.max_concurrency + settings.max_queue
-    in_flight = [0]
-    in_flight_lock = threading.Lock()
-    csp = content_security_policy()
-    page = page_html()
+    service = _Service(
+        scheme=scheme,
+        detector=Detector(scheme, tokenizer, settings.alpha),
+        settings=settings,
+        tokens=tokens,
+        limiter=RateLimiter(clock),
+        workers=_Workers(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        service.workers.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="wm detection", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    _add_guard(app, settings, log or JsonLineLog())
+    _add_routes(app, service)
+    return app
 
-    # ---- every request: host check, security headers, one log line ----------------------------
+
+# ---- every request: host check, security headers, one log line --------------------------------
+def _add_guard(app: FastAPI, settings: ServiceSettings, log: Callable[[dict[str, Any]], None]) -> None:
+    """The middleware every request passes: the Host check, security headers and its log line."""
+
     @app.middleware("http")
     async def guard_and_log(request: Request, call_next):
         started = time.perf_counter()
@@ -111,17 +159,7 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cache-Control", "no-store")
-        entry = {
-            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "method": request.method,
-            "path": request.url.path,
-            "status": response.status_code,
-            "client": request.state.info.pop("client", None),
-            "remote": request.client.host if request.client else None,
-            **request.state.info,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        log(entry)
+        log(_log_entry(request, response, started))
         return response
 
     @app.exception_handler(ServiceError)
@@ -129,170 +167,128 @@ def create_app(
         request.state.info["error"] = exc.message
         return JSONResponse({"error": exc.message}, exc.status, exc.headers)
 
-    # ---- access ------------------------------------------------------------------------------
-    def authenticate(request: Request) -> Client:
-        if tokens is None:
-            if not is_loopback(request.client.host if request.client else None):
-                raise ServiceError(403, "this server has no access tokens and answers loopback clients only")
-            client = Client(LOOPBACK_ID, show_tokens=settings.allow_token_display)
-        else:
-            auth = request.headers.get("authorization", "")
-            scheme_name, _, presented = auth.partition(" ")
-            if scheme_name.lower() != "bearer" or not presented.strip():
-                raise ServiceError(
-                    401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="wm"'}
-                )
-            found = tokens.lookup(presented.strip())
-            if found is None:
-                raise ServiceError(
-                    401, "invalid token", {"WWW-Authenticate": 'Bearer realm="wm", error="invalid_token"'}
-                )
-            client = found
-        request.state.info["client"] = client.id
-        rate = settings.rate_limit if client.rate_limit is None else client.rate_limit
-        wait = limiter.take_request(client.id, rate)
-        if wait is not None:
+
+def _log_entry(request: Request, response: Response, started: float) -> dict[str, Any]:
+    """The request's log line: no text (unless --log-text put it in `info`), no token."""
+    return {
+        "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "method": request.method,
+        "path": request.url.path,
+        "status": response.status_code,
+        "client": request.state.info.pop("client", None),
+        "remote": request.client.host if request.client else None,
+        **request.state.info,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+# ---- access ----------------------------------------------------------------------------------
+def _authenticate(service: _Service, request: Request) -> Client:
+    """The calling client (a bearer token, or loopback without tokens), within its rate limit."""
+    settings, tokens = service.settings, service.tokens
+    if tokens is None:
+        if not is_loopback(request.client.host if request.client else None):
+            raise ServiceError(403, "this server has no access tokens and answers loopback clients only")
+        client = Client(LOOPBACK_ID, show_tokens=settings.allow_token_display)
+    else:
+        auth = request.headers.get("authorization", "")
+        scheme_name, _, presented = auth.partition(" ")
+        if scheme_name.lower() != "bearer" or not presented.strip():
+            raise ServiceError(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="wm"'})
+        found = tokens.lookup(presented.strip())
+        if found is None:
             raise ServiceError(
-                429, f"rate limit of {rate} requests a minute reached", retry_after_header(wait)
+                401, "invalid token", {"WWW-Authenticate": 'Bearer realm="wm", error="invalid_token"'}
             )
-        return client
+        client = found
+    request.state.info["client"] = client.id
+    rate = settings.rate_limit if client.rate_limit is None else client.rate_limit
+    wait = service.limiter.take_request(client.id, rate)
+    if wait is not None:
+        raise ServiceError(429, f"rate limit of {rate} requests a minute reached", retry_after_header(wait))
+    return client
 
-    # ---- the request body ----------------------------------------------------------------------
-    async def read_body(request: Request) -> bytes:
-        limit = settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise ServiceError(400, "bad Content-Length")
-            if int(declared) > limit:
-                raise ServiceError(413, f"request body of {declared} bytes; the limit is {limit}")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise ServiceError(415, "send the request as Content-Type: application/json")
 
-        async def collect() -> bytes:
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ServiceError(413, f"request body over the limit of {limit} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
+# ---- the request body --------------------------------------------------------------------------
+async def _read_body(settings: ServiceSettings, request: Request) -> bytes:
+    """The JSON body, refused past the size limit (declared or streamed) or the time limit."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ServiceError(400, "bad Content-Length")
+        if int(declared) > limit:
+            raise ServiceError(413, f"request body of {declared} bytes; the limit is {limit}")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ServiceError(415, "send the request as Content-Type: application/json")
 
-        try:
-            body = await asyncio.wait_for(collect(), settings.timeout_s)
-        except asyncio.TimeoutError:
-            raise ServiceError(408, "the request body did not arrive in time") from None
-        request.state.info["bytes_in"] = len(body)
-        return body
+    async def collect() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ServiceError(413, f"request body over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
-    def parse(body: bytes) -> tuple[list[str], bool, dict[str, bool]]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ServiceError(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ServiceError(400, 'expected a JSON object with "text" or "texts"')
-        unknown = set(data) - REQUEST_FIELDS
-        if unknown:
-            raise ServiceError(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS)}")
-        if ("text" in data) == ("texts" in data):
-            raise ServiceError(400, 'give exactly one of "text" (a string) and "texts" (a list of strings)')
-        single = "text" in data
-        texts = [data["text"]] if single else data["texts"]
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ServiceError(400, '"text" must be a string and "texts" a list of strings')
-        if not texts:
-            raise ServiceError(400, '"texts" is empty')
-        if len(texts) > settings.max_texts:
-            raise ServiceError(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts}")
-        for i, t in enumerate(texts):
-            if len(t) > settings.max_text_chars:
-                where = "the text" if single else f"texts[{i}]"
-                raise ServiceError(
-                    413, f"{where} has {len(t)} characters; the limit is {settings.max_text_chars}"
-                )
-        flags = {}
-        for name in ("tokens", "spans", "html"):
-            value = data.get(name, False)
-            if not isinstance(value, bool):
-                raise ServiceError(400, f'"{name}" must be true or false')
-            flags[name] = value
-        return texts, single, flags
+    try:
+        body = await asyncio.wait_for(collect(), settings.timeout_s)
+    except asyncio.TimeoutError:
+        raise ServiceError(408, "the request body did not arrive in time") from None
+    request.state.info["bytes_in"] = len(body)
+    return body
 
-    async def run_detection(job: Callable[[], Any]) -> Any:
-        with in_flight_lock:
-            if in_flight[0] >= max_in_flight:
-                raise ServiceError(503, "the server is busy; try again shortly", retry_after_header(1))
-            in_flight[0] += 1
 
-        def done(_):
-            with in_flight_lock:
-                in_flight[0] -= 1
+def _parse(settings: ServiceSettings, body: bytes) -> tuple[list[str], bool, dict[str, bool]]:
+    """(texts, whether one "text" was sent, the tokens/spans/html flags); 400/413 on a bad shape."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ServiceError(400, 'expected a JSON object with "text" or "texts"')
+    unknown = set(data) - REQUEST_FIELDS
+    if unknown:
+        raise ServiceError(400, f"unknown fields {sorted(unknown)}; known: {sorted(REQUEST_FIELDS)}")
+    if ("text" in data) == ("texts" in data):
+        raise ServiceError(400, 'give exactly one of "text" (a string) and "texts" (a list of strings)')
+    single = "text" in data
+    texts = [data["text"]] if single else data["texts"]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ServiceError(400, '"text" must be a string and "texts" a list of strings')
+    if not texts:
+        raise ServiceError(400, '"texts" is empty')
+    if len(texts) > settings.max_texts:
+        raise ServiceError(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts}")
+    for i, t in enumerate(texts):
+        if len(t) > settings.max_text_chars:
+            where = "the text" if single else f"texts[{i}]"
+            raise ServiceError(
+                413, f"{where} has {len(t)} characters; the limit is {settings.max_text_chars}"
+            )
+    flags = {}
+    for name in ("tokens", "spans", "html"):
+        value = data.get(name, False)
+        if not isinstance(value, bool):
+            raise ServiceError(400, f'"{name}" must be true or false')
+        flags[name] = value
+    return texts, single, flags
 
-        future = executor.submit(job)
-        future.add_done_callback(done)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
-        except asyncio.TimeoutError:
-            raise ServiceError(504, f"detection took longer than {settings.timeout_s:g} s") from None
 
-    # ---- endpoints -----------------------------------------------------------------------------
+# ---- endpoints ---------------------------------------------------------------------------------
+def _add_routes(app: FastAPI, service: _Service) -> None:
+    """POST /v1/detect, GET /v1/info, /healthz, the page at / and an empty favicon."""
+    csp = content_security_policy()
+    page = page_html()
+
     @app.post("/v1/detect")
     async def detect(request: Request):
-        client = authenticate(request)
-        texts, single, flags = parse(await read_body(request))
-        info = request.state.info
-        info.update(texts=len(texts), chars=sum(len(t) for t in texts))
-        if settings.log_text:
-            info["text"] = texts
-        quota = settings.daily_quota if client.daily_quota is None else client.daily_quota
-        wait = limiter.take_texts(client.id, len(texts), quota)
-        if wait is not None:
-            raise ServiceError(
-                429, f"daily quota of {quota} texts reached (resets at 00:00 UTC)", retry_after_header(wait)
-            )
-        sources = ["text"] if single else [f"texts[{i}]" for i in range(len(texts))]
-        outcome = await run_detection(
-            lambda: detector.run(texts, sources, show_tokens=client.show_tokens, **flags)
-        )
-        info.update(tokens_scored=outcome.tokens_scored, verdicts=outcome.verdicts)
-        errors = [r["error"] for r in outcome.rows if "error" in r]
-        if errors:
-            info["text_errors"] = len(errors)
-        if single:
-            row = outcome.rows[0]
-            if outcome.html is not None:
-                row["html"] = outcome.html
-            return JSONResponse(row, 422 if "error" in row else 200)
-        body: dict[str, Any] = {"results": outcome.rows}
-        if outcome.html is not None:
-            body["html"] = outcome.html
-        return JSONResponse(body)
+        return await _detect(service, request)
 
     @app.get("/v1/info")
     async def info(request: Request):
-        client = authenticate(request)
-        return {
-            "client": client.id,
-            "config": detector.config.to_dict(),
-            "alpha": settings.alpha,
-            "token_display": client.show_tokens,
-            "spans": bool(getattr(scheme, "has_spans", False)),
-            "limits": {
-                "rate_limit_per_minute": settings.rate_limit
-                if client.rate_limit is None
-                else client.rate_limit,
-                "daily_quota_texts": settings.daily_quota
-                if client.daily_quota is None
-                else client.daily_quota,
-                "used_today": limiter.used_today(client.id),
-                "max_body_bytes": settings.max_body_bytes,
-                "max_text_chars": settings.max_text_chars,
-                "max_texts": settings.max_texts,
-                "timeout_s": settings.timeout_s,
-            },
-        }
+        return _info(service, _authenticate(service, request))
 
     @app.get("/healthz")
     async def healthz():
@@ -306,7 +302,60 @@ def create_app(
     async def favicon():
         return Response(status_code=204)
 
-    return app
+
+async def _detect(service: _Service, request: Request) -> JSONResponse:
+    """POST /v1/detect: access, body, daily quota, then detection on a worker thread."""
+    settings = service.settings
+    client = _authenticate(service, request)
+    texts, single, flags = _parse(settings, await _read_body(settings, request))
+    info = request.state.info
+    info.update(texts=len(texts), chars=sum(len(t) for t in texts))
+    if settings.log_text:
+        info["text"] = texts
+    quota = settings.daily_quota if client.daily_quota is None else client.daily_quota
+    wait = service.limiter.take_texts(client.id, len(texts), quota)
+    if wait is not None:
+        raise ServiceError(
+            429, f"daily quota of {quota} texts reached (resets at 00:00 UTC)", retry_after_header(wait)
+        )
+    sources = ["text"] if single else [f"texts[{i}]" for i in range(len(texts))]
+    outcome = await service.workers.run(
+        lambda: service.detector.run(texts, sources, show_tokens=client.show_tokens, **flags)
+    )
+    info.update(tokens_scored=outcome.tokens_scored, verdicts=outcome.verdicts)
+    errors = [r["error"] for r in outcome.rows if "error" in r]
+    if errors:
+        info["text_errors"] = len(errors)
+    if single:
+        row = outcome.rows[0]
+        if outcome.html is not None:
+            row["html"] = outcome.html
+        return JSONResponse(row, 422 if "error" in row else 200)
+    body: dict[str, Any] = {"results": outcome.rows}
+    if outcome.html is not None:
+        body["html"] = outcome.html
+    return JSONResponse(body)
+
+
+def _info(service: _Service, client: Client) -> dict[str, Any]:
+    """GET /v1/info: the config, alpha and this client's limits (never the key)."""
+    settings = service.settings
+    return {
+        "client": client.id,
+        "config": service.detector.config.to_dict(),
+        "alpha": settings.alpha,
+        "token_display": client.show_tokens,
+        "spans": bool(getattr(service.scheme, "has_spans", False)),
+        "limits": {
+            "rate_limit_per_minute": settings.rate_limit if client.rate_limit is None else client.rate_limit,
+            "daily_quota_texts": settings.daily_quota if client.daily_quota is None else client.daily_quota,
+            "used_today": service.limiter.used_today(client.id),
+            "max_body_bytes": settings.max_body_bytes,
+            "max_text_chars": settings.max_text_chars,
+            "max_texts": settings.max_texts,
+            "timeout_s": settings.timeout_s,
+        },
+    }
 
 
 def _host_name(host: str) -> str:
