@@ -135,25 +135,30 @@ def generate(
     if config_out and scheme_obj is not None:
         save_config_file(config, config_out)
     if output:
-        scheme_name = "none" if scheme_obj is None else config.scheme
-        cfg = None if scheme_obj is None else config.to_dict()
-        n = write_jsonl(
-            output,
-            (
-                {
-                    "prompt": g.prompt,
-                    "text": g.text,
-                    "scheme": scheme_name,
-                    "config": cfg,
-                    "num_tokens": g.num_tokens,
-                    "model": model_name,
-                }
-                for g in results
-            ),
-        )
-        err_console.print(f"wrote {n} record(s) to {output}")
+        _write_records(output, results, None if scheme_obj is None else config, model_name)
         return
     for i, g in enumerate(results):
         if len(results) > 1:
             console.rule(f"[bold]{i + 1}/{len(results)}")
         click.echo(visible(g.text))
+
+
+def _write_records(output: str, results, config, model_name: str) -> None:
+    """One JSONL record per generation, with the config that detects it (`config` None: no watermark)."""
+    scheme_name = "none" if config is None else config.scheme
+    cfg = None if config is None else config.to_dict()
+    n = write_jsonl(
+        output,
+        (
+            {
+                "prompt": g.prompt,
+                "text": g.text,
+                "scheme": scheme_name,
+                "config": cfg,
+                "num_tokens": g.num_tokens,
+                "model": model_name,
+            }
+            for g in results
+        ),
+    )
+    err_console.print(f"wrote {n} record(s) to {output}")
