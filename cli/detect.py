@@ -141,6 +141,39 @@ def detect(
         return run_stream(files, key, resolver, model, alpha, not no_normalize, stream_opts, load_tokenizer)
     calib = Calibration.load(calibration_path) if calibration_path else None
     records = read_texts(files, stream_opts["text_field"], as_text)
+    _detect_records(
+        records,
+        resolver,
+        key,
+        views,
+        calib,
+        model=model,
+        alpha=alpha,
+        normalize=not no_normalize,
+        find_spans=find_spans,
+        with_tokens=with_tokens,
+        html_path=html_path,
+        as_json=as_json,
+    )
+
+
+def _detect_records(
+    records,
+    resolver,
+    key,
+    views,
+    calib,
+    *,
+    model,
+    alpha,
+    normalize,
+    find_spans,
+    with_tokens,
+    html_path,
+    as_json,
+) -> None:
+    """Detect each record in memory and report them all (table, --json lines, --html page); a
+    record that cannot be tested is reported in its row and makes the exit status 2 at the end."""
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
     rows = []
@@ -150,13 +183,11 @@ def detect(
             resolved, tok, ck = _record_scheme(rec, resolver, model, key, tokenizers, schemes)
             # the canonical text is what gets tokenised, scored and shown (token offsets refer to it)
             text, norm = (
-                canonicalize(rec.text, offsets=find_spans)
-                if not no_normalize
-                else (rec.text, NormalizationReport())
+                canonicalize(rec.text, offsets=find_spans) if normalize else (rec.text, NormalizationReport())
             )
             ids = encode_array(tok, text)
             if calib is not None:
-                calib.check(schemes[ck], normalize=not no_normalize)
+                calib.check(schemes[ck], normalize=normalize)
             # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
             det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
             found = spans_in_text(schemes[ck], tok, text, ids, alpha) if find_spans else None
@@ -174,10 +205,8 @@ def detect(
             config=schemes[ck].config.to_dict(),
             config_conflicts=conflicts_json(resolved),
         )
-        _add_fields(
-            row, det, alpha, calib, norm if not no_normalize else None, (found,) if find_spans else None
-        )
-        if not no_normalize and norm.tampered and not as_json:
+        _add_fields(row, det, alpha, calib, norm if normalize else None, (found,) if find_spans else None)
+        if normalize and norm.tampered and not as_json:
             err_console.print(
                 f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
             )
