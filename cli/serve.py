@@ -92,6 +92,13 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
     "--log-text", is_flag=True, help="Also log the texts (by default the log holds sizes and verdicts only)."
 )
 @click.option(
+    "--keyring",
+    "keyring_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Serve every entry of this keyring (`wm keyring`); answers name entries only, never keys or configs.",
+)
+@click.option(
     "--log-file",
     type=click.Path(dir_okay=False),
     default=None,
@@ -149,6 +156,8 @@ def serve(
         log_text=log_text,
         allowed_hosts=tuple(h.lower() for h in allowed_hosts) or (LOOPBACK_NAMES if loopback else None),
     )
+    if ring_path := kwargs.pop("keyring_path"):  # a keyring: runtime/service/keyring_detector.py
+        return _serve_keyring(ring_path, settings, store, log_file, host, port)
     key = load_key(key_path)
     config = resolve_config(scheme, config_path, pop_scheme_flags(kwargs))
     tok_name = canonical_name(model or config.tokenizer)
@@ -163,6 +172,19 @@ def serve(
         f"wm serve: {config.scheme}, key {key.fingerprint}, alpha {alpha:g}, {who}, on "
         + shown.format(host, port)
     )
+    _run_server(app, host, port, log_stream)
+
+
+def _serve_keyring(ring_path: str, settings, store, log_file: str | None, host: str, port: int) -> None:
+    from wm_toolkit.watermark.runtime.service.app import JsonLineLog
+    from wm_toolkit.watermark.runtime.service.keyring_detector import keyring_app
+
+    from .terminal import visible
+
+    log_stream = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115
+    app = keyring_app(ring_path, settings, store, JsonLineLog(log_stream))
+    shown = visible(ring_path, one_line=True)
+    err_console.print(f"wm serve: keyring {shown}, alpha {settings.alpha:g}, on {host}:{port}")
     _run_server(app, host, port, log_stream)
 
 

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...schemes.base import WatermarkScheme
 from .detector import Detector
+from .keyring_detector import add_stream_routes
 from .page import content_security_policy, page_html
 from .policy import (
     LOOPBACK_ID,
@@ -113,12 +114,14 @@ def create_app(
     tokens: TokenStore | None = None,
     log: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.time,
+    detector: Any = None,
 ) -> FastAPI:
-    """The service for one key, config and tokenizer. `tokens` None: loopback clients only."""
+    """The service for one key, config and tokenizer. `tokens` None: loopback clients only.
+    `detector`: another detector with Detector's interface (a keyring: `keyring_detector`)."""
     settings = settings or ServiceSettings()
     service = _Service(
         scheme=scheme,
-        detector=Detector(scheme, tokenizer, settings.alpha),
+        detector=detector or Detector(scheme, tokenizer, settings.alpha),
         settings=settings,
         tokens=tokens,
         limiter=RateLimiter(clock),
@@ -133,6 +136,7 @@ def create_app(
     app = FastAPI(title="wm detection", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     _add_guard(app, settings, log or JsonLineLog())
     _add_routes(app, service)
+    add_stream_routes(app, service, tokenizer)  # POST /v1/detect/stream: keyring_detector.py
     return app
 
 
