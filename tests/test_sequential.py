@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,61 @@ def test_every_scheme_with_span_evidence_has_a_streaming_test(scheme):
     t = sequential_test_for(ev, 1e-3)
     feed(t, ev, 0, ev.n)
     assert t.tokens == ev.n and not t.verdict().watermarked
+
+
+# ---- following a growing text ---------------------------------------------------------------------
+
+
+def _green_text(scheme, tokenizer, n=90, seed=0) -> str:
+    """Words each green for its predecessor (kgw, h = 1): a strongly watermarked text, no model."""
+    import torch
+
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    cands = np.array(
+        [
+            i
+            for i, t in enumerate(vocab)
+            if t.startswith("Ġ") and t[1:].isascii() and t[1:].isalpha() and t[1:].islower()
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    ids = [tokenizer.convert_tokens_to_ids("The")]
+    while len(ids) < n:
+        seed_t = torch.from_numpy(scheme.seeds_for(np.array([[ids[-1]]])))
+        green = scheme.is_green(seed_t.expand(len(cands)), torch.from_numpy(cands)).numpy()
+        ids.append(int(rng.choice(cands[green])))
+    return tokenizer.decode(ids)
+
+
+def test_a_followed_text_is_called_watermarked_before_it_ends(tokenizer):
+    from wm_toolkit.watermark.runtime.follow import HOLD, monitor_for
+
+    s = build_scheme({"scheme": "kgw", "vocab_size": len(tokenizer)}, Key.from_seed("follow"))
+    text = _green_text(s, tokenizer)
+    mon = monitor_for([("key", s, "tok")], {"tok": tokenizer}, 1e-3)
+    words = text.split(" ")
+    states = [mon.update(" ".join(words[:i])) for i in range(2, len(words), 5)]
+    assert states[0]["verdict"] == "undecided"
+    assert any(st["verdict"] == "watermarked" for st in states)  # before the final update
+    first = next(st for st in states if st["verdict"] == "watermarked")
+    assert first["entries"][0]["tokens_to_detect"] < 40
+    end = mon.update(text, final=True)
+    assert end["final"] and end["tokens"] == len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert all(st["tokens"] <= max(0, len(tokenizer(text)["input_ids"]) - HOLD) for st in states[:-1])
+
+
+def test_wm_detect_follow_prints_a_line_per_update_and_a_final_verdict(tmp_path):
+    from click.testing import CliRunner
+
+    from wm_toolkit.cli.main import wm
+    from wm_toolkit.watermark.keying.keys import write_key_file
+
+    write_key_file(tmp_path / "k", Key.from_seed("follow cli"))
+    lines = "".join(f"Line {i} of a plain text that keeps arriving.\n" for i in range(6))
+    res = CliRunner().invoke(
+        wm, ["detect", "--follow", "-", "--key", str(tmp_path / "k"), "--json"], input=lines
+    )
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(rows) == 7 and rows[-1]["final"] and rows[-1]["verdict"] == "not watermarked"
+    assert [r["tokens"] for r in rows] == sorted(r["tokens"] for r in rows)
