@@ -6,8 +6,9 @@ import click
 
 from wm_toolkit.watermark.config import save_config_file
 from wm_toolkit.watermark.errors import InputError
+from wm_toolkit.watermark.modeling.generation import ENGINES
 from wm_toolkit.watermark.modeling.generation import generate as generate_texts
-from wm_toolkit.watermark.modeling.models import canonical_name, load_model
+from wm_toolkit.watermark.modeling.models import canonical_name, load_model, load_tokenizer
 from wm_toolkit.watermark.schemes import build_scheme
 from wm_toolkit.watermark.text.textio import check_text, read_prompts, write_jsonl
 
@@ -60,6 +61,13 @@ from .terminal import visible
 @click.option("--no-chat", is_flag=True, help="Do not wrap prompts in the model's chat template.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="hf",
+    show_default=True,
+    help="hf: transformers; vllm: wm's vLLM plugin (needs vLLM: `make vllm`, then .venv-vllm/bin/wm).",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write JSONL records here."
 )
 @click.option(
@@ -85,6 +93,7 @@ def generate(
     no_watermark,
     no_chat,
     device,
+    engine,
     output,
     config_out,
     scheme,
@@ -99,6 +108,10 @@ def generate(
     if prompt is not None and prompt_file is not None:
         raise click.UsageError("give either a PROMPT or --prompt-file, not both")
     check_outputs([output, config_out], [prompt_file, config_path], key_path or None)
+    if engine == "vllm":  # before any key is created or model loaded
+        from wm_toolkit.watermark.runtime.engines.vllm_plugin import require_vllm
+
+        require_vllm()
     prompts = [prompt] if prompt is not None else read_prompts(prompt_file)[:limit]
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
@@ -107,14 +120,7 @@ def generate(
     model_name = canonical_name(model)
     config = resolve_config(scheme, config_path, flags)
     key = None if no_watermark else resolve_key(key_path, secret, create_default=True)
-    with with_status(f"Loading {model_name}"):
-        lm, tok = load_model(model_name, device=device)
-    scheme_obj = None
-    if key is not None:
-        config = config.replace(vocab_size=len(tok), tokenizer=model_name)
-        config = with_model_vocab_size(config, model_name, lm)
-        scheme_obj = build_scheme(config, key)
-        config = scheme_obj.config
+    lm, tok, scheme_obj, config = load_engine(engine, model_name, device, config, key)
     with progress() as bar:
         task = bar.add_task("Generating", total=len(prompts))
         results = generate_texts(
@@ -131,6 +137,7 @@ def generate(
             seed=seed,
             chat=not no_chat,
             on_batch=lambda n: bar.advance(task, n),
+            engine=engine,
         )
     if config_out and scheme_obj is not None:
         save_config_file(config, config_out)
@@ -162,3 +169,27 @@ def _write_records(output: str, results, config, model_name: str) -> None:
         ),
     )
     err_console.print(f"wrote {n} record(s) to {output}")
+
+
+def load_engine(engine: str, model_name: str, device: str | None, config, key):
+    """(model or vLLM engine, tokenizer, scheme, bound config). vLLM needs the scheme before it
+    starts (its engine process reads the key once), so the config is bound to the tokenizer first."""
+    if engine == "vllm":
+        if device is not None:
+            raise InputError("--device is not used with --engine vllm (vLLM runs on its own platform)")
+        lm, tok = None, load_tokenizer(model_name)
+    else:
+        with with_status(f"Loading {model_name}"):
+            lm, tok = load_model(model_name, device=device)
+    scheme_obj = None
+    if key is not None:
+        config = config.replace(vocab_size=len(tok), tokenizer=model_name)
+        config = with_model_vocab_size(config, model_name, lm)
+        scheme_obj = build_scheme(config, key)
+        config = scheme_obj.config
+    if engine == "vllm":
+        from wm_toolkit.watermark.runtime.engines.vllm_plugin import open_llm
+
+        with with_status(f"Starting vLLM on {model_name}"):
+            lm = open_llm(model_name, scheme_obj)
+    return lm, tok, scheme_obj, config

@@ -20,7 +20,11 @@ __all__ = [
     "format_prompt",
     "generate",
     "sampling_warpers",
+    "scheme_processor",
 ]
+
+
+ENGINES = ("hf", "vllm")  # hf: transformers' generate(); vllm: the plugin (`make vllm`)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,30 @@ def _strip(ids: list[int], stop_ids: set[int]) -> list[int]:
     return ids
 
 
+def scheme_processor(scheme: WatermarkScheme, temperature: float, top_p: float, top_k: int) -> Any:
+    """The scheme's processor for these sampling settings: the one rule both engines (HF here,
+    vLLM in `runtime.engines.vllm_plugin`) follow, so they emit the same text.
+
+    Engines apply user processors BEFORE their own warpers: a decoder that must see the final
+    distribution gets the sampling settings and applies them itself; greedy decoding (temperature
+    0) and every other scheme get the plain processor."""
+    if temperature > 0 and getattr(scheme, "acts_on_final_distribution", False):
+        return scheme.processor(temperature=temperature, top_p=top_p, top_k=top_k)
+    return scheme.processor()
+
+
+def _engine_runner(model: Any, engine: str, extra_processors: Sequence[Any]) -> bool:
+    """True where another engine generates: a vLLM engine from `vllm_plugin.open_llm` carries its
+    own `wm_generate` (so wm imports no vLLM code here)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if engine == "hf":
+        return False
+    if getattr(model, "wm_generate", None) is None or extra_processors:
+        raise ConfigError("engine='vllm' needs an engine from vllm_plugin.open_llm, and no extra_processors")
+    return True
+
+
 @torch.inference_mode()
 def generate(
     model: Any,
@@ -67,12 +95,21 @@ def generate(
     min_new_tokens: int | None = None,
     extra_processors: Sequence[Any] = (),
     on_batch: Callable[[int], None] | None = None,
+    engine: str = "hf",
 ) -> list[Generation]:
     """Generate one continuation per prompt. `scheme=None` gives plain (unwatermarked) text.
 
     A fresh processor is built per batch, so per-sequence state (e.g. EXP key shifts) never
-    leaks between batches. `seed` makes sampling reproducible batch by batch.
+    leaks between batches. `seed` makes sampling reproducible batch by batch. `engine="vllm"`:
+    `model` is a `vllm.LLM` from `runtime.engines.vllm_plugin.open_llm(name, scheme)`, which runs
+    the same processors inside vLLM (same prompts, stripping and decoding).
     """
+    if _engine_runner(model, engine, extra_processors):
+        settings = dict(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+        return model.wm_generate(
+            tokenizer, prompts, scheme, batch_size=batch_size, chat=chat, num_beams=num_beams,
+            on_batch=on_batch, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, **settings,
+        )  # fmt: skip
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -90,12 +127,8 @@ def generate(
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
         processors = LogitsProcessorList(list(extra_processors))
         do_sample = temperature > 0
-        if final and do_sample:
-            # transformers applies user processors BEFORE its own warpers: a decoder that must
-            # see the final distribution applies the sampling settings itself
-            processors.append(scheme.processor(temperature=temperature, top_p=top_p, top_k=top_k))
-        elif scheme is not None:
-            processors.append(scheme.processor())
+        if scheme is not None:
+            processors.append(scheme_processor(scheme, temperature, top_p, top_k))
         if seed is not None:
             torch.manual_seed(seed + start)
         kwargs: dict[str, Any] = dict(

@@ -305,6 +305,19 @@ def model_vocab_size(name: str | None = None) -> int:
         ) from None
 
 
+def model_folder(name: str | None = None) -> str:
+    """A folder (or HF id) of safetensors weights other engines (vLLM) load: the embedded GGUF
+    model is converted once into the same cached folder `load_model` uses."""
+    name = canonical_name(name)
+    if name != DEFAULT_MODEL:
+        return resolve_name(name)
+    gguf = embedded_path(name)
+    cached = _gguf_cache_path(name, gguf)
+    if not _complete(cached, _MODEL_FILES):
+        build_once(cached, lambda d: _convert_gguf(gguf, d), _MODEL_FILES)
+    return str(cached)
+
+
 def load_model(
     name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
