@@ -37,6 +37,8 @@ class ConfigSource:
     def complete(cls, data: Any, label: str, where: str | None = None) -> ConfigSource:
         """A whole config (a record's, a file's): checked on its own; errors name `where` (e.g.
         the record's file and line), else the label."""
+        from . import schemes  # noqa: F401 - each scheme module registers its config when imported
+
         try:
             config_from_dict(data)
         except ConfigError as exc:

@@ -26,6 +26,10 @@ SCHEME_MODULES = (
     "hf_kgw",
     "hf_synthid",
     "vllm_gumbel",
+    "dipmark",
+    "delta_reweight",
+    "pf",
+    "morphmark",
 )
 
 _MODULES: list[ModuleType] = [importlib.import_module(f".{name}", __name__) for name in SCHEME_MODULES]
