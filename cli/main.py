@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": (".serve", "serve", "Serve detection over HTTP: POST /v1/detect, GET /healthz, and a page at /."),
     "steal": (".steal", "steal", "Steal a green list from texts labelled watermarked and natural."),
     "uncertainty": (".uncertainty", "uncertainty", "How sure is the model of its answer? SAR and baselines; `eval` measures them on a QA set."),
+    "vllm-config": (".vllm", "vllm_config", "Write vLLM's --watermark-config for a key (0600 file; it holds the key)."),
 }  # fmt: skip
 
 

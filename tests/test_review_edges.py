@@ -27,3 +27,27 @@ def test_a_p_value_near_the_floor_stays_inconclusive():
     assert near.verdict(1e-4) == "inconclusive"
     far = replace(det, p_value=1.0, log10_p_value=0.0, null_at_most=det.resamples)
     assert far.verdict(1e-4) == "not watermarked"
+
+
+def test_capitals_quoted_from_another_script_are_not_tampering():
+    from wm_toolkit.watermark.text.normalize import canonicalize
+
+    for text in ("The СССР and ТАСС signed it.", "The Greek word ΚΑΙ means and."):
+        out, report = canonicalize(text)
+        assert out == text and report.tampering["confusable"] == 0
+
+
+def test_look_alikes_inside_latin_words_are_still_mapped():
+    from wm_toolkit.watermark.text.normalize import canonicalize
+
+    out, report = canonicalize("Pаy with pаypal")  # Cyrillic a inside Latin words
+    assert out == "Pay with paypal" and report.tampering["confusable"] == 2
+
+
+def test_code_alignment_is_left_as_written():
+    from wm_toolkit.watermark.text.normalize import canonicalize
+
+    code = "def f(x):\n    a  = 1\n    bb = 2\n"
+    assert canonicalize(code)[0] == code
+    fenced = "Set them:\n```\nx  = 1\nyy = 2\n```\nthen  run."
+    assert canonicalize(fenced)[0] == "Set them:\n```\nx  = 1\nyy = 2\n```\nthen run."

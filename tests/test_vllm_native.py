@@ -22,7 +22,7 @@ from wm_toolkit.watermark.keying.hfkeys import load_any_key_file
 from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.keying.vllmkey import VllmKey, write_vllm_key_file
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.schemes.vllm_gumbel import SLACK, skipped_steps
+from wm_toolkit.watermark.schemes.vllm_gumbel import MAX_HISTORY, SLACK, skipped_steps
 from wm_toolkit.watermark.statistics.pvalues import log10_gamma_pair_tail
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vllm"
@@ -133,9 +133,17 @@ def test_p_values_are_valid_under_random_keys(algorithm, fields):
     (binomial(400, 0.05) >= 35)."""
     rng = np.random.default_rng(3)
     ids = rng.integers(0, 49152, 60)
-    p = np.array(
-        [scheme(int(k), algorithm, **fields).detect(ids).p_value for k in rng.integers(0, 2**63, 400)]
-    )
+    s = scheme(0, algorithm, **fields)  # one scheme, its Philox keys swapped (no slow fingerprint per key)
+    p = []
+    for k in rng.integers(0, 2**63, 400):
+        k = int(k)
+        s.prf_keys = (
+            (k,)
+            if algorithm == "gumbel"
+            else (philox.derive_key(k, b"key_a"), philox.derive_key(k, b"key_b"))
+        )
+        p.append(s.detect(ids).p_value)
+    p = np.array(p)
     assert (p <= 0.05).sum() < 35
     assert (p <= 0.5).mean() == pytest.approx(0.5, abs=0.1)  # and not needlessly conservative
 
@@ -222,3 +230,120 @@ def test_batched_masks_equal_the_per_text_rule(mode, history):
         start += ids.size
     many = s.detect_many([t for t in texts if t.size > 4])
     assert [d.p_value for d in many] == [s.detect(t).p_value for t in texts if t.size > 4]
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+
+def _run(*args):
+    from click.testing import CliRunner
+
+    from wm_toolkit.cli.main import wm
+
+    return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
+
+
+def _rows(res):
+    return [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+
+
+def _one_error(res, needle=""):
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert needle in res.stderr
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "cfg" / "key"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_cli_keygen_and_vllm_config_keep_the_key_out_of_stdout(cli_env):
+    res = _run("keygen", "--vllm-key", 123456789, "-o", "vk")
+    assert res.exit_code == 0 and "123456789" not in res.output
+    assert load_any_key_file(cli_env / "vk") == VllmKey(123456789)
+    assert _run("keygen", "--vllm", "-o", "rk").exit_code == 0
+    assert stat.S_IMODE(os.stat(cli_env / "rk").st_mode) == 0o600
+    _one_error(_run("keygen", "--vllm", "--vllm-key", "5", "-o", "x"), "one of")
+    _one_error(_run("keygen", "--vllm-key", "-1", "-o", "x"), "2^64")
+    res = _run("vllm-config", "--key", "vk", "--algorithm", "dual_key_gumbel", "--alpha", 0.2, "-o", "w.json")
+    assert res.exit_code == 0 and "123456789" not in res.output
+    assert stat.S_IMODE(os.stat(cli_env / "w.json").st_mode) == 0o600
+    cfg = json.loads((cli_env / "w.json").read_text())
+    assert cfg == {
+        "key": 123456789, "algorithm": "dual_key_gumbel", "alpha": 0.2, "context_width": 4,
+        "deduplicate_contexts": "single_turn", "deduplicate_contexts_max_history": 8192, "prf": "philox",
+    }  # fmt: skip
+    assert _run("vllm-config", "--key", "vk", "-o", "s.yaml").exit_code == 0
+    assert (cli_env / "s.yaml").read_text().startswith("watermark-config: {")
+    _one_error(_run("vllm-config", "--key", "vk"), "--stdout")
+    _one_error(_run("vllm-config", "--key", "vk", "-o", "w.json"), "exists")
+    assert json.loads(_run("vllm-config", "--key", "vk", "--stdout").stdout)["key"] == 123456789
+    _one_error(_run("vllm-config", "--key", "vk", "--force", "-o", "vk"))  # never over the key
+
+
+@pytest.mark.slow
+def test_cli_round_trip_generate_detect(cli_env, tiny_dir):
+    """wm generate with vLLM's dual-key watermark, detected by --scheme, by --vllm-config (with
+    and without the key inside), in corpus mode, and with --spans."""
+    (cli_env / "p.txt").write_text("Tell me about rivers.\nWrite a poem.\n")
+    assert _run("keygen", "--vllm-key", 987654321, "-o", "vk").exit_code == 0
+    res = _run(
+        "generate", "--prompt-file", "p.txt", "--model", tiny_dir, "--scheme", "vllm-dual-key-gumbel",
+        "--key", "vk", "--max-new-tokens", 40, "--seed", 0, "-o", "out.jsonl",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    by_scheme = _rows(_run("detect", "out.jsonl", "--model", tiny_dir, "--key", "vk", "--json"))
+    assert [r["verdict"] for r in by_scheme] == ["watermarked", "watermarked"]
+    assert all(r["scheme"] == "vllm-dual-key-gumbel" and r["vllm_p_value"] < 0.01 for r in by_scheme)
+    _run("vllm-config", "--key", "vk", "--algorithm", "dual_key_gumbel", "-o", "w.json")
+    plain = {k: v for k, v in json.loads((cli_env / "w.json").read_text()).items() if k != "key"}
+    (cli_env / "plain.json").write_text(json.dumps(plain))
+    res = _run(
+        "detect", "out.jsonl", "--model", tiny_dir, "--vllm-config", "plain.json", "--key", "vk", "--json"
+    )
+    assert [r["p_value"] for r in _rows(res)] == [r["p_value"] for r in by_scheme]
+    res = _run("detect", "out.jsonl", "--model", tiny_dir, "--vllm-config", "w.json", "--json")
+    assert "holds the watermark key" in res.stderr and "987654321" not in res.output
+    assert [r["p_value"] for r in _rows(res)] == [r["p_value"] for r in by_scheme]
+    res = _run("detect", "out.jsonl", "--model", tiny_dir, "--key", "vk", "--stream")
+    assert [r["p_value"] for r in _rows(res)] == [r["p_value"] for r in by_scheme]
+    res = _run("detect", "out.jsonl", "--model", tiny_dir, "--key", "vk", "--json", "--spans")
+    assert all("span_p_value" in r for r in _rows(res))
+    (cli_env / "bad.json").write_text(json.dumps({"algorithm": "kgw"}))
+    _one_error(_run("detect", "out.jsonl", "--vllm-config", "bad.json", "--key", "vk"), "algorithm")
+    (cli_env / "bad.json").write_text(json.dumps({"algorithm": "gumbel", "seed": 3}))
+    _one_error(_run("detect", "out.jsonl", "--vllm-config", "bad.json", "--key", "vk"), "seed")
+    _one_error(
+        _run("detect", "out.jsonl", "--scheme", "gumbel", "--vllm-config", "plain.json", "--key", "vk")
+    )
+
+
+def test_cli_detect_paths_agree(cli_env):
+    """--scheme with a key file, --vllm-config with a key file, and a config carrying its key
+    (warned about, never echoed) give the same rows; bad configs are one error line."""
+    (cli_env / "t.txt").write_text("The river runs north past the mill, the bridge and the old forge. " * 3)
+    assert _run("keygen", "--vllm-key", 987654321, "-o", "vk").exit_code == 0
+    by_scheme = _rows(_run("detect", "t.txt", "--scheme", "vllm-gumbel", "--key", "vk", "--json"))
+    assert by_scheme[0]["scheme"] == "vllm-gumbel" and "vllm_score" in by_scheme[0]
+    (cli_env / "plain.json").write_text(json.dumps({"algorithm": "gumbel", "context_width": 4}))
+    res = _run("detect", "t.txt", "--vllm-config", "plain.json", "--key", "vk", "--json")
+    assert [r["p_value"] for r in _rows(res)] == [r["p_value"] for r in by_scheme]
+    (cli_env / "w.json").write_text(json.dumps({"key": 987654321, "deduplicate_contexts_max_history": None}))
+    res = _run("detect", "t.txt", "--vllm-config", "w.json", "--json")
+    assert "holds the watermark key" in res.stderr and "987654321" not in res.output
+    row = _rows(res)[0]
+    assert row["config"]["deduplicate_contexts_max_history"] == MAX_HISTORY  # vLLM's null: the whole text
+    assert row["num_tokens_scored"] <= by_scheme[0]["num_tokens_scored"]
+    (cli_env / "other").write_text("")
+    _run("keygen", "--vllm-key", 5, "--force", "-o", "other")
+    _one_error(_run("detect", "t.txt", "--vllm-config", "w.json", "--key", "other"), "different keys")
+    (cli_env / "bad.json").write_text(json.dumps({"algorithm": "kgw"}))
+    _one_error(_run("detect", "t.txt", "--vllm-config", "bad.json", "--key", "vk"), "algorithm")
+    (cli_env / "bad.json").write_text(json.dumps({"algorithm": "gumbel", "seed": 3}))
+    _one_error(_run("detect", "t.txt", "--vllm-config", "bad.json", "--key", "vk"), "seed")
+    (cli_env / "bad.json").write_text("{not json")
+    _one_error(_run("detect", "t.txt", "--vllm-config", "bad.json", "--key", "vk"), "JSON")
+    _one_error(_run("detect", "t.txt", "--scheme", "gumbel", "--vllm-config", "plain.json", "--key", "vk"))

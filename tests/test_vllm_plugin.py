@@ -94,6 +94,19 @@ def test_only_both_or_neither_of_key_and_config_may_be_set():
         vp.configured({vp.ENV_KEY: "k"})
 
 
+def test_without_settings_the_processor_is_inactive_and_a_second_copy_stays_idle(monkeypatch):
+    for name in (vp.ENV_KEY, vp.ENV_CONFIG):
+        monkeypatch.delenv(name, raising=False)
+    cfg = SimpleNamespace(model_config=SimpleNamespace(logits_processors=[vp.PROCESSOR_FQCN]))
+    proc = vp.WmLogitsProcessor(cfg, "cpu", False)
+    assert proc.server is None and proc.is_argmax_invariant()
+    logits = torch.randn(2, V)
+    assert torch.equal(proc.apply(logits.clone()), logits)
+    other = SimpleNamespace(model_config=SimpleNamespace(logits_processors=[vp.PROCESSOR_FQCN]))
+    copies = vp._copies_per_build(other)  # 2 where wm is installed (entry point) and also listed
+    assert [vp._duplicate(other) for _ in range(2 * copies)] == [i % copies != 0 for i in range(2 * copies)]
+
+
 def test_request_policy():
     p = vp.Policy(vp.config_from_dict({"scheme": "kgw"}), allow=frozenset({"delta"}))
     assert p.request(None) == (True, ())

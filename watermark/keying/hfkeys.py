@@ -23,9 +23,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import KeyFileError
 from .keys import KEY_BYTES, Key, load_key_file, read_private_file, write_private_file
+
+if TYPE_CHECKING:
+    from .vllmkey import VllmKey
 
 INT64_MAX = (1 << 63) - 1
 MAX_SYNTHID_LAYERS = 64  # a position's g-values are held as the bits of one 64-bit word
@@ -126,7 +130,7 @@ def write_hf_key_file(
     write_private_file(path, (json.dumps(obj) + "\n").encode(), overwrite)
 
 
-def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
+def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey | VllmKey:
     """A wm hex key file, or an integer key file written by `wm keygen --hf-hashing-key/--synthid-keys`
     (both read with the same checks: a private regular file of bounded size)."""
     p = Path(path).expanduser()
@@ -136,7 +140,7 @@ def load_any_key_file(path: str | os.PathLike[str]) -> AnyKey:
     return parse_key_bytes(raw, f"key file {p}")
 
 
-def parse_key_bytes(raw: bytes, where: str = "the key") -> AnyKey:
+def parse_key_bytes(raw: bytes, where: str = "the key") -> AnyKey | VllmKey:
     """A key from the bytes of a key file (wm hex, or an integer key object), e.g. a key stored
     inline in a keyring; `where` names it in errors (the bytes are never echoed)."""
     if not raw.lstrip().startswith(b"{"):
@@ -160,6 +164,4 @@ def parse_key_bytes(raw: bytes, where: str = "the key") -> AnyKey:
         vllm_key = from_key_file_object(obj)
         if vllm_key is not None:
             return vllm_key
-    raise KeyFileError(
-        f"{p}: expected type {KGW_TYPE!r} with 'hashing_key' or {SYNTHID_TYPE!r} with 'keys'"
-    )
+    raise KeyFileError(f"{p}: expected type {KGW_TYPE!r} with 'hashing_key' or {SYNTHID_TYPE!r} with 'keys'")

@@ -193,8 +193,15 @@ def add_below_(scores: torch.Tensor, seeds: torch.Tensor, fraction: float, delta
     if kernels is None:
         return False
     s = seeds.reshape(-1).detach().to(torch.int64).numpy()
-    kernels[1](scores.numpy(), s, np.uint64(unit_threshold(fraction)), np.float32(delta))
+    add = kernels[1] if scores.numel() >= PARALLEL_MIN_ELEMENTS else kernels[2]
+    add(scores.numpy(), s, np.uint64(unit_threshold(fraction)), np.float32(delta))
     return True
+
+
+# Below this many scores a step adds delta in one thread: numba's thread pool, woken between two
+# forward passes, fights torch's own threads for the cores (a batch-1 step at a 49,152-token
+# vocabulary paid more for that than for the hashing), and one core hashes 10^6 entries in ~1 ms.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def _fused_kernel():
@@ -203,8 +210,9 @@ def _fused_kernel():
 
 
 def _fused_kernels():
-    """The numba kernels (vocab_below, add_below_), compiled once and cached on disk; None without numba.
-    Both decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
+    """The numba kernels (vocab_below, add_below_ parallel and serial), compiled once and cached on
+    disk; None without numba.
+    All decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
     if not _FUSED:
         try:
             if not numba_wanted():
@@ -245,7 +253,15 @@ def _fused_kernels():
                     if green(seed, j, threshold):
                         scores[b, j] += delta
 
-        _FUSED.append((fused, add_fused))
+        @njit(cache=True)
+        def add_serial(scores, seeds, threshold, delta):  # pragma: no cover - compiled
+            for b in range(scores.shape[0]):
+                seed = np.uint64(seeds[b])
+                for j in range(scores.shape[1]):
+                    if green(seed, j, threshold):
+                        scores[b, j] += delta
+
+        _FUSED.append((fused, add_fused, add_serial))
     return _FUSED[0]
 
 

@@ -329,6 +329,7 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     dtype = dtype or torch.float32
+    model: Any
     if name == DEFAULT_MODEL:
         gguf = embedded_path(name)
         cached = _gguf_cache_path(name, gguf)
@@ -337,6 +338,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tok = load_tokenizer(name)
     else:
+        assert path is not None  # resolved above for every model but the embedded default
         check_model_folder(name, path)
         try:
             with hub_access():

@@ -20,7 +20,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import OutputError
 
@@ -117,7 +117,7 @@ class _Writer:
         self.buffer = bytearray()
 
     def write(self, data: str | bytes) -> int:
-        raw = data.encode(self.encoding) if isinstance(data, str) else data
+        raw = data.encode(cast(str, self.encoding)) if isinstance(data, str) else data  # str: a text writer
         self.buffer += raw
         if len(self.buffer) >= _BUFFER:
             self.flush()
@@ -146,6 +146,7 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = False) -> Iterato
     """Yield a writer (`.write(str)`, UTF-8; bytes when `binary`); publish only if the block succeeds."""
     target = Path(path)
     make_parents(target)
+    tmp: str | None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     except OSError as exc:

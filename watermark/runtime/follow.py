@@ -80,12 +80,12 @@ class StreamMonitor:
         m.fed, m.prefix = stop, ids[:stop].copy()
 
     def state(self, final: bool = False) -> dict[str, Any]:
-        entries = []
+        entries: list[dict[str, Any]] = []
         match = None
         best = -math.inf
         for m in self.members:
             v = m.test.verdict() if m.test is not None else None
-            row = {"name": m.name, "tokens": m.fed, "weight": m.weight}
+            row: dict[str, Any] = {"name": m.name, "tokens": m.fed, "weight": m.weight}
             if v is not None:
                 row.update(e_value=v.e_value, anytime_p_value=v.p_value, tokens_to_detect=v.stopped_at)
                 score = v.max_log_e + math.log(m.weight)  # weighted: w_i E_i >= 1/alpha rejects

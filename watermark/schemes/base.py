@@ -7,7 +7,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -51,7 +51,7 @@ class Detection:
         """Reject H0 at level alpha: p <= alpha (valid for any super-uniform p-value)."""
         if self.p_value > 0.0:
             return self.p_value <= alpha
-        return self.log10_p_value <= math.log10(alpha)
+        return cast(float, self.log10_p_value) <= math.log10(alpha)  # set by __post_init__
 
     def verdict(self, alpha: float) -> str:
         if self.watermarked(alpha):

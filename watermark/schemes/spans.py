@@ -63,7 +63,7 @@ class SpanDetection(Detection):
             out.append(replace(s, start_char=int(starts[s.start_token]), end_char=int(ends[s.end_token - 1])))
         return replace(self, spans=tuple(out))
 
-    def mapped_to(self, offsets: Sequence[int] | None) -> SpanDetection:
+    def mapped_to(self, offsets: Sequence[int] | np.ndarray | None) -> SpanDetection:
         """Character offsets carried through a map of scored-text index -> input-text index
         (`NormalizationReport.offsets`, len + 1 entries; None = identity)."""
         if offsets is None:
@@ -82,6 +82,7 @@ class SpanMixin:
     Only schemes that have it offer `detect_spans` (the service and the CLI check for it)."""
 
     min_window: ClassVar[int] = scan_spans.DEFAULT_MIN_WINDOW
+    config: Any  # the scheme's config (WatermarkScheme sets it)
 
     @property
     def has_spans(self) -> bool:

@@ -29,6 +29,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -461,3 +462,59 @@ class VllmGumbelLogitsProcessor(LogitsProcessor):
             out[b] = -math.inf
             out[b, token] = 0.0
         return out
+
+
+# ---- vLLM's `--watermark-config` JSON ----------------------------------------------------------
+VLLM_FIELDS = (
+    "key",
+    "algorithm",
+    "alpha",
+    "context_width",
+    "deduplicate_contexts",
+    "deduplicate_contexts_max_history",
+    "prf",
+    "allow_target_only_watermarking",
+)
+ALGORITHMS = {"gumbel": "vllm-gumbel", "dual_key_gumbel": "vllm-dual-key-gumbel"}
+
+
+def from_vllm_dict(obj: Any) -> tuple[dict[str, Any], VllmKey | None]:
+    """(wm config fields, the key if the JSON carries it) from vLLM's `WatermarkConfig` JSON.
+    Missing fields take vLLM's defaults; unknown fields and other PRFs are refused."""
+    if not isinstance(obj, dict):
+        raise ConfigError("a vLLM watermark config is a JSON object")
+    unknown = sorted(set(obj) - set(VLLM_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown vLLM watermark config field(s): {', '.join(map(str, unknown))}")
+    algorithm = obj.get("algorithm", "gumbel")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown vLLM watermark algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    if obj.get("prf", "philox") != "philox":
+        raise ConfigError("only vLLM's 'philox' PRF is known")
+    fields = {
+        "scheme": ALGORITHMS[algorithm],
+        "context_width": obj.get("context_width", 4),
+        "deduplicate_contexts": obj.get("deduplicate_contexts", "single_turn"),
+        # null (the whole scope) as MAX_HISTORY: the same for any text wm reads, and it survives
+        # config merging, where None means "not given"
+        "deduplicate_contexts_max_history": obj.get("deduplicate_contexts_max_history", 8192) or MAX_HISTORY,
+        "dual_alpha": obj.get("alpha", 0.1),
+    }
+    return fields, (VllmKey(obj["key"]) if "key" in obj else None)
+
+
+def to_vllm_dict(config: VllmGumbelConfig, key: VllmKey) -> dict[str, Any]:
+    """vLLM's `--watermark-config` for this config; it must carry the key (vLLM has no other way)."""
+    return {
+        "key": as_vllm_key(key).value,
+        "algorithm": config.algorithm,
+        "alpha": config.dual_alpha,
+        "context_width": config.context_width,
+        "deduplicate_contexts": config.deduplicate_contexts,
+        "deduplicate_contexts_max_history": (
+            None
+            if config.deduplicate_contexts_max_history in (None, MAX_HISTORY)
+            else config.deduplicate_contexts_max_history
+        ),
+        "prf": "philox",
+    }

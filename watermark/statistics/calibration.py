@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class Calibration:
 
     def calibrated_p_value(self, det: Detection) -> float:
         """(1 + #{natural p <= observed p}) / (N + 1), counted in log10 space."""
-        obs = det.log10_p_value
+        obs = cast(float, det.log10_p_value)  # set by Detection.__post_init__
         below = int(np.searchsorted(self.null_log10_p, obs, side="right"))
         return (1 + below) / (self.num_texts + 1)
 

@@ -97,7 +97,7 @@ class SequentialTest:
     shifts: int = 1
     tokens: int = 0
     stopped_at: int | None = None
-    _log: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _log: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     _max: float = 0.0
     _seen: dict = field(default_factory=dict, repr=False)  # group -> [greens, tokens]
 

@@ -376,9 +376,11 @@ def find_spans(
     # each significant window speaks for the span it overlaps most: a span's p-value is the
     # smallest adjusted one among its windows (a longer window may hold more evidence than the
     # minimal ones, e.g. the 256 tokens around a 200-token passage)
-    a = np.array([f.start for f in found])
-    b = np.array([f.end for f in found])
-    overlap = np.minimum(wins.ends[sig, None], b[None]) - np.maximum(wins.starts[sig, None], a[None])
+    span_starts = np.array([f.start for f in found])
+    span_ends = np.array([f.end for f in found])
+    overlap = np.minimum(wins.ends[sig, None], span_ends[None]) - np.maximum(
+        wins.starts[sig, None], span_starts[None]
+    )
     owner = np.argmax(overlap, axis=1)
     out = []
     for k, f in enumerate(found):

@@ -141,7 +141,7 @@ def encode_for_detection(
     return encode_array(tokenizer, canon), report
 
 
-def token_offsets(tokenizer: Any, text: str, ids: Sequence[int]) -> tuple[list[int], list[int]]:
+def token_offsets(tokenizer: Any, text: str, ids: Sequence[int] | np.ndarray) -> tuple[list[int], list[int]]:
     """(start, end) character offsets in `text` of each of its token ids (`encode_array(tok, text)`).
 
     A fast tokenizer reports them (chunk by chunk for long texts, at the same cuts `encode_array`

@@ -21,12 +21,15 @@ The steps, each kept narrow enough that text a model writes itself comes through
 3. confusable: look-alikes of ASCII letters and digits (Unicode confusables.txt,
    `watermark.confusables`) are mapped inside words that also hold Latin letters, and in words
    made only of look-alikes when the text is mostly Latin (a lone alpha, gamma, nu, rho or sigma,
-   as in math, stays).
+   as in math, stays, and so does a word in capitals of one other script, such as СССР, ТАСС or
+   ΚΑΙ quoted in English: neither is counted as tampering).
 4. whitespace: inside a line, any run of spaces and tabs (NBSP, thin, ideographic and other
    Unicode spaces, doubled spaces) becomes one ASCII space; newlines are kept, and so is the
    indentation at the start of a line (its Unicode spaces become ASCII spaces, tabs stay). The
    default model itself writes a doubled space now and then (2 of 24 texts): those are collapsed
    too (an attacker could double some spaces) but count as tampering only when most gaps have them.
+   Code (lines inside ``` fences, or indented by a tab or four spaces) keeps its alignment: runs
+   of spaces there are left as written (odd Unicode spaces become as many ASCII spaces).
 
 Offsets: `report.offsets[i]` is the index in the original text of canonical character i (with a
 final entry len(original)), so a span [a, b) of the canonical text is [offsets[a], offsets[b]) of
@@ -35,6 +38,7 @@ the original; None when nothing changed.
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -295,6 +299,8 @@ def _confusable_edits(text: str) -> list[tuple[int, int, str]]:
             # only look-alikes (and digits): Latin when the text around it is
             if w in _MATH_GREEK:
                 continue  # a lone Greek letter used in math, as in "the angle α"
+            if _foreign_capitals(w):
+                continue  # СССР, ТАСС, ΚΑΙ: a word in capitals of one other script, quoted as written
             if latin_majority is None:
                 latin_majority = _mostly_latin(text)
             if not latin_majority:
@@ -302,6 +308,15 @@ def _confusable_edits(text: str) -> list[tuple[int, int, str]]:
         for i in hits:
             edits.append((m.start() + i, m.start() + i + 1, CONFUSABLES[w[i]]))
     return edits
+
+
+def _foreign_capitals(word: str) -> bool:
+    """Two or more capital letters, none ASCII, all of one script (Cyrillic, Greek, ...): how an
+    acronym or a word quoted from another language is written, not a substitution attack (which
+    swaps some letters of Latin words, and those words stay mixed and mapped)."""
+    if len(word) < 2 or not all(c.isupper() and not c.isascii() for c in word):
+        return False
+    return len({unicodedata.name(c, "?").split(" ")[0] for c in word}) == 1
 
 
 def _mostly_latin(text: str) -> bool:
@@ -319,15 +334,36 @@ def _mostly_latin(text: str) -> bool:
     return latin > other
 
 
+def _code_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the lines that are code: inside ``` fences, or indented by a tab or four
+    spaces. Their runs of spaces (alignment) are left as written, odd spaces become ASCII spaces."""
+    out, fenced, pos = [], False, 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip(" \t")
+        if stripped.startswith("```"):
+            fenced = not fenced
+        elif fenced or line.startswith(("\t", "    ")):
+            out.append((pos, pos + len(line)))
+        pos += len(line)
+    return out
+
+
+def _in_code(code: list[tuple[int, int]], at: int) -> bool:
+    i = bisect.bisect_right(code, (at, float("inf"))) - 1
+    return i >= 0 and code[i][0] <= at < code[i][1]
+
+
 def _whitespace(t: _Text) -> dict[str, Any]:
     """Step 4 on t; the counts: odd whitespace changed, extra ASCII spaces removed, their share."""
     text = t.text
     edits = []
     doubled = doubled_runs = 0
+    code = _code_lines(text)
     for m in _WHITESPACE.finditer(text):
         run, s = m.group(), m.start()
         indent = s == 0 or text[s - 1] in _LINE_BREAKS  # keeps its length and tabs, ASCII spaces
-        new = "".join(c if c == "\t" else " " for c in run) if indent else " "
+        keep = indent or _in_code(code, s)  # code: indentation and alignment as written
+        new = "".join(c if c == "\t" else " " for c in run) if keep else " "
         if new != run:
             edits.append((s, m.end(), new))
             if run.count(" ") == len(run):

@@ -288,7 +288,7 @@ def read_records(
             return records
         _refuse_mostly_json(path, text, field_name)
     if one_per_line:
-        out = []
+        out: list[TextRecord] = []
         for n, ln in iter_lines(text):
             if ln.strip():
                 if len(out) >= MAX_RECORDS:

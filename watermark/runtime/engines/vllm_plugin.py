@@ -330,18 +330,29 @@ def _model_sizes(vllm_config: Any) -> tuple[int, int, str]:
         return model_vocab, model_vocab, name
 
 
-_ACTIVE: set[int] = set()
-_ACTIVE_CONFIGS: list[Any] = []  # kept alive, so their ids are never reused
+_BUILT: dict[int, int] = {}  # id(vllm_config) -> instances built for it so far
+_CONFIGS: list[Any] = []  # kept alive, so their ids are never reused
 
 
-def _already_active(vllm_config: Any) -> bool:
-    """True for a second instance in one engine (entry point AND --logits-processors): the
-    watermark must run once per token, not twice."""
-    if id(vllm_config) in _ACTIVE:
-        return True
-    _ACTIVE.add(id(vllm_config))
-    _ACTIVE_CONFIGS.append(vllm_config)
-    return False
+def _copies_per_build(vllm_config: Any) -> int:
+    """How many instances one vLLM processor build makes: one for the entry point (wm installed)
+    plus one per `--logits-processors` entry naming this class."""
+    from importlib.metadata import entry_points
+
+    plugin = any(e.value == PROCESSOR_FQCN for e in entry_points(group="vllm.logits_processors"))
+    listed = getattr(vllm_config.model_config, "logits_processors", None) or []
+    named = sum(x == PROCESSOR_FQCN or getattr(x, "__name__", None) == "WmLogitsProcessor" for x in listed)
+    return max(1, int(plugin) + named)
+
+
+def _duplicate(vllm_config: Any) -> bool:
+    """True for the second copy within one build (entry point AND --logits-processors): the
+    watermark runs once per token. A rebuilt batch (same config) gets an active first copy again."""
+    if id(vllm_config) not in _BUILT:
+        _CONFIGS.append(vllm_config)
+    n = _BUILT.get(id(vllm_config), 0)
+    _BUILT[id(vllm_config)] = n + 1
+    return n % _copies_per_build(vllm_config) != 0
 
 
 def _asks_for_watermark(params: Any) -> bool:
@@ -367,7 +378,8 @@ class WmLogitsProcessor(_VllmLogitsProcessor):
     def __init__(self, vllm_config: Any, device: Any, is_pin_memory: bool) -> None:
         self.server: WatermarkServer | None = None
         self.rows: dict[int, RowState] = {}
-        if not configured() or _already_active(vllm_config):
+        self.duplicate = _duplicate(vllm_config)
+        if not configured() or self.duplicate:
             log.info(
                 "wm watermark: inactive in this engine (%s and %s unset, or loaded twice)",
                 ENV_KEY,
@@ -387,7 +399,7 @@ class WmLogitsProcessor(_VllmLogitsProcessor):
     def from_server(cls, server: WatermarkServer) -> WmLogitsProcessor:
         """A processor on a server built in memory (tests, embedding), without vLLM's config."""
         self = cls.__new__(cls)
-        self.server, self.rows = server, {}
+        self.server, self.rows, self.duplicate = server, {}, False
         return self
 
     def is_argmax_invariant(self) -> bool:
@@ -397,7 +409,7 @@ class WmLogitsProcessor(_VllmLogitsProcessor):
         if not batch_update:
             return
         if self.server is None:
-            if any(_asks_for_watermark(params) for _, params, _, _ in batch_update.added):
+            if not self.duplicate and any(_asks_for_watermark(p) for _, p, _, _ in batch_update.added):
                 log.warning("wm watermark: a request asked for a watermark, but none is configured here")
             return
         apply_batch_update(self.rows, batch_update, self.server.row)

@@ -11,7 +11,7 @@ import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ...errors import InputError
 from ...modeling.generation import encode_texts
@@ -90,7 +90,12 @@ class Detector:
                 if spans:  # JSON offsets index the text as sent; the page shows the canonical text
                     found = spans_in_text(scheme, tok, text, ids, self.alpha)
                     row.update(span_fields(found and found.mapped_to(norm.offsets), self.alpha, scheme.name))
-                    shown = [(x.start_char, x.end_char) for x in found.spans] if found is not None else []
+                    # with_char_offsets gave every span its characters
+                    shown = (
+                        [cast(tuple[int, int], (x.start_char, x.end_char)) for x in found.spans]
+                        if found
+                        else []
+                    )
             except InputError as exc:
                 row = {"source": source, "error": str(exc)}
             else:

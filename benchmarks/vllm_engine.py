@@ -1,0 +1,134 @@
+"""wm's schemes inside vLLM (the plugin): detections, tokens/s against the HF path, overhead.
+
+    .venv-vllm/bin/python benchmarks/vllm_engine.py [--prompts 32] [--tokens 150] [--repeats 3]
+
+For each scheme one vLLM engine runs the plugin (`vllm_plugin.open_llm`); the same engine also
+serves the unwatermarked requests (`wm_watermark: false`: the processor has no rows then), so the
+watermark's overhead is measured inside one engine, on/off alternated in order and repeated
+(median and spread printed). Texts are detected with wm (`scheme.detect`, p < 1e-3). The HF path
+(transformers' generate, batch = all prompts) runs the same prompts for tokens/s. All ratios come
+from this one run. Last line printed: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ALPHA = 1e-3
+
+
+def read_prompts(n: int) -> list[str]:
+    from wm_toolkit.watermark.text.textio import read_prompts as read
+
+    return read(str(ROOT / "data" / "prompts.jsonl"))[:n]
+
+
+def timed(run) -> tuple[list, float]:
+    t0 = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - t0
+
+
+def detections(scheme, gens) -> int:
+    """How many texts wm calls watermarked at p < 1e-3."""
+    hits = 0
+    for g in gens:
+        with contextlib.suppress(Exception):  # a text too short to test counts as not detected
+            hits += scheme.detect(g.token_ids, alpha=ALPHA).p_value < ALPHA
+    return hits
+
+
+def bench_scheme(name: str, key, tok, prompts: list[str], args) -> dict:
+    """One engine with the plugin: on/off alternated `repeats` times; detections of both."""
+    from wm_toolkit.watermark.modeling.generation import generate
+    from wm_toolkit.watermark.runtime.engines.vllm_plugin import open_llm
+    from wm_toolkit.watermark.schemes import build_scheme
+
+    scheme = build_scheme({"scheme": name, "vocab_size": len(tok), "tokenizer": "smollm2-135m"}, key)
+    llm, startup = timed(lambda: open_llm(None, scheme, enforce_eager=True))
+    opts = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, seed=0, engine="vllm")
+    runs: dict[str, list[float]] = {"on": [], "off": []}
+    texts: dict[str, list] = {}
+    for r in range(args.repeats):
+        for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
+            s = scheme if mode == "on" else None
+            gens, dt = timed(lambda s=s: generate(llm, tok, prompts, s, batch_size=len(prompts), **opts))
+            runs[mode].append(sum(g.num_tokens for g in gens) / dt)
+            texts.setdefault(mode, gens)
+    overheads = [off / on - 1.0 for on, off in zip(runs["on"], runs["off"], strict=True)]
+    out = {
+        "scheme": name,
+        "startup_s": round(startup, 1),
+        "tokens_per_s_on": [round(x, 1) for x in runs["on"]],
+        "tokens_per_s_off": [round(x, 1) for x in runs["off"]],
+        "overhead_median": round(statistics.median(overheads), 4),
+        "overhead_min": round(min(overheads), 4),
+        "overhead_max": round(max(overheads), 4),
+        "detected": detections(scheme, texts["on"]),
+        "detected_unwatermarked": detections(scheme, texts["off"]),
+        "n": len(prompts),
+    }
+    return out
+
+
+def bench_hf(key, prompts: list[str], args) -> dict:
+    """The HF path on the same prompts: plain and kgw tokens/s (batch = all prompts)."""
+    from wm_toolkit.watermark.modeling.generation import generate
+    from wm_toolkit.watermark.modeling.models import load_model
+    from wm_toolkit.watermark.schemes import build_scheme
+
+    model, tok = load_model(None, device="cpu")
+    scheme = build_scheme({"scheme": "kgw", "vocab_size": len(tok), "tokenizer": "smollm2-135m"}, key)
+    out = {}
+    for label, s in (("plain", None), ("kgw", scheme)):
+        gens, dt = timed(
+            lambda s=s: generate(
+                model, tok, prompts, s, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+                batch_size=len(prompts), seed=0,
+            )
+        )  # fmt: skip
+        out[f"hf_tokens_per_s_{label}"] = round(sum(g.num_tokens for g in gens) / dt, 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=150)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--schemes", default="kgw,gumbel,exp,synthid")
+    ap.add_argument("--no-hf", action="store_true", help="skip the HF-path tokens/s")
+    args = ap.parse_args()
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: less memory
+    from wm_toolkit.watermark.keying.keys import Key
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
+
+    key = Key.from_seed("benchmarks/vllm_engine")
+    tok = load_tokenizer()
+    prompts = read_prompts(args.prompts)
+    load_start = os.getloadavg()
+    result: dict = {"prompts": len(prompts), "tokens": args.tokens, "repeats": args.repeats, "schemes": []}
+    for name in args.schemes.split(","):
+        row = bench_scheme(name, key, tok, prompts, args)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        result["schemes"].append(row)
+    if not args.no_hf:
+        result.update(bench_hf(key, prompts, args))
+        plain = statistics.median(x for r in result["schemes"] for x in r["tokens_per_s_off"])
+        result["vllm_over_hf_plain"] = round(plain / result["hf_tokens_per_s_plain"], 2)
+    import vllm
+
+    result.update(vllm=vllm.__version__, load_start=load_start, load_end=os.getloadavg(), cpus=os.cpu_count())
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
