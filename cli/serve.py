@@ -176,8 +176,7 @@ def serve(
 
 
 def _serve_keyring(ring_path: str, settings, store, log_file: str | None, host: str, port: int) -> None:
-    from wm_toolkit.watermark.runtime.service.app import JsonLineLog
-    from wm_toolkit.watermark.runtime.service.keyring_detector import keyring_app
+    from wm_toolkit.watermark.runtime.service.app import JsonLineLog, keyring_app
 
     from .terminal import visible
 

@@ -136,7 +136,9 @@ def create_app(
     app = FastAPI(title="wm detection", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     _add_guard(app, settings, log or JsonLineLog())
     _add_routes(app, service)
-    add_stream_routes(app, service, tokenizer)  # POST /v1/detect/stream: keyring_detector.py
+    add_stream_routes(
+        app, service, tokenizer, (ServiceError, _authenticate, _read_body)
+    )  # keyring_detector.py
     return app
 
 
@@ -368,3 +370,12 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def keyring_app(ring_path: str, settings: Any, tokens: Any, log: Any) -> Any:
+    """The service over a keyring file (`wm serve --keyring`)."""
+    from ..keyring import load_keyring
+    from .keyring_detector import KeyringServiceDetector, RingDetector
+
+    detector = KeyringServiceDetector(RingDetector(load_keyring(ring_path), settings.alpha))
+    return create_app(None, None, settings, tokens, log, detector=detector)

@@ -142,9 +142,11 @@ def parse_stream_body(body: bytes) -> tuple[str | None, str, bool]:
     return session, text, final
 
 
-def add_stream_routes(app: Any, service: Any, tokenizer: Any = None) -> None:
-    """POST /v1/detect/stream on the app (access and rate limits as for /v1/detect)."""
-    from .app import ServiceError, _authenticate, _read_body
+def add_stream_routes(app: Any, service: Any, tokenizer: Any, http: Any) -> None:
+    """POST /v1/detect/stream on the app (access and rate limits as for /v1/detect). `http` is
+    app.py's (ServiceError, authenticate, read_body): handed in, so this module never imports
+    app.py, which imports it."""
+    ServiceError, _authenticate, _read_body = http  # noqa: N806 - a class and two functions
 
     factory = getattr(service.detector, "new_monitor", None)
     if factory is None:
@@ -168,12 +170,3 @@ def add_stream_routes(app: Any, service: Any, tokenizer: Any = None) -> None:
             return await service.workers.run(lambda: sessions.update(client.id, session, chunk, final))
         except InputError as exc:
             raise ServiceError(400, str(exc)) from None
-
-
-def keyring_app(ring_path: str, settings: Any, tokens: Any, log: Any) -> Any:
-    """The service over a keyring file (`wm serve --keyring`)."""
-    from ..keyring import load_keyring
-    from .app import create_app
-
-    detector = KeyringServiceDetector(RingDetector(load_keyring(ring_path), settings.alpha))
-    return create_app(None, None, settings, tokens, log, detector=detector)
