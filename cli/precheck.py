@@ -23,6 +23,11 @@ from wm_toolkit.watermark.text.textio import TextRecord
 # `wm detect`'s options that take a value, and its flags; a test keeps both equal to the command's
 DETECT_VALUE_OPTIONS = frozenset(
     [
+        "--keyring",
+        "--hint",
+        "--hint-weight",
+        "--timeout",
+        "--vllm-config",
         "--scheme",
         "--config",
         "--gamma",
@@ -62,6 +67,7 @@ DETECT_VALUE_OPTIONS = frozenset(
 )
 DETECT_FLAGS = frozenset(
     [
+        "--follow",
         "--edit-free-end",
         "--edit-square-window",
         "--count-repeats",
