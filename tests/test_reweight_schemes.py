@@ -351,7 +351,9 @@ def test_watermarking_config_runs_the_reweight_after_transformers_warpers(tiny_m
 @pytest.mark.parametrize("name", ["dipmark", "pf"])
 def test_cli_generates_and_detects_with_a_config_file(name, tmp_path, monkeypatch, tiny_dir):
     """`wm generate --config CFG.json` / `wm detect --config CFG.json`: the scheme's name in the
-    JSON is all the CLI needs (detect reads the config before any scheme module is imported)."""
+    JSON is all the CLI needs (detect reads the config before any scheme module is imported).
+    120 tokens, a fresh key each run: at 48, one key in a few hundred left DiPmark (alpha 0.45)
+    near p = 0.006 (CI saw it); at 120 six keys gave p <= 1e-10."""
     from click.testing import CliRunner
 
     from wm_toolkit.cli.main import wm
@@ -364,7 +366,7 @@ def test_cli_generates_and_detects_with_a_config_file(name, tmp_path, monkeypatc
         return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
 
     res = run(
-        "generate", "--prompt-file", tmp_path / "p.txt", "--model", tiny_dir, "--max-new-tokens", 48,
+        "generate", "--prompt-file", tmp_path / "p.txt", "--model", tiny_dir, "--max-new-tokens", 120,
         "--config", tmp_path / "cfg.json", "-o", tmp_path / "out.jsonl", "--config-out", tmp_path / "made.json",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
