@@ -97,6 +97,30 @@ def _time_generation(model, tok, prompts, variants: dict, bs: int, new_tokens: i
     return times, outs
 
 
+def processor_step_cost(processors: dict, vocab: int, bs: int, steps: int = 400) -> dict[str, float]:
+    """Microseconds one generation step spends in each logits processor at batch `bs`, timed alone
+    on fixed inputs (median of 5 blocks): what a row pays for, free of the model's timing noise."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (bs, 64), generator=g)
+    scores = torch.randn(bs, vocab, generator=g)
+    out = {}
+    for name, make in processors.items():
+        proc = make()
+        proc(ids, scores.clone())  # warm-up (allocations, kernels)
+        blocks = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(steps // 5):
+                proc(ids, scores.clone())
+            blocks.append((time.perf_counter() - t0) / (steps // 5))
+        out[name] = statistics.median(blocks) * 1e6
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        scores.clone()
+    clone_us = (time.perf_counter() - t0) / steps * 1e6
+    return {k: v - clone_us for k, v in out.items()}
+
+
 def _ratio_spread(times: list[float], plain: list[float]) -> tuple[float, float, float]:
     """Median, min and max of the per-repeat ratios (each pair ran back to back in one round)."""
     ratios = [a / b for a, b in zip(times, plain, strict=True)]
@@ -141,6 +165,16 @@ def main() -> None:
         result[f"plain_tok_s_b{bs}"] = bs * new_tokens / t["plain"]
         result[f"ours_tok_s_b{bs}"] = bs * new_tokens / t["ours"]
         result[f"hf_tok_s_b{bs}"] = bs * new_tokens / t["hf"]
+        step_us = processor_step_cost({"ours": ours.processor, "hf": hf.processor}, len(tok), bs)
+        plain_step_us = t["plain"] / new_tokens * 1e6
+        for name in ("ours", "hf"):
+            result[f"{name}_processor_us_per_step_b{bs}"] = step_us[name]
+            result[f"{name}_processor_share_b{bs}"] = step_us[name] / plain_step_us
+        print(
+            f"batch {bs}: one step: model {plain_step_us:.0f} us, our processor {step_us['ours']:.0f} us "
+            f"({step_us['ours'] / plain_step_us:.2%}), transformers' {step_us['hf']:.0f} us "
+            f"({step_us['hf'] / plain_step_us:.2%})"
+        )
         for name, label in (("ours", "generate_overhead_vs_plain"), ("hf", "hf_generate_overhead_vs_plain")):
             mid, lo, hi = _ratio_spread(times[name], times["plain"])
             result[f"{label}_b{bs}"] = mid
