@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from transformers import LogitsProcessorList
@@ -25,6 +25,12 @@ __all__ = [
 
 
 ENGINES = ("hf", "vllm")  # hf: transformers' generate(); vllm: the plugin (`make vllm`)
+
+
+class _FinalDistributionScheme(Protocol):
+    """A scheme with `acts_on_final_distribution`: its processor takes the sampling settings."""
+
+    def processor(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ def scheme_processor(scheme: WatermarkScheme, temperature: float, top_p: float, 
     distribution gets the sampling settings and applies them itself; greedy decoding (temperature
     0) and every other scheme get the plain processor."""
     if temperature > 0 and getattr(scheme, "acts_on_final_distribution", False):
-        return scheme.processor(temperature=temperature, top_p=top_p, top_k=top_k)
+        final = cast(_FinalDistributionScheme, scheme)
+        return final.processor(temperature=temperature, top_p=top_p, top_k=top_k)
     return scheme.processor()
 
 
@@ -118,7 +125,7 @@ def generate(
     stop_ids.update(gen_eos if isinstance(gen_eos, list) else ([gen_eos] if gen_eos is not None else []))
     device = next(model.parameters()).device
     final = scheme is not None and getattr(scheme, "acts_on_final_distribution", False)
-    if final and num_beams > 1:
+    if scheme is not None and final and num_beams > 1:
         raise ConfigError(f"the {scheme.name} watermark does not support beam search (num_beams > 1)")
     out: list[Generation] = []
     for start in range(0, len(prompts), batch_size):

@@ -7,7 +7,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -17,6 +17,10 @@ from ..config import SchemeConfig
 from ..errors import ConfigError, InputError
 from ..keying.keys import Key
 from ..statistics.pvalues import log10_p
+
+if TYPE_CHECKING:
+    from ..keying.hfkeys import HashingKey, SynthIDKeys
+    from ..keying.vllmkey import VllmKey
 
 
 class TextTooShortError(InputError):
@@ -94,7 +98,7 @@ class WatermarkScheme(ABC):
     # transformers' and vLLM's integer keys (keying/hfkeys.py, keying/vllmkey.py) as well as wm keys
     accepts_integer_keys: ClassVar[bool] = False
 
-    def __init__(self, config: SchemeConfig, key: Key):
+    def __init__(self, config: SchemeConfig, key: Key | HashingKey | SynthIDKeys | VllmKey):
         if not isinstance(config, self.config_cls):
             raise ConfigError(
                 f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(config).__name__}"
@@ -139,7 +143,9 @@ class WatermarkScheme(ABC):
         the caller will decide at: Monte Carlo tests resample until their answer at that level is
         resolved; analytic tests ignore it."""
 
-    def detect_many(self, texts: Sequence[Sequence[int]], alpha: float | None = None) -> list[Detection]:
+    def detect_many(
+        self, texts: Sequence[Sequence[int] | np.ndarray], alpha: float | None = None
+    ) -> Sequence[Detection]:
         return [self.detect(ids, alpha=alpha) for ids in texts]
 
 

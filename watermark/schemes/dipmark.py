@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -122,7 +123,8 @@ class DiPmarkConfig(SchemeConfig):
         super().__post_init__()
 
     def validate(self) -> None:
-        check_range("alpha", self.alpha, 0.0, 0.5)
+        alpha = cast(float, self.alpha)  # set by __post_init__: the scheme names are DEFAULT_ALPHA's
+        check_range("alpha", alpha, 0.0, 0.5)
         if self.alpha == 0.0:
             raise ConfigError("alpha 0 leaves the distribution unchanged: no watermark")
         if self.scheme == "gamma-reweight" and self.alpha != 0.5:
@@ -169,7 +171,8 @@ class DiPmarkScheme(SpanMixin, WatermarkScheme):
         """log P_W (B, V) for contexts (B, h) and final log-probabilities (B, V)."""
         seeds = torch.from_numpy(self.seeds_for(contexts)).to(log_probs.device)
         perms = keyed_permutations(seeds, log_probs.shape[-1])
-        return reweight_log_probs(log_probs, perms, self.config.alpha)
+        alpha = cast(float, self.config.alpha)  # never None once built (__post_init__)
+        return reweight_log_probs(log_probs, perms, alpha)
 
     def processor(
         self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
@@ -180,6 +183,8 @@ class DiPmarkScheme(SpanMixin, WatermarkScheme):
     @property
     def green_probability(self) -> float:
         v = self.config.vocab_size
+        if v is None:
+            raise ConfigError(f"the {self.config.scheme} detector needs the config's vocab_size")
         return (v - math.floor(self.config.gamma * v)) / v
 
     def scored_positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,7 +248,7 @@ class ReweightLogitsProcessor(LogitsProcessor):
         self.scheme = scheme
         self.warpers = sampling_warpers(temperature, top_p, top_k)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         h = self.scheme.config.context_width
         if input_ids.shape[1] < h:
             raise ConfigError(f"context width {h} needs a prompt of at least {h} tokens")

@@ -55,6 +55,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -164,6 +165,11 @@ class DistortionFreeConfig(SchemeConfig):
         return self.scheme.endswith("-edit")
 
     @property
+    def edit_costs(self) -> tuple[float, bool]:
+        """(edit_gamma, edit_free_end): never None once built (`__post_init__` sets the defaults)."""
+        return cast(float, self.edit_gamma), cast(bool, self.edit_free_end)
+
+    @property
     def forward(self) -> bool:
         return self.edit_statistic == "forward"
 
@@ -175,7 +181,7 @@ class DistortionFreeConfig(SchemeConfig):
             )
         if self.block_length is not None:
             check_range("block_length", self.block_length, 1, MAX_BLOCK_LENGTH)
-        check_range("edit_gamma", self.edit_gamma, 0.0, MAX_EDIT_GAMMA)
+        check_range("edit_gamma", self.edit_costs[0], 0.0, MAX_EDIT_GAMMA)
         if self.edit_statistic not in EDIT_STATISTICS:
             raise ConfigError(
                 f"edit_statistic must be one of {', '.join(EDIT_STATISTICS)}, got {self.edit_statistic!r}"
@@ -312,8 +318,8 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         pi = self.permutation(v, log_probs.device)
         u = self._row_u.to(log_probs.device)[rows]
         if log_probs.device.type == "cpu":  # numpy's gather and cumsum are much faster here
-            cdf = np.cumsum(np.take(np.exp(log_probs.numpy()), pi.numpy(), axis=1), axis=1)
-            below = cdf < (u.numpy() * cdf[:, -1])[:, None]  # first rank whose cdf reaches u * total
+            cdf_np = np.cumsum(np.take(np.exp(log_probs.numpy()), pi.numpy(), axis=1), axis=1)
+            below = cdf_np < (u.numpy() * cdf_np[:, -1])[:, None]  # first rank whose cdf reaches u * total
             idx = np.minimum(below.sum(axis=1), v - 1)
             return pi[torch.from_numpy(idx)]
         cdf = torch.cumsum(log_probs.exp()[:, pi], dim=-1)
@@ -414,7 +420,7 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         if self.config.forward:
             raise ValueError("this config scores with the forward statistic: use forward_statistic(ids)")
         if self.config.edit:
-            return alignment.levenshtein_min(costs, k, self.config.edit_gamma, self.config.edit_free_end)
+            return alignment.levenshtein_min(costs, k, *self.config.edit_costs)
         return alignment.basic_min(costs, k)
 
     def null_seeds(self, ids: np.ndarray, k: int, count: int, start: int = 0) -> np.ndarray:
@@ -461,7 +467,7 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
                 stop = max(cfg.stop_after - hits, 0) if cfg.stop_after else 0
                 out, bounds, _ = null_kernels.null_indicators(
                     self.family, cfg.edit, seeds, labels, len(uniq), cfg.key_length, k,
-                    cfg.edit_gamma, lams, observed, margin, stop, cfg.edit_free_end,
+                    cfg.edit_costs[0], lams, observed, margin, stop, cfg.edit_costs[1],
                 )  # fmt: skip
                 hits += int(out.sum())
                 if lam is None and cfg.edit:  # keep the multiplier with the best bounds (any is valid)
@@ -509,7 +515,7 @@ class DistortionFreeScheme(SpanMixin, WatermarkScheme):
         costs = self.null_costs(seeds, labels, distinct)
         if not cfg.edit:
             return alignment.basic_min(costs, k) <= observed, None
-        gamma, free = cfg.edit_gamma, cfg.edit_free_end
+        gamma, free = cfg.edit_costs
         if lam is None:  # pick the multiplier on the first batch (any lam >= 0 is valid)
             bounds = np.stack(
                 [alignment.levenshtein_lower_bound(costs, k, gamma, x, np.float32, free) for x in _LAMBDAS]
@@ -651,7 +657,7 @@ class FinalDistributionProcessor(LogitsProcessor, ABC):
             and torch.equal(input_ids[:, :-1], last)
         )
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         if self._continues(input_ids):
             self._step += 1
         else:
@@ -709,5 +715,6 @@ class DistortionFreeLogitsProcessor(FinalDistributionProcessor):
 
     def pick(self, input_ids: torch.LongTensor, step: int, log_probs: torch.Tensor) -> torch.Tensor:
         self._warn_if_wrapping(step)
+        assert self.shifts is not None  # start() ran first (__call__)
         rows = (self.shifts.to(log_probs.device) + step) % self.scheme.config.key_length
         return self.scheme.choose(rows, log_probs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -101,7 +102,8 @@ class GreenListConfig(SchemeConfig):
     @property
     def prefix_length(self) -> int:
         """How many previous ids decide a token's list (selfhash's window also holds the token)."""
-        return self.context_width - 1 if self.seeding == "selfhash" else self.context_width
+        width = cast(int, self.context_width)  # never None once built: __post_init__ sets the default
+        return width - 1 if self.seeding == "selfhash" else width
 
     def validate(self) -> None:
         if not 0.0 < self.gamma < 1.0:
@@ -111,12 +113,13 @@ class GreenListConfig(SchemeConfig):
                 f"gamma {self.gamma:g} leaves no green or no red token in a vocabulary of {self.vocab_size}"
             )
         check_range("delta", self.delta, 0.0, MAX_DELTA)
-        check_range("context width", self.context_width, 0, MAX_CONTEXT_WIDTH)
+        width = cast(int, self.context_width)  # set by __post_init__ before validate()
+        check_range("context width", width, 0, MAX_CONTEXT_WIDTH)
         if self.scheme == "unigram" and self.context_width != 0:
             raise ConfigError("the unigram scheme has context width 0")
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"unknown seeding {self.seeding!r}; known: {', '.join(SEEDINGS)}")
-        if self.seeding == "selfhash" and self.context_width < 1:
+        if self.seeding == "selfhash" and width < 1:
             raise ConfigError("selfhash seeding needs a context width of at least 1 (the candidate itself)")
         check_range("candidates", self.candidates, 1, MAX_CANDIDATES)
 
@@ -132,7 +135,7 @@ class GreenListDetection(Detection):
 
 @register_scheme("kgw", "unigram")
 class GreenListScheme(SpanMixin, WatermarkScheme):
-    config_cls = GreenListConfig
+    config_cls: ClassVar[type[SchemeConfig]] = GreenListConfig  # MorphMark's serves it too (duck-typed)
     config: GreenListConfig
 
     def __init__(self, config: GreenListConfig, key):
@@ -314,7 +317,7 @@ class GreenListLogitsProcessor(LogitsProcessor):
         return self.scheme.vocab_green_mask(seeds, vocab_size)
 
     def selfhash_bias(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, vocab_size: int
+        self, input_ids: torch.LongTensor, scores: torch.Tensor, vocab_size: int
     ) -> torch.Tensor:
         """+delta on those of the top candidates that are green under their own anchored seed."""
         k = min(self.scheme.config.candidates, vocab_size)
@@ -329,7 +332,7 @@ class GreenListLogitsProcessor(LogitsProcessor):
         )
         return bias
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         v = self.scheme.vocab_size_for(scores.shape[-1])
         if self.scheme.config.seeding == "selfhash":
             if input_ids.shape[1] < self.h:

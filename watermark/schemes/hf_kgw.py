@@ -260,7 +260,7 @@ class HfKgwLogitsProcessor(LogitsProcessor):
         self.delta = float(scheme.config.delta)
         self.warpers = sampling_warpers(temperature, top_p, top_k)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         for warper in self.warpers:
             scores = warper(input_ids, scores)
         if input_ids.shape[-1] < self.h:  # transformers skips the step too (with a warning)

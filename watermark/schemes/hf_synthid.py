@@ -159,7 +159,7 @@ class HfSynthIDScheme(WatermarkScheme):
             shifts = torch.arange(m, dtype=torch.int64)
             g = (self.residue_patterns().to(torch.int64).unsqueeze(1) >> shifts) & 1
             counts = np.bincount(g.sum(dim=1).numpy(), minlength=m + 1)
-            weighted = np.bincount((g @ w).numpy(), minlength=int(w.sum()) + 1)
+            weighted: np.ndarray = np.bincount((g @ w).numpy(), minlength=int(w.sum()) + 1)
             return GScoreNull(
                 counts / s, weighted / s, f"table-conditional (hash mod {s} uniform), exact convolution"
             )

@@ -16,6 +16,7 @@ Binomial(T, gamma) under H0 (`GreenListScheme.detect`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers import LogitsProcessor
@@ -89,7 +90,7 @@ class MorphMarkConfig(SchemeConfig):
             raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
         if self.rule not in RULES:
             raise ConfigError(f"unknown MorphMark rule {self.rule!r}; known: {', '.join(RULES)}")
-        check_range("k", self.k, 0.0, MAX_K)
+        check_range("k", cast(float, self.k), 0.0, MAX_K)  # set: the rule is known (checked above)
         check_range("p0", self.p0, 0.0, 1.0)
         check_range("context width", self.context_width, 1, MAX_CONTEXT_WIDTH)
 
@@ -120,7 +121,7 @@ class MorphMarkLogitsProcessor(LogitsProcessor):
     def __init__(self, scheme: MorphMarkScheme):
         self.scheme = scheme
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         cfg = self.scheme.config
         h = cfg.context_width
         if input_ids.shape[1] < h:
@@ -133,5 +134,6 @@ class MorphMarkLogitsProcessor(LogitsProcessor):
         probs = (scores[:, :v].to(torch.float64) - log_z).exp()
         out = scores.clone()
         # log_z added back: the vocabulary's logits keep their scale against any past its end
-        out[:, :v] = (morph(probs, green, cfg.rule, cfg.k, cfg.p0).log() + log_z).to(scores.dtype)
+        k = cast(float, cfg.k)  # never None once built: __post_init__ sets the rule's default
+        out[:, :v] = (morph(probs, green, cfg.rule, k, cfg.p0).log() + log_z).to(scores.dtype)
         return out

@@ -23,7 +23,7 @@ def register_scheme(first: str, *names: str) -> Callable[[SchemeClass], SchemeCl
 def register_scheme(first: type[WatermarkScheme], *names: str) -> None: ...
 
 
-def register_scheme(first, *names):  # type: ignore[no-untyped-def]
+def register_scheme(first, *names):
     """`@register_scheme("kgw", "unigram")` on a class, or `register_scheme(cls, "name", ...)`."""
     if isinstance(first, str):
 

@@ -244,6 +244,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
     def token_scores(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wm scores -log(1 - u + SLACK) per key (keys, n), vLLM's scores -log1p(-u), scored mask)."""
         b = self.batch([ids])
+        assert b.scores is not None and b.vllm_scores is not None  # batch() sets both
         return b.scores, b.vllm_scores, b.scored
 
     # ---- the tests -----------------------------------------------------------------------------
@@ -278,6 +279,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         """(score, p-value, scored) exactly as vLLM's (DualKey)GumbelWatermarkDetector computes them."""
         b = self.batch([np.asarray(ids, dtype=np.int64)])
         mask = b.context_first if deduplicate else np.ones(b.ids.size, dtype=bool)
+        assert b.vllm_scores is not None  # batch() sets it
         return self._vllm_result(b.vllm_scores[:, mask].sum(axis=1), int(mask.sum()))
 
     def _vllm_result(self, sums: np.ndarray, n: int) -> tuple[float, float, int]:
@@ -295,11 +297,12 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         return self.detect_many([token_ids], alpha)[0]
 
     def detect_many(
-        self, texts: Sequence[Sequence[int]], alpha: float | None = None
+        self, texts: Sequence[Sequence[int] | np.ndarray], alpha: float | None = None
     ) -> list[VllmGumbelDetection]:
         """All texts scored in one batch (the same results as one by one)."""
         arrays = [as_token_array(t, self.config.vocab_size) for t in texts]
         b = self.batch(arrays)
+        assert b.scores is not None and b.vllm_scores is not None  # batch() sets both
         k, n_texts = len(self.prf_keys), len(arrays)
         per_text = lambda x, m: np.bincount(b.text[m], weights=x[m], minlength=n_texts)  # noqa: E731
         t = np.bincount(b.text[b.scored], minlength=n_texts)
@@ -435,7 +438,7 @@ class VllmGumbelLogitsProcessor(LogitsProcessor):
             self._prompt_len = int(input_ids.shape[1])
         self._last = input_ids.detach().clone()
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         self._start_or_continue(input_ids)
         for warper in self.warpers:
             scores = warper(input_ids, scores)
