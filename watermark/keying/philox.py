@@ -64,9 +64,10 @@ def context_states(key: int, contexts: np.ndarray) -> Words:
         block = [
             ctx[:, offset + i] if offset + i < w else np.full(n, 0xFFFFFFFF - i, np.uint64) for i in range(4)
         ]
-        counter = tuple(state[i] ^ block[i] for i in range(4))
-        state = list(philox4x32_10(counter, (k0 ^ np.uint64(offset), k1)))
-    return tuple(state)
+        c0, c1, c2, c3 = (state[i] ^ block[i] for i in range(4))
+        state = list(philox4x32_10((c0, c1, c2, c3), (k0 ^ np.uint64(offset), k1)))
+    s0, s1, s2, s3 = state
+    return s0, s1, s2, s3
 
 
 def words(key: int, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:

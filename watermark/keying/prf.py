@@ -16,6 +16,7 @@ in generation and the per-token path used in detection.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ class SeedCache:
         return self._table[ids]
 
 
-def position_seeds(subkey: bytes, positions: np.ndarray | range) -> np.ndarray:
+def position_seeds(subkey: bytes, positions: np.ndarray | Sequence[int]) -> np.ndarray:
     """Seeds for key-sequence positions (EXP/ITS rows): the same PRF with a one-id context."""
     pos = np.asarray(positions, dtype=np.int64).reshape(-1, 1)
     return context_seeds(subkey, pos)

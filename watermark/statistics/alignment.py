@@ -88,7 +88,7 @@ def _edit_block(c: np.ndarray, start: int, k: int, gamma: float, free_end: bool 
     prev2, prev1, cur = (np.empty((k + 1, b, n)) for _ in range(3))
     prev1[0] = 0.0  # diagonal 0: D[0][0]
     rows = np.arange(k + 1)
-    end = None  # free end: min over the cells D[k][j], one per diagonal d = k + j
+    end: np.ndarray | None = None  # free end: min over the cells D[k][j], one per diagonal d = k + j
     for d in range(1, 2 * k + 1):
         lo, hi = max(1, d - k), min(k, d - 1)  # interior cells (t, j = d - t) with t, j >= 1
         if lo <= hi:
@@ -107,7 +107,10 @@ def _edit_block(c: np.ndarray, start: int, k: int, gamma: float, free_end: bool 
         if free_end and d >= k:
             end = cur[k].copy() if end is None else np.minimum(end, cur[k])
         prev2, prev1, cur = prev1, cur, prev2
-    return end if free_end else prev1[k].copy()
+    if free_end:
+        assert end is not None  # set at d = k (k >= 1)
+        return end
+    return prev1[k].copy()
 
 
 def levenshtein_scores(costs: np.ndarray, k: int, gamma: float, free_end: bool = False) -> np.ndarray:
@@ -131,7 +134,7 @@ def levenshtein_lower_bound(
     k: int,
     gamma: float,
     lam: float = 0.0,
-    dtype: type = np.float64,
+    dtype: type[np.floating] = np.float64,
     free_end: bool = False,
 ) -> np.ndarray:
     """A lower bound on `levenshtein_min` per batch entry, (B,), at a fraction of its cost.

@@ -48,7 +48,9 @@ def hint_weights(hinted: Sequence[bool], hint_weight: float = 0.5) -> np.ndarray
     return np.where(mask, hint_weight / k, (1.0 - hint_weight) / (n - k))
 
 
-def _as_log10(p_values: Sequence[float] | None, log10_p: Sequence[float] | None) -> np.ndarray:
+def _as_log10(
+    p_values: Sequence[float] | np.ndarray | None, log10_p: Sequence[float] | np.ndarray | None
+) -> np.ndarray:
     if log10_p is not None:
         return np.asarray(log10_p, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -56,9 +58,9 @@ def _as_log10(p_values: Sequence[float] | None, log10_p: Sequence[float] | None)
 
 
 def weighted_holm(
-    p_values: Sequence[float] | None = None,
-    weights: Sequence[float] | None = None,
-    log10_p: Sequence[float] | None = None,
+    p_values: Sequence[float] | np.ndarray | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    log10_p: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """log10 of each entry's weighted-Holm adjusted p-value (log space: p-values below 1e-308
     still order). Entries with weight 0 are not tested: adjusted p-value 1 (log10 0)."""
@@ -82,9 +84,9 @@ def weighted_holm(
 
 
 def family_log10_p(
-    p_values: Sequence[float] | None = None,
-    weights: Sequence[float] | None = None,
-    log10_p: Sequence[float] | None = None,
+    p_values: Sequence[float] | np.ndarray | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    log10_p: Sequence[float] | np.ndarray | None = None,
 ) -> float:
     """log10 of the weighted-Bonferroni family p-value min(1, min_i p_i / w_i)."""
     adjusted = weighted_holm(p_values, weights, log10_p)
