@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import numbers
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,8 @@ class SchemeConfig:
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        for name, (kind, nullable) in _field_kinds(type(self)).items():
+        cls: type = type(self)  # typed `type`: mypy takes a frozen dataclass class for unhashable
+        for name, (kind, nullable) in _field_kinds(cls).items():
             value = _checked(name, getattr(self, name), kind, nullable)
             if value is not getattr(self, name):
                 object.__setattr__(self, name, value)  # e.g. numpy ints, JSON ints in float fields
@@ -178,13 +180,13 @@ def _checked(name: str, value: Any, kind: type, nullable: bool) -> Any:
     if kind is int:
         if not isinstance(value, numbers.Integral):
             raise bad
-        if not -MAX_INT <= value <= MAX_INT:
+        if not -MAX_INT <= int(value) <= MAX_INT:
             raise ConfigError(f"config field {name!r} is out of range (beyond 64-bit integers)")
         return int(value)
     if kind is float:
         if not isinstance(value, numbers.Real):
             raise bad
-        if isinstance(value, numbers.Integral) and not -MAX_INT <= value <= MAX_INT:
+        if isinstance(value, numbers.Integral) and not -MAX_INT <= int(value) <= MAX_INT:
             raise ConfigError(f"config field {name!r} is out of range")
         value = float(value)
         if not math.isfinite(value):
@@ -214,8 +216,9 @@ def default_config(name: str, **fields: Any) -> SchemeConfig:
     return config_class(name).for_scheme(name, **fields)
 
 
-def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
-    """Build the right config class from a dict (as stored in JSON); unknown fields are errors."""
+def config_from_dict(data: object) -> SchemeConfig:
+    """Build the right config class from a dict (as stored in JSON); unknown fields are errors, and
+    so is anything but a JSON object (`data` is often read from a file, unchecked)."""
     if not isinstance(data, dict) or "scheme" not in data:
         raise ConfigError("a scheme config must be a JSON object with a 'scheme' field")
     name = data["scheme"]
@@ -236,7 +239,7 @@ def config_from_dict(data: dict[str, Any]) -> SchemeConfig:
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def read_config_json(path: str | Path) -> Any:
+def read_config_json(path: str | os.PathLike[str]) -> Any:
     """The JSON value in a config file, read with a size cap whatever the file is (a FIFO or
     /dev/zero is refused, not read without bound); every failure is a ConfigError."""
     p = Path(path)

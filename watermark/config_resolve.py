@@ -114,7 +114,7 @@ def resolve_config(*sources: ConfigSource | None, default_scheme: str = "kgw") -
         new_scheme = given.pop("scheme", None)
         if new_scheme is not None:
             config_class(new_scheme)  # a known scheme name, or ConfigError
-            if scheme is not None and new_scheme != scheme:
+            if scheme is not None and scheme_from is not None and new_scheme != scheme:  # set together
                 conflicts.append(
                     ConfigConflict(
                         "scheme", scheme, scheme_from.name_of("scheme"), new_scheme, src.name_of("scheme")

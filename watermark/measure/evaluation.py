@@ -74,7 +74,9 @@ class RateAtFpr:
     achieved_fpr: float  # on the unwatermarked texts the threshold came from
 
 
-def tpr_at_fpr(pos_p: Sequence[float], null_p: Sequence[float], fpr: float) -> RateAtFpr:
+def tpr_at_fpr(
+    pos_p: Sequence[float] | np.ndarray, null_p: Sequence[float] | np.ndarray, fpr: float
+) -> RateAtFpr:
     """TPR of watermarked p-values at the empirical threshold of the unwatermarked ones."""
     t = empirical_threshold(null_p, fpr)
     pos, null = _p(pos_p), _p(null_p)
@@ -82,31 +84,37 @@ def tpr_at_fpr(pos_p: Sequence[float], null_p: Sequence[float], fpr: float) -> R
     return RateAtFpr(tpr, t, float((null < t).mean()))
 
 
-def tpr_at_p(pos_p: Sequence[float], alpha: float) -> float:
+def tpr_at_p(pos_p: Sequence[float] | np.ndarray, alpha: float) -> float:
     """Fraction of watermarked texts with p <= alpha (the nominal threshold; a detector's verdict
     at alpha is "watermarked" exactly when p <= alpha)."""
     pos = _p(pos_p)
     return float((pos <= alpha).mean()) if pos.size else float("nan")
 
 
-def _labels_scores(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _labels_scores(
+    pos_p: Sequence[float] | np.ndarray, null_p: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     pos, null = _p(pos_p), _p(null_p)
     labels = np.r_[np.ones(pos.size), np.zeros(null.size)]
     return labels, -np.r_[pos, null]  # lower p-value = more watermarked = higher score
 
 
-def roc_from_p_values(pos_p: Sequence[float], null_p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def roc_from_p_values(
+    pos_p: Sequence[float] | np.ndarray, null_p: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) of "flag when p <= threshold" over every threshold; starts at (0, 0)."""
     fpr, tpr, _ = roc_curve(*_labels_scores(pos_p, null_p))
     return fpr, tpr
 
 
-def auroc_from_p_values(pos_p: Sequence[float], null_p: Sequence[float]) -> float:
+def auroc_from_p_values(pos_p: Sequence[float] | np.ndarray, null_p: Sequence[float] | np.ndarray) -> float:
     """P(watermarked p < unwatermarked p) + 1/2 P(tie)."""
     return auroc(*_labels_scores(pos_p, null_p))
 
 
-def detection_summary(pos_p: Sequence[float], null_p: Sequence[float]) -> dict[str, float]:
+def detection_summary(
+    pos_p: Sequence[float] | np.ndarray, null_p: Sequence[float] | np.ndarray
+) -> dict[str, float]:
     """Every detection number of one results row."""
     pos, null = _p(pos_p), _p(null_p)
     at1 = tpr_at_fpr(pos, null, 0.01)
@@ -188,9 +196,9 @@ def token_nlls(
             nll = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1).to(device), reduction="none"
             ).view(len(seqs), -1)
-        nll = nll.double().cpu().numpy()
+        nll_np = nll.double().cpu().numpy()
         for r, i in enumerate(idx):  # position j predicts token j + 1
-            out[i] = nll[r, len(prefixes[i]) - 1 : len(seqs[r]) - 1]
+            out[i] = nll_np[r, len(prefixes[i]) - 1 : len(seqs[r]) - 1]
     return out
 
 

@@ -17,6 +17,7 @@ A record that cannot be tested (bad JSON on its line, no text field, too short, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -277,7 +278,8 @@ class ConfigPlan:
         if tok_name not in self._tokenizers:
             self._tokenizers[tok_name] = (self.load_tokenizer or load_tokenizer)(tok_name)
         config = bind_tokenizer(config, len(self._tokenizers[tok_name]), tok_name)
-        if "model_vocab_size" in config.to_dict() and config.model_vocab_size is None:
+        fields = config.to_dict()  # hf-kgw's configs have a model_vocab_size, the others none
+        if "model_vocab_size" in fields and fields["model_vocab_size"] is None:
             config = config.replace(model_vocab_size=int(model_vocab_size(tok_name)))
         prepared = Prepared(config.to_json(), tok_name, tuple(c.to_dict() for c in resolved.conflicts))
         if len(self._cache) < 1024:
@@ -592,9 +594,9 @@ class RowSink:
     def __init__(self, path: str | None):
         self.path = path
         self.parquet = bool(path) and str(path).lower().endswith(".parquet")
-        self._cm = None
-        self._fh = None
-        self._pq_writer = None
+        self._cm: contextlib.AbstractContextManager[Any] | None = None
+        self._fh: Any = None  # atomic.atomic_writer's writer (bytes for parquet)
+        self._pq_writer: Any = None  # pyarrow.parquet.ParquetWriter (pyarrow has no type information)
         self._pending: list[dict[str, Any]] = []
 
     def __enter__(self) -> RowSink:

@@ -109,7 +109,7 @@ class StreamMonitor:
 
 def monitor_for(
     schemes: Sequence[tuple[str, Any, str]], tokenizers: dict[str, Any], alpha: float,
-    weights: Sequence[float] | None = None, normalize: bool = True,
+    weights: Sequence[float] | np.ndarray | None = None, normalize: bool = True,
 ) -> StreamMonitor:  # fmt: skip
     """A monitor over (name, scheme, tokenizer name) members; schemes without span evidence
     (its, its-edit) cannot stream and are refused."""

@@ -119,6 +119,12 @@ class Estimator:
         if similarity is None and needs_sim & set(self.methods):
             raise ValueError("these methods need a similarity model")
 
+    def _similarity(self) -> Similarity:
+        """The similarity model (the constructor made sure the methods that read it have one)."""
+        if self.similarity is None:
+            raise ValueError("these methods need a similarity model")
+        return self.similarity
+
     def token_relevance(self, question: str, answers: Sequence[Answer]) -> list[np.ndarray]:
         """Normalised relevance of every token of every answer, from ONE batched similarity call."""
         left: list[str] = []
@@ -132,7 +138,7 @@ class Estimator:
             spans.append((len(left), len(left) + len(removed)))
             left += [full] * len(removed)
             right += removed
-        g = self.similarity.pairs(left, right) if left else np.zeros(0)
+        g = self._similarity().pairs(left, right) if left else np.zeros(0)
         return [scores.token_relevance(g[s:e]) for s, e in spans]
 
     def score(self, qs: QuestionSamples) -> QuestionScores:
@@ -148,12 +154,14 @@ class Estimator:
             out.token_sar = [scores.token_sar(n, r) for n, r in zip(nlls, rel, strict=True)]
         sim = None
         if want & {"sar", "sent-sar"} or ("semantic" in want and self.nli is None):
-            sim = self.similarity.matrix([with_question(qs.question, a.text) for a in samples])
+            sim = self._similarity().matrix([with_question(qs.question, a.text) for a in samples])
         if "sar" in want:
+            assert sim is not None  # computed above for sar
             out.scores["sar"] = scores.sar(out.token_sar, sim, self.t)
         if "token-sar" in want:
             out.scores["token-sar"] = float(np.mean(out.token_sar))
         if "sent-sar" in want:
+            assert sim is not None  # computed above for sent-sar
             out.scores["sent-sar"] = scores.sent_sar(nlls, sim, self.t)
         if "pe" in want:
             out.scores["pe"] = scores.predictive_entropy(nlls)
@@ -166,6 +174,7 @@ class Estimator:
                 contra, _ = self.nli.verdicts([with_question(qs.question, a.text) for a in samples])
                 out.clusters = scores.clusters_from_nli(contra)
             else:
+                assert sim is not None  # computed above for semantic without an NLI model
                 out.clusters = scores.clusters_from_similarity(sim, self.cluster_threshold)
             out.scores["semantic"] = scores.semantic_entropy(nlls, out.clusters)
         out.scores = {m: out.scores[m] for m in self.methods}

@@ -138,7 +138,7 @@ def evaluate(
     """Correctness, every method's score per question, and AUROC for predicting wrong answers."""
     scorer = rouge_scorer()
     advance = stage("Scoring", len(items)) if stage else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for it, qs in zip(items, samples, strict=True):
         rouge = rouge_correctness(qs.most_likely.text, it.references, scorer)

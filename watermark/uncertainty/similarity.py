@@ -43,8 +43,9 @@ def _device(device: str | None) -> str:
     return check_device(device)
 
 
-def _st_file(path: str, name: str) -> dict | list | None:
-    """A sentence-transformers side file (modules.json, pooling config) from a folder or the HF cache."""
+def _st_file(path: str, name: str) -> Any:
+    """A sentence-transformers side file (modules.json, pooling config) from a folder or the HF cache:
+    its JSON (an object for the configs, an array for modules.json), None where absent or unreadable."""
     p = Path(path) / name
     if not p.exists():
         try:

@@ -99,7 +99,7 @@ class _Workers:
 class _Service:
     """What the endpoints share: one key, config and tokenizer, the limits and who may call."""
 
-    scheme: WatermarkScheme
+    scheme: WatermarkScheme | None  # None: a keyring's service (its own detector)
     detector: Detector
     settings: ServiceSettings
     tokens: TokenStore | None  # None: loopback clients only
@@ -108,7 +108,7 @@ class _Service:
 
 
 def create_app(
-    scheme: WatermarkScheme,
+    scheme: WatermarkScheme | None,
     tokenizer: Any,
     settings: ServiceSettings | None = None,
     tokens: TokenStore | None = None,
@@ -117,11 +117,16 @@ def create_app(
     detector: Any = None,
 ) -> FastAPI:
     """The service for one key, config and tokenizer. `tokens` None: loopback clients only.
-    `detector`: another detector with Detector's interface (a keyring: `keyring_detector`)."""
+    `detector`: another detector with Detector's interface (a keyring: `keyring_detector`; then
+    `scheme` may be None)."""
     settings = settings or ServiceSettings()
+    if not detector:
+        if scheme is None:
+            raise ValueError("create_app needs a scheme or a detector")
+        detector = Detector(scheme, tokenizer, settings.alpha)
     service = _Service(
         scheme=scheme,
-        detector=detector or Detector(scheme, tokenizer, settings.alpha),
+        detector=detector,
         settings=settings,
         tokens=tokens,
         limiter=RateLimiter(clock),
