@@ -339,7 +339,9 @@ def test_cli_detect_paths_agree(cli_env):
     assert row["num_tokens_scored"] <= by_scheme[0]["num_tokens_scored"]
     (cli_env / "other").write_text("")
     _run("keygen", "--vllm-key", 5, "--force", "-o", "other")
-    res = _run("detect", "t.txt", "--vllm-config", "w.json", "--key", "other")  # the key-in-JSON warning first
+    res = _run(
+        "detect", "t.txt", "--vllm-config", "w.json", "--key", "other"
+    )  # the key-in-JSON warning first
     assert res.exit_code == 2 and res.stderr.count("error: ") == 1 and "different keys" in res.stderr
     (cli_env / "bad.json").write_text(json.dumps({"algorithm": "kgw"}))
     _one_error(_run("detect", "t.txt", "--vllm-config", "bad.json", "--key", "vk"), "algorithm")
