@@ -96,8 +96,9 @@ test-matrix: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# ruff, then mypy over watermark/ (the files and settings are pyproject.toml's [tool.mypy])
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
