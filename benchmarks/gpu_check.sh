@@ -5,8 +5,18 @@
 # against plain generation on the GPU. The last line is one JSON object. Without CUDA it says so
 # and exits 0.
 #   bash benchmarks/gpu_check.sh [--tiny] [--new-tokens N]
+# With --vllm it runs the vLLM half instead (benchmarks/gpu_check_vllm.py, in VLLM_PYTHON or
+# .venv-vllm, which must hold a CUDA build of vLLM on the GPU machine): vLLM's Philox on the GPU ==
+# wm's numpy uniforms, vLLM's native gumbel / dual_key_gumbel in its GPU engine detected by wm, and
+# wm's plugin (kgw, gumbel, exp, synthid) in the GPU engine.
+#   bash benchmarks/gpu_check.sh --vllm [--prompts 32] [--tokens 150] [--cpu-dry-run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--vllm" ]; then
+    shift
+    VPY="${VLLM_PYTHON:-$(test -x .venv-vllm/bin/python && echo .venv-vllm/bin/python || echo python3)}"
+    exec "$VPY" benchmarks/gpu_check_vllm.py "$@"
+fi
 PY="${PYTHON:-$(test -x .venv/bin/python && echo .venv/bin/python || echo python3)}"
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" - "$@" <<'PYEOF'
 import argparse, json, sys, time

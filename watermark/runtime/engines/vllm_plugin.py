@@ -43,6 +43,7 @@ from ...config import SchemeConfig, config_from_dict, load_config_file
 from ...errors import ConfigError, WmError
 from ...keying.hfkeys import load_any_key_file, write_hf_key_file
 from ...keying.keys import Key, write_key_file
+from ...keying.vllmkey import VllmKey, write_vllm_key_file
 from ...modeling.generation import Generation, _strip, format_prompt, scheme_processor
 from ...schemes import build_scheme
 from ...schemes.base import WatermarkScheme
@@ -54,7 +55,7 @@ try:  # vllm is optional: without it this module still gives the settings and th
 
     VLLM_IMPORT_ERROR: str | None = None
 except ImportError as exc:
-    _VllmLogitsProcessor = object  # type: ignore[assignment,misc]
+    _VllmLogitsProcessor = object  # type: ignore[assignment,misc,unused-ignore]
     VLLM_IMPORT_ERROR = str(exc)
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,8 @@ class WatermarkServer:
             config = config.replace(vocab_size=vocab_size)
         if config.tokenizer is None:
             config = config.replace(tokenizer=tokenizer)
-        if "model_vocab_size" in config.to_dict() and config.model_vocab_size is None:
+        given = config.to_dict()
+        if "model_vocab_size" in given and given["model_vocab_size"] is None:
             config = config.replace(model_vocab_size=model_vocab_size)
         self.policy = Policy(config, policy.allow, policy.enforce)
         self.base = build_scheme(config, key)  # a key that is not the config's is refused here
@@ -445,6 +447,8 @@ def server_environment(scheme: WatermarkScheme) -> Iterator[None]:
         key_path = Path(folder) / "key"
         if isinstance(scheme.key, Key):
             write_key_file(key_path, scheme.key)
+        elif isinstance(scheme.key, VllmKey):
+            write_vllm_key_file(key_path, scheme.key)
         else:
             write_hf_key_file(key_path, scheme.key)
         os.environ.update({ENV_KEY: str(key_path), ENV_CONFIG: scheme.config.to_json(), ENV_ENFORCE: "0"})
