@@ -51,7 +51,8 @@ def calibrate_command(
 
     `wm detect --calibration FILE` then adds `calibrated_p_value` = (1 + #{natural p <= p}) / (N + 1)
     and decides the verdict with it: valid when the text is exchangeable with the natural texts
-    (same source, similar length). Use texts the key never watermarked, and at least 1/alpha of them.
+    (same source, similar length; detection warns when a text does not look like them). Use texts
+    the key never watermarked, about 10/alpha of them.
     """
     flags = pop_scheme_flags(kwargs)
     check_outputs([output], [*files, config_path], key_path)

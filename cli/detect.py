@@ -177,6 +177,7 @@ def _detect_records(
     tokenizers: dict[str, object] = {}
     schemes: dict[str, object] = {}
     rows = []
+    calibrated: list[tuple[dict, object]] = []  # (row, ids) of each calibrated detection
     failures = 0
     for rec in records:
         try:
@@ -211,7 +212,10 @@ def _detect_records(
                 f"[yellow]warning: {escape(visible(rec.source, one_line=True))}: {norm.warning()}"
             )
         rows.append(row)
+        calibrated += [(row, ids)] if calib is not None else []
         views.add(row, text, pieces, det, schemes[ck].config.key_fingerprint, span_ranges(found))
+    if calib is not None:
+        _check_calibration(calib, calibrated, alpha)
     if html_path:
         err_console.print(f"wrote {visible(str(views.write(alpha)), one_line=True)}")
     if as_json:
@@ -252,6 +256,29 @@ def _add_fields(row: dict, det, alpha: float, calib, norm: NormalizationReport |
         row.update(calib.fields(det, alpha))
     if norm is not None:
         row.update(norm.to_dict())
+
+
+def _check_calibration(calib: Calibration, calibrated: list, alpha: float) -> None:
+    """Does each tested text look like the calibration texts (length, repetition; the batch by a
+    KS test)? Sets each row's `calibration_mismatch` and warns in one line per kind of problem."""
+    batch = calib.batch_mismatch([ids for _, ids in calibrated])
+    bad = []
+    for row, ids in calibrated:
+        row["calibration_mismatch"] = calib.mismatch(ids) or batch
+        if row["calibration_mismatch"]:
+            bad.append(row)
+    warnings = []
+    if calib.text_stats is None:
+        warnings.append("the calibration file (format version 1) has no text statistics, so whether the "
+                        "texts match it is not checked: run `wm calibrate` again")  # fmt: skip
+    if bad:
+        first = f"{visible(bad[0]['source'], one_line=True)}: {bad[0]['calibration_mismatch']}"
+        warnings.append(f"{len(bad)} of {len(calibrated)} text(s) do not look like the calibration texts, "
+                        f"so their calibrated p-values may not hold ({first})")  # fmt: skip
+    if calibrated and (size := calib.size_warning(alpha)):
+        warnings.append(size)
+    for w in warnings:
+        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_table(rows: list[dict], with_spans: bool = False) -> None:
@@ -300,6 +327,8 @@ def _notes(r: dict) -> str:
     notes = []
     if "calibrated_p_value" in r:
         notes.append(f"calibrated p {fmt_p(r['calibrated_p_value'])}")
+    if r.get("calibration_mismatch"):
+        notes.append("unlike the calibration texts")
     tampering = {k: n for k, n in (r.get("tampering") or {}).items() if n}
     if tampering:
         notes.append("tampering: " + ", ".join(f"{n} {k}" for k, n in tampering.items()))

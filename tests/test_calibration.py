@@ -181,3 +181,121 @@ def test_calibrate_then_detect_with_calibration_end_to_end(env, tokenizer):
     (env / "bad.json").write_text("[1, 2]")
     res = run("detect", env / "green.txt", "--scheme", "unigram", "--calibration", env / "bad.json")
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and "not a calibration" in res.stderr
+
+
+# ---- does the tested text look like the calibration texts? (issue 30, the review's first edge) ----
+V = 1000
+
+
+def _repetitive(rng, n=200):
+    """A short random phrase looped, a fifth of its tokens replaced: most (context, token) pairs repeat."""
+    phrase = rng.integers(0, V, size=int(rng.integers(5, 15)))
+    out = np.tile(phrase, n // len(phrase) + 1)[:n].copy()
+    flip = rng.random(n) < 0.2
+    out[flip] = rng.integers(0, V, size=int(flip.sum()))
+    return out
+
+
+def _kgw():
+    return build_scheme(GreenListConfig.for_scheme("kgw", vocab_size=V), Key.from_seed("mismatch"))
+
+
+def test_a_calibration_on_repetitive_text_flags_random_text_and_passes_its_own_kind():
+    """kgw calibrated on repetitive text runs at about 2x alpha on random text (the review: 0.0205 at
+    0.01). Random text repeats none of its contexts, the calibration texts 40-75%: flagged, alone
+    and as a batch. Fresh repetitive texts are not flagged (fixed seed; for an exchangeable text
+    the check fires only beyond the far-out fences, here 0 of 200)."""
+    rng = np.random.default_rng(1)
+    calib = calibrate(_kgw(), [_repetitive(rng) for _ in range(200)])
+    random_text = rng.integers(0, V, size=200)
+    reason = calib.mismatch(random_text)
+    assert reason is not None and "repeat" in reason and "0.0%" in reason
+    assert calib.batch_mismatch([rng.integers(0, V, size=200) for _ in range(30)]) is not None
+    assert sum(calib.mismatch(_repetitive(rng)) is not None for _ in range(200)) == 0
+    assert calib.batch_mismatch([_repetitive(rng) for _ in range(30)]) is None
+    fields = calib.fields(_kgw().detect(random_text), alpha=0.05, mismatch=reason)
+    assert fields["calibration_mismatch"] == reason
+
+
+def test_matching_random_texts_are_not_flagged_and_another_length_is():
+    rng = np.random.default_rng(2)
+    calib = calibrate(_kgw(), [rng.integers(0, V, size=200) for _ in range(200)])
+    assert sum(calib.mismatch(rng.integers(0, V, size=200)) is not None for _ in range(300)) == 0
+    batches = [[rng.integers(0, V, size=200) for _ in range(30)] for _ in range(20)]
+    assert sum(calib.batch_mismatch(b) is not None for b in batches) == 0  # KS at 1e-3: P(any) < 0.02
+    assert "tokens" in (calib.mismatch(rng.integers(0, V, size=60)) or "")
+    assert "repeat" in (calib.mismatch(_repetitive(rng)) or "")
+
+
+def test_too_few_calibration_texts_for_alpha_warn_with_the_chance_of_twice_alpha():
+    """With N texts the calibrated FPR is the k-th smallest of N uniforms, k = floor(alpha (N + 1)):
+    at N = 99, alpha = 0.01 it exceeds 2 alpha with probability 0.98^99 = 13.5%."""
+    c = _calib(np.linspace(0.005, 1, 99))
+    warning = c.fields(_det(0.5), alpha=0.01)["calibration_size_warning"]
+    assert warning is not None and "99 texts" in warning and "13.5%" in warning and "1000" in warning
+    assert c.size_warning(0.2) is None  # 99 texts >= 10 / 0.2
+    big = _calib(np.linspace(0.0005, 1, 1000))
+    assert big.size_warning(0.01) is None and big.fields(_det(0.5), 0.01)["calibration_size_warning"] is None
+
+
+def test_an_old_format_calibration_file_still_loads_without_text_statistics(tmp_path):
+    c = _calib([0.3, 0.02, 0.7])
+    old = c.to_dict()  # a calibration without text statistics is written as version 1
+    assert old["version"] == 1 and set(old) == {  # exactly the keys version 1 wrote
+        "format", "version", "key_fingerprint", "config_fingerprint", "config", "normalize",
+        "num_texts", "skipped_too_short", "null_log10_p_values",
+    }  # fmt: skip
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    back = Calibration.load(path)
+    assert back.text_stats is None and back.num_texts == 3
+    assert back.mismatch(np.arange(50)) is None and back.batch_mismatch([np.arange(50)] * 30) is None
+    assert back.calibrated_p_value(_det(0.02)) == pytest.approx(2 / 4)
+
+
+def test_new_files_round_trip_their_text_statistics(tmp_path):
+    rng = np.random.default_rng(3)
+    c = calibrate(_kgw(), [_repetitive(rng) for _ in range(20)] + [np.arange(1)])  # one too short
+    c.save(tmp_path / "c.json")
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["version"] == 2 and len(data["text_stats"]["num_tokens"]) == 20 and c.skipped == 1
+    assert data["null_summary"]["share_p_below"]["0.05"] == c.share_below(0.05)
+    back = Calibration.load(tmp_path / "c.json")
+    assert back.text_stats is not None and np.allclose(back.text_stats.rates, c.text_stats.rates, atol=1e-6)
+    data["text_stats"]["repeat_rate"] = data["text_stats"]["repeat_rate"][:-1]
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="malformed"):
+        Calibration.load(tmp_path / "c.json")
+
+
+def test_detect_warns_once_when_the_texts_are_unlike_the_calibration(env, tokenizer):
+    """CLI: calibrated on looped sentences, a text of distinct words gets one `warning:` line and
+    `calibration_mismatch` in --json; a looped text like the calibration's gets null."""
+    rng = np.random.default_rng(4)
+    words = [
+        w
+        for w in tokenizer.convert_ids_to_tokens(range(2000, 12000))
+        if w.startswith("Ġ") and w[1:].isalpha()
+    ]
+
+    def looped():
+        phrase = " ".join(rng.choice(words[:3000], size=int(rng.integers(5, 12))).tolist()).replace("Ġ", "")
+        return " ".join([phrase] * 12)
+
+    (env / "natural.jsonl").write_text("".join(json.dumps({"text": looped()}) + "\n" for _ in range(60)))
+    res = run("calibrate", env / "natural.jsonl", "--scheme", "kgw", "-o", env / "calib.json", "--json")
+    assert res.exit_code == 0, res.output
+    (env / "plain.txt").write_text(" ".join(w[1:] for w in rng.choice(words, size=120)))
+    (env / "looped.txt").write_text(looped())
+    res = run("detect", env / "plain.txt", env / "looped.txt", "--scheme", "kgw", "--calibration",
+              env / "calib.json", "--alpha", 0.2, "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    plain, same = (json.loads(x) for x in res.stdout.splitlines())
+    assert "repeat" in plain["calibration_mismatch"] and same["calibration_mismatch"] is None
+    warnings = [x for x in res.stderr.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == 1 and "1 of 2 text(s) do not look like the calibration texts" in warnings[0]
+    assert plain["calibration_size_warning"] is None  # 60 texts >= 10 / 0.2
+    res = run(
+        "detect", env / "looped.txt", "--scheme", "kgw", "--calibration", env / "calib.json", "--alpha", 0.05
+    )
+    assert res.exit_code == 0 and "fewer than 10 / alpha = 200" in res.stderr

@@ -21,12 +21,15 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import SchemeConfig, config_from_dict, load_config_file
 from ..errors import ConfigError, InputError, KeyFileError
 from ..keying.hfkeys import AnyKey, load_any_key_file, parse_key_bytes
 from ..keying.keys import read_private_file, write_private_file
+
+if TYPE_CHECKING:
+    from ..keying.vllmkey import VllmKey
 
 FORMAT = "wm-keyring"
 VERSION = 1
@@ -46,7 +49,7 @@ class Entry:
     calibration: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
-    def load_key(self) -> AnyKey:
+    def load_key(self) -> AnyKey | VllmKey:
         if "inline" in self.key_ref:
             return parse_key_bytes(self.key_ref["inline"].encode(), f"keyring entry {self.name!r}'s key")
         return load_any_key_file(self.key_ref["path"])
@@ -116,13 +119,13 @@ def parse_hint(text: str) -> tuple[str, str]:
 def _entry_from_json(obj: Any, where: str) -> Entry:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         raise InputError(f"{where}: an entry must be an object with a name")
-    ref = obj.get("key")
+    ref: Any = obj.get("key")
     ok_ref = isinstance(ref, dict) and len(ref) == 1 and isinstance(next(iter(ref.values())), str)
     if not ok_ref or next(iter(ref)) not in ("path", "inline"):
         raise InputError(f"{where}: entry {obj['name']!r} needs a key {{'path': ...}} or {{'inline': ...}}")
     if not isinstance(obj.get("config"), dict):
         raise InputError(f"{where}: entry {obj['name']!r} has no config object")
-    labels = obj.get("labels") or {}
+    labels: Any = obj.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise InputError(f"{where}: entry {obj['name']!r}: labels must map names to strings")
     for opt in ("tokenizer", "calibration"):

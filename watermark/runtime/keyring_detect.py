@@ -39,6 +39,7 @@ class EntryResult:
     num_tokens_scored: int = 0
     adjusted_log10_p: float = 0.0
     calibrated: bool = False
+    calibration_mismatch: str | None = None  # calibrated entries: why the text is unlike its texts
     error: str | None = None
 
     def to_dict(self, public: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class EntryResult:
         }
         if self.calibrated:
             out["calibrated"] = True
+            out["calibration_mismatch"] = self.calibration_mismatch
         if self.error:
             out["error"] = self.error
         if public:
@@ -140,7 +142,7 @@ class RingDetector:
         tok_name = canonical_name(entry.tokenizer or config.tokenizer)
         try:
             config = bind_tokenizer(config, len(self._tokenizer(tok_name)), tok_name)
-            if "model_vocab_size" in config.to_dict() and config.model_vocab_size is None:
+            if "model_vocab_size" in (fields := config.to_dict()) and fields["model_vocab_size"] is None:
                 config = config.replace(model_vocab_size=int(model_vocab_size(tok_name)))
             scheme = build_scheme(config, entry.load_key())
         except InputError as exc:
@@ -189,7 +191,7 @@ class RingDetector:
                 self._score(m, ids[m.tokenizer], res)
             results.append(res)
         if all(r.error for r, wi in zip(results, w, strict=True) if wi > 0):
-            raise InputError("no keyring entry could test this text: " + results[int(np.argmax(w))].error)
+            raise InputError(f"no keyring entry could test this text: {results[int(np.argmax(w))].error}")
         adjusted = weighted_holm(weights=w, log10_p=[r.log10_p_value for r in results])
         for r, a in zip(results, adjusted, strict=True):
             r.adjusted_log10_p = float(a)
@@ -204,6 +206,7 @@ class RingDetector:
         res.num_tokens_scored = int(det.num_tokens_scored)
         if m.calibration is not None:
             res.log10_p_value, res.calibrated = math.log10(m.calibration.calibrated_p_value(det)), True
+            res.calibration_mismatch = m.calibration.mismatch(ids)
         else:
             res.log10_p_value = min(0.0, float(det.log10_p_value))
 

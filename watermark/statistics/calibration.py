@@ -14,7 +14,10 @@ valid at every level by exchangeability whenever the text is exchangeable with t
 
 The file holds the sorted log10 null p-values (ranks are taken in log space, so p-values below the
 float range still order correctly), the config with its key fingerprint and a config fingerprint,
-never the key. Using it with another key, config or normalisation setting is an error.
+never the key. Using it with another key, config or normalisation setting is an error. Since
+version 2 it also holds the texts' lengths and repetition rates (`calibration_match.TextStats`), so
+a detection can say when the tested text does not look like them, and a summary of the null
+p-values; version-1 files still load (without that check).
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..runtime.atomic import write_json
 from ..schemes.base import Detection, TextTooShortError, WatermarkScheme
+from .calibration_match import TextStats, context_width, size_warning
 
 FORMAT = "wm-calibration"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1: no text statistics
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
@@ -48,6 +53,7 @@ class Calibration:
     null_log10_p: np.ndarray  # sorted ascending, one per natural text scored
     normalize: bool = True
     skipped: int = 0  # natural texts too short to score
+    text_stats: TextStats | None = None  # None: a version-1 file (no mismatch check)
 
     @property
     def key_fingerprint(self) -> str | None:
@@ -92,14 +98,30 @@ class Calibration:
                 f"the calibration was made {on} text normalisation: use the same setting to detect"
             )
 
-    def fields(self, det: Detection, alpha: float) -> dict[str, Any]:
-        """The JSON fields a calibrated detection adds or overrides (verdict from the calibrated p)."""
+    def mismatch(self, ids: np.ndarray) -> str | None:
+        """Why this text does not look like the calibration texts (length, repetition), or None
+        (also None for a version-1 file, which has no text statistics)."""
+        return self.text_stats.text_mismatch(ids) if self.text_stats is not None else None
+
+    def batch_mismatch(self, token_ids: Sequence[np.ndarray]) -> str | None:
+        """Why a batch of texts does not look like the calibration texts (KS), or None."""
+        return self.text_stats.batch_mismatch(list(token_ids)) if self.text_stats is not None else None
+
+    def size_warning(self, alpha: float) -> str | None:
+        """A warning when the calibration has fewer than 10 / alpha texts, else None."""
+        return size_warning(self.num_texts, alpha)
+
+    def fields(self, det: Detection, alpha: float, mismatch: str | None = None) -> dict[str, Any]:
+        """The JSON fields a calibrated detection adds or overrides (verdict from the calibrated p);
+        `mismatch` is why the text does not look like the calibration texts (None: it does)."""
         p = self.calibrated_p_value(det)
         watermarked = p <= alpha
         out: dict[str, Any] = {
             "calibrated_p_value": p,
             "calibration_texts": self.num_texts,
             "calibration_floor": self.floor,
+            "calibration_mismatch": mismatch,
+            "calibration_size_warning": self.size_warning(alpha),
             "watermarked": watermarked,
         }
         if watermarked:
@@ -115,10 +137,18 @@ class Calibration:
             out["verdict"] = "not watermarked"
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def null_summary(self) -> dict[str, Any]:
+        """The null p-values in brief (for a reader of the file; detection uses the full list)."""
+        q = np.quantile(self.null_log10_p, [0.01, 0.05, 0.5]) if self.num_texts else [math.nan] * 3
         return {
+            "log10_p_quantiles": {"0.01": float(q[0]), "0.05": float(q[1]), "0.5": float(q[2])},
+            "share_p_below": {str(a): self.share_below(a) for a in (0.05, 0.01, 0.001)},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION if self.text_stats is not None else 1,
             "key_fingerprint": self.key_fingerprint,
             "config_fingerprint": config_fingerprint(self.config),
             "config": self.config,
@@ -127,6 +157,10 @@ class Calibration:
             "skipped_too_short": self.skipped,
             "null_log10_p_values": [float(x) for x in self.null_log10_p],
         }
+        if self.text_stats is not None:
+            out["null_summary"] = self.null_summary()
+            out["text_stats"] = self.text_stats.to_dict()
+        return out
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())  # atomic: a reader never sees half a file
@@ -135,14 +169,15 @@ class Calibration:
     def from_dict(cls, data: Any, source: str = "calibration") -> Calibration:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(f"{source}: not a calibration file (made by `wm calibrate`)")
-        if data.get("version") != VERSION:
+        if data.get("version") not in READS:
             raise InputError(
-                f"{source}: calibration format version {data.get('version')!r}, expected {VERSION}"
+                f"{source}: calibration format version {data.get('version')!r}, expected one of {READS}"
             )
         try:
             config = dict(data["config"])
             null = np.sort(np.asarray(data["null_log10_p_values"], dtype=np.float64))
             normalize = bool(data["normalize"])
+            stats = TextStats.from_dict(data["text_stats"]) if data["version"] >= 2 else None
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: malformed calibration file ({exc})") from None
         if null.ndim != 1 or np.isnan(null).any() or (null > 0).any():
@@ -151,7 +186,9 @@ class Calibration:
             raise InputError(f"{source}: the config does not match its config_fingerprint (edited by hand?)")
         if config.get("key_fingerprint") != data.get("key_fingerprint"):
             raise InputError(f"{source}: key_fingerprint differs from the config's")
-        return cls(config, null, normalize, int(data.get("skipped_too_short", 0)))
+        if stats is not None and stats.lengths.size != null.size:
+            raise InputError(f"{source}: text_stats and null_log10_p_values count different texts")
+        return cls(config, null, normalize, int(data.get("skipped_too_short", 0)), stats)
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
@@ -173,16 +210,18 @@ def calibrate(
 ) -> Calibration:
     """Detect every natural text (already tokenised the way detection will tokenise) under this
     scheme and key; texts too short to score are skipped and counted."""
-    logs, skipped = [], 0
+    logs, scored, skipped = [], [], 0
     for ids in token_ids:
         try:
             logs.append(scheme.detect(ids).log10_p_value)
+            scored.append(np.asarray(ids, dtype=np.int64))
         except TextTooShortError:
             skipped += 1
         if on_item:
             on_item(1)
     if not logs:
         raise InputError("no natural text long enough to score: calibration needs unwatermarked texts")
+    stats = TextStats.measure(scored, context_width(scheme.config))
     return Calibration(
-        scheme.config.to_dict(), np.sort(np.asarray(logs, dtype=np.float64)), normalize, skipped
+        scheme.config.to_dict(), np.sort(np.asarray(logs, dtype=np.float64)), normalize, skipped, stats
     )
