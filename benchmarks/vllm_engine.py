@@ -5,7 +5,8 @@
 For each scheme one vLLM engine runs the plugin (`vllm_plugin.open_llm`); the same engine also
 serves the unwatermarked requests (`wm_watermark: false`: the processor has no rows then), so the
 watermark's overhead is measured inside one engine, on/off alternated in order and repeated
-(median and spread printed). Texts are detected with wm (`scheme.detect`, p < 1e-3). The HF path
+(median and spread printed); beside it the plugin's own cost per step, its `apply` timed alone
+on the same number of rows (`apply_cost_ms`), as a share of the engine's step. Texts are detected with wm (`scheme.detect`, p < 1e-3). The HF path
 (transformers' generate, batch = all prompts) runs the same prompts for tokens/s. All ratios come
 from this one run. Last line printed: one JSON object.
 """
@@ -64,6 +65,8 @@ def bench_scheme(name: str, key, tok, prompts: list[str], args) -> dict:
             runs[mode].append(sum(g.num_tokens for g in gens) / dt)
             texts.setdefault(mode, gens)
     overheads = [off / on - 1.0 for on, off in zip(runs["on"], runs["off"], strict=True)]
+    step_ms = 1000 * len(prompts) / statistics.median(runs["off"])  # one engine step, all rows
+    apply_ms = apply_cost_ms(name, key, tok, len(prompts))
     out = {
         "scheme": name,
         "startup_s": round(startup, 1),
@@ -72,11 +75,49 @@ def bench_scheme(name: str, key, tok, prompts: list[str], args) -> dict:
         "overhead_median": round(statistics.median(overheads), 4),
         "overhead_min": round(min(overheads), 4),
         "overhead_max": round(max(overheads), 4),
+        "engine_step_ms": round(step_ms, 1),
+        "apply_ms_per_step": round(apply_ms, 2),
+        "apply_share_of_step": round(apply_ms / step_ms, 4),
         "detected": detections(scheme, texts["on"]),
         "detected_unwatermarked": detections(scheme, texts["off"]),
         "n": len(prompts),
     }
     return out
+
+
+def apply_cost_ms(name: str, key, tok, rows: int, steps: int = 40) -> float:
+    """Milliseconds one engine step spends in the plugin's `apply` for `rows` watermarked requests
+    (sampling at temperature 1), timed in this process on the engine's own classes with random
+    logits and outputs that grow a token a step: the watermark's cost free of the engine's noise."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from wm_toolkit.watermark.runtime.engines import vllm_plugin as vp
+    from wm_toolkit.watermark.schemes import build_scheme
+
+    vocab = len(tok)
+    scheme = build_scheme({"scheme": name, "vocab_size": vocab, "tokenizer": "smollm2-135m"}, key)
+    server = vp.WatermarkServer(vp.Policy(scheme.config), key, vocab, vocab, "smollm2-135m")
+    proc = vp.WmLogitsProcessor.from_server(server)
+    g = torch.Generator().manual_seed(0)
+    params = SimpleNamespace(extra_args={vp.ON_ARG: True}, temperature=1.0, top_p=1.0, top_k=0)
+    outputs = [[] for _ in range(rows)]
+    for i in range(rows):
+        prompt = torch.randint(0, vocab, (40,), generator=g).tolist()
+        proc.rows[i] = server.row(params, prompt, outputs[i])
+    seconds = []
+    for step in range(steps):
+        logits = torch.randn(rows, vocab, generator=g)
+        t0 = time.perf_counter()
+        out = proc.apply(logits)
+        seconds.append(time.perf_counter() - t0)
+        nxt = torch.multinomial(torch.softmax(out, dim=-1), 1, generator=g)[:, 0].tolist()
+        for i in range(rows):
+            outputs[i].append(nxt[i])
+        if step == 0:
+            seconds.clear()  # the first step builds per-request state
+    return 1000 * statistics.median(seconds)
 
 
 def bench_hf(key, prompts: list[str], args) -> dict:
