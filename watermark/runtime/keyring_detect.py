@@ -1,7 +1,10 @@
 """Detection over a keyring: each text tested against every entry, one family-wise verdict.
 
 A text is canonicalised once and tokenised once per distinct tokenizer; every entry with that
-tokenizer scores the same ids. Each entry is tested at its share of alpha (`alpha * w_i`, the
+tokenizer scores the same ids. Entries of one scheme family (same scheme and settings, different
+keys: kgw, unigram, gumbel, synthid) are scored together (`keyring_batch`: shared windows, contexts
+and p-values, seeds for every key in one compiled loop; the p-values each entry's own `detect()`
+gives, bit for bit); the others one by one. Each entry is tested at its share of alpha (`alpha * w_i`, the
 weighted-Bonferroni level), which is what Monte-Carlo tests (exp, its) need to draw enough null
 keys; the family p-value and the per-entry Holm-adjusted p-values are in `statistics.family`.
 An entry with a calibration file is decided by its calibrated p-value.
@@ -120,12 +123,20 @@ class RingDetector:
     load_tokenizer: Callable[[str], Any] | None = None
     tokenizers: dict[str, Any] = field(default_factory=dict)
     members: list[_Member] = field(default_factory=list)
+    batched: bool = True  # False: every entry through its own detect() (the reference path)
+    batches: list[tuple[list[int], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.ring.entries:
             raise InputError("the keyring has no entries (add one with `wm keyring add`)")
         for entry in self.ring.entries:
             self.members.append(self._member(entry))
+        if self.batched:  # calibrated entries need their Detection: one by one
+            from .keyring_batch import plan_batches
+
+            plain = [i for i, m in enumerate(self.members) if m.calibration is None]
+            planned = plan_batches([(self.members[i].scheme, self.members[i].tokenizer) for i in plain])
+            self.batches = [([plain[j] for j in idx], batch) for idx, batch in planned]
 
     def _tokenizer(self, name: str) -> Any:
         if name not in self.tokenizers:
@@ -184,18 +195,34 @@ class RingDetector:
     def detect_ids(self, ids: dict[str, np.ndarray], weights: np.ndarray | None = None) -> KeyringResult:
         """Test token ids (one array per tokenizer name) against every entry with weight > 0."""
         w = self.weights() if weights is None else np.asarray(weights, dtype=np.float64)
-        results = []
-        for m, wi in zip(self.members, w, strict=True):
-            res = EntryResult(m.entry.name, 0.0, float(wi))
-            if wi > 0:
-                self._score(m, ids[m.tokenizer], res)
-            results.append(res)
+        results = [EntryResult(m.entry.name, 0.0, float(wi)) for m, wi in zip(self.members, w, strict=True)]
+        done = self._score_batches(ids, w, results)
+        for i, (m, wi) in enumerate(zip(self.members, w, strict=True)):
+            if wi > 0 and i not in done:
+                self._score(m, ids[m.tokenizer], results[i])
         if all(r.error for r, wi in zip(results, w, strict=True) if wi > 0):
             raise InputError(f"no keyring entry could test this text: {results[int(np.argmax(w))].error}")
         adjusted = weighted_holm(weights=w, log10_p=[r.log10_p_value for r in results])
         for r, a in zip(results, adjusted, strict=True):
             r.adjusted_log10_p = float(a)
         return KeyringResult(results, float(adjusted.min()), self.alpha)
+
+    def _score_batches(
+        self, ids: dict[str, np.ndarray], w: np.ndarray, results: list[EntryResult]
+    ) -> set[int]:
+        """Score the family batches; -> the members done (a text a batch cannot take as a whole,
+        too short or with ids outside the vocabulary, is left to the entries' own detect())."""
+        done: set[int] = set()
+        for idx, batch in self.batches:
+            live = [j for j, i in enumerate(idx) if w[i] > 0]
+            scores = batch.score(ids[batch.tokenizer], live) if live else None
+            if scores is None:
+                continue
+            for j, (lp, n) in zip(live, scores, strict=True):
+                res = results[idx[j]]
+                res.log10_p_value, res.num_tokens_scored = min(0.0, float(lp)), int(n)
+                done.add(idx[j])
+        return done
 
     def _score(self, m: _Member, ids: np.ndarray, res: EntryResult) -> None:
         try:
