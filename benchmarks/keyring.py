@@ -16,7 +16,11 @@ Parts (`--part`, each prints one JSON line; `--out FILE` also writes it):
 - `stream-null`: 10,000 simulated null streams per kind (green-list coin flips, Exp(1) scores)
   watched at every token up to `--stream-length`, plus `--real-streams` random-id texts through
   each scheme's real span evidence: the share that ever reaches 1/alpha.
-- `throughput`: canonicalise + tokenise + detect a corpus with 1 entry vs 100 entries.
+- `throughput`: canonicalise + tokenise + detect `--corpus` texts of `--length` tokens (the
+  repository's docs and code) on one core: each MIX scheme's single entry (alone in a ring, and
+  through the plain `scheme.detect` path: the faster is the baseline), then 100-entry rings (the
+  MIX, and kgw only) batched and one by one; ratios on CPU time, load averages beside them.
+  Run with OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false.
 
     python benchmarks/keyring.py --part ring --out /tmp/ring.json
 """
@@ -219,37 +223,107 @@ def real_null_streams(args) -> dict:
     return res
 
 
-def part_throughput(args) -> dict:
-    """Tokens/s of canonicalise + tokenise + detect over a corpus: 1 entry vs `--entries` entries."""
-    from wm_toolkit.watermark.text.textio import read_records
+def throughput_corpus(tok, texts: int, length: int) -> list[str]:
+    """`texts` pieces of about `length` tokens of the repository's own prose and code (docs, the
+    README, watermark/'s modules): unwatermarked natural text, cut on token boundaries."""
+    from wm_toolkit.watermark.text.encoding import encode_array
 
-    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").glob("*.md")))
-    chunks = [text[i : i + 1200] for i in range(0, len(text), 1200)][: args.corpus]
-    out: dict = {"part": "throughput", "texts": len(chunks)}
-    del read_records
-    for label, schemes in (
-        ("kgw", [{"scheme": "kgw"}]),
-        (
-            "greenlist+gumbel",
-            [{"scheme": "kgw"}, {"scheme": "gumbel"}, {"scheme": "kgw", "seeding": "selfhash"}],
-        ),
-        ("mixed", round_robin()),
-    ):
-        for size in (1, args.throughput_entries):
-            ring = make_ring(size, schemes)
-            ring.entries = [e.__class__(e.name, e.key_ref, e.config, SMOL) for e in ring.entries]
-            det = RingDetector(ring, alpha=1e-3)
-            det.detect_texts(chunks[:4])  # warm up
-            t0 = time.perf_counter()
-            rows = det.detect_texts(chunks)
-            dt = time.perf_counter() - t0
-            tokens = sum(
-                max(e.num_tokens_scored for e in r.entries) for r, _ in rows if not isinstance(r, Exception)
-            )
-            out[f"{label}_{size}"] = {"tokens_per_s": tokens / dt, "seconds": dt}
-        out[f"{label}_ratio"] = (
-            out[f"{label}_{args.throughput_entries}"]["tokens_per_s"] / out[f"{label}_1"]["tokens_per_s"]
+    files = [
+        *sorted((ROOT / "docs").glob("*.md")),
+        ROOT / "README.md",
+        *sorted((ROOT / "watermark").rglob("*.py")),
+    ]
+    ids = encode_array(tok, "\n".join(p.read_text(encoding="utf-8") for p in files))
+    if len(ids) < texts * length:
+        raise SystemExit(f"the corpus has {len(ids)} tokens, fewer than {texts} x {length}")
+    return [tok.decode(ids[i * length : (i + 1) * length]) for i in range(texts)]
+
+
+def time_ring(det: RingDetector, corpus: list[str], repeats: int) -> dict:
+    """Best of `repeats` runs of canonicalise + tokenise + detect over the corpus (wall and CPU)."""
+    det.detect_texts(corpus[:8])  # warm up: numba kernels, tokenizer, seed tables of the first texts
+    walls, cpus, rows = [], [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        rows = det.detect_texts(corpus)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    ids = det.encode(corpus)
+    tokens = sum(len(x) for x in next(iter(ids.values())))
+    errors = sum(isinstance(r, Exception) for r, _ in rows)
+    return {"entries": len(det.members), "tokens": tokens, "errors": errors,
+            "seconds": min(walls), "cpu_seconds": min(cpus),
+            "tokens_per_s": tokens / min(walls), "tokens_per_cpu_s": tokens / min(cpus)}  # fmt: skip
+
+
+def time_plain(scheme, tok, corpus: list[str], repeats: int) -> dict:
+    """The single-key path of `wm detect`: canonicalise + tokenise + scheme.detect, text by text."""
+    from wm_toolkit.watermark.text.encoding import encode_texts
+
+    for ids in encode_texts(tok, corpus[:8]):
+        scheme.detect(ids, alpha=1e-3)
+    walls, cpus, tokens = [], [], 0
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        tokens = 0
+        for ids in encode_texts(tok, corpus):
+            scheme.detect(ids, alpha=1e-3)
+            tokens += len(ids)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return {"tokens": tokens, "seconds": min(walls), "cpu_seconds": min(cpus),
+            "tokens_per_s": tokens / min(walls), "tokens_per_cpu_s": tokens / min(cpus)}  # fmt: skip
+
+
+def one_tokenizer_ring(size: int, schemes) -> Keyring:
+    ring = make_ring(size, schemes)
+    ring.entries = [Entry(e.name, e.key_ref, e.config, SMOL) for e in ring.entries]
+    return ring
+
+
+def part_throughput(args) -> dict:
+    """Tokens/s on one core of canonicalise + tokenise + detect over a corpus: each scheme's single
+    entry, then a 100-entry ring of the MIX (as the 50-entry ring) and one of kgw only, batched
+    (families scored together) and one by one; every ring on the SmolLM2 tokenizer."""
+    import os
+
+    from wm_toolkit.watermark.modeling.models import load_tokenizer
+    from wm_toolkit.watermark.schemes import build_scheme
+
+    tok = load_tokenizer(SMOL)
+    corpus = throughput_corpus(tok, args.corpus, args.length)
+    out: dict = {"part": "throughput", "texts": len(corpus), "tokens_per_text": args.length,
+                 "tokenizer": SMOL, "load_average_start": os.getloadavg()}  # fmt: skip
+    single: dict[str, float] = {}  # config -> seconds per corpus of one entry alone (the faster path)
+    for cfg, _ in MIX:
+        name = json.dumps(cfg)
+        ring_1 = time_ring(RingDetector(one_tokenizer_ring(1, [cfg]), alpha=1e-3), corpus, args.repeats)
+        scheme = build_scheme({**cfg, "vocab_size": len(tok), "tokenizer": SMOL}, Key.from_seed("single"))
+        plain = time_plain(scheme, tok, corpus, args.repeats)
+        out[f"single {name}"] = {"ring_of_1": ring_1, "plain_detect": plain}
+        single[name] = min(ring_1["cpu_seconds"], plain["cpu_seconds"])
+        print(
+            name,
+            f"{ring_1['tokens_per_cpu_s']:.0f} / {plain['tokens_per_cpu_s']:.0f} tokens/cpu-s",
+            flush=True,
         )
+    n = args.throughput_entries
+    for label, schemes in (("mix", round_robin()), ("kgw", [{"scheme": "kgw"}])):
+        for batched in (True, False):
+            det = RingDetector(one_tokenizer_ring(n, schemes), alpha=1e-3, batched=batched)
+            res = time_ring(det, corpus, args.repeats if batched else 1)
+            out[f"{label}_{n}_{'batched' if batched else 'one_by_one'}"] = res
+            print(label, n, batched, f"{res['tokens_per_cpu_s']:.0f} tokens/cpu-s", flush=True)
+    kgw = single[json.dumps({"scheme": "kgw"})]
+    mix_cfgs = [json.dumps(c) for c in round_robin()]
+    typical = sum(single[c] for c in mix_cfgs) / len(mix_cfgs)  # one entry drawn from the mix, alone
+    for label in ("mix", "kgw"):
+        ring_s = out[f"{label}_{n}_batched"]["cpu_seconds"]
+        out[f"{label}_{n}_ratio_vs_single_kgw"] = kgw / ring_s
+        out[f"{label}_{n}_batching_speedup"] = out[f"{label}_{n}_one_by_one"]["cpu_seconds"] / ring_s
+    out[f"mix_{n}_ratio_vs_single_mix_entry"] = typical / out[f"mix_{n}_batched"]["cpu_seconds"]
+    out["target_ratio"] = 0.2
+    out["load_average_end"] = os.getloadavg()
     return out
 
 
@@ -269,6 +343,7 @@ def main() -> None:
     ap.add_argument("--real-streams", type=int, default=400)
     ap.add_argument("--corpus", type=int, default=200)
     ap.add_argument("--throughput-entries", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=2, help="throughput: best of this many runs")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)

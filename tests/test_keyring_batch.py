@@ -153,7 +153,7 @@ def test_the_seed_table_fills_once_and_matches_the_scheme():
     assert set(seen) == set(ids[:-1].tolist())
     for row, i in enumerate(idx):
         want = det.members[i].scheme.seeds_for(seen.reshape(-1, 1))
-        assert (batch.table[row, seen] == want).all()
+        assert (batch.table[seen, row] == want).all()
 
 
 @pytest.mark.parametrize("width", [1, 2, 4, 16, 17, 33])

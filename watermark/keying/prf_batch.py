@@ -112,36 +112,43 @@ def _compile(njit):
         return (x >> n) | (x << (s64 - n))
 
     @njit(inline="always")
-    def g(v, a, b, c, d, x, y):  # pragma: no cover - compiled
-        v[a] = v[a] + v[b] + x
-        v[d] = rotr(v[d] ^ v[a], r32)
-        v[c] = v[c] + v[d]
-        v[b] = rotr(v[b] ^ v[c], r24)
-        v[a] = v[a] + v[b] + y
-        v[d] = rotr(v[d] ^ v[a], r16)
-        v[c] = v[c] + v[d]
-        v[b] = rotr(v[b] ^ v[c], r63)
+    def g(a, b, c, d, x, y):  # pragma: no cover - compiled
+        a = a + b + x
+        d = rotr(d ^ a, r32)
+        c = c + d
+        b = rotr(b ^ c, r24)
+        a = a + b + y
+        d = rotr(d ^ a, r16)
+        c = c + d
+        b = rotr(b ^ c, r63)
+        return a, b, c, d
 
     @njit(cache=True)
     def compress(h, m, t, last, v):  # pragma: no cover - compiled
-        for i in range(8):
-            v[i] = h[i]
-            v[i + 8] = iv[i]
-        v[12] ^= t
+        # the 16 working words in locals (registers), not in the array v
+        v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
+        v8, v9, v10, v11, v12, v13, v14, v15 = iv[0], iv[1], iv[2], iv[3], iv[4], iv[5], iv[6], iv[7]
+        v12 ^= t
         if last:
-            v[14] ^= full
+            v14 ^= full
         for r in range(12):
             s = sigma[r % 10]
-            g(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
-            g(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
-            g(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
-            g(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
-            g(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
-            g(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
-            g(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
-            g(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
-        for i in range(8):
-            h[i] ^= v[i] ^ v[i + 8]
+            v0, v4, v8, v12 = g(v0, v4, v8, v12, m[s[0]], m[s[1]])
+            v1, v5, v9, v13 = g(v1, v5, v9, v13, m[s[2]], m[s[3]])
+            v2, v6, v10, v14 = g(v2, v6, v10, v14, m[s[4]], m[s[5]])
+            v3, v7, v11, v15 = g(v3, v7, v11, v15, m[s[6]], m[s[7]])
+            v0, v5, v10, v15 = g(v0, v5, v10, v15, m[s[8]], m[s[9]])
+            v1, v6, v11, v12 = g(v1, v6, v11, v12, m[s[10]], m[s[11]])
+            v2, v7, v8, v13 = g(v2, v7, v8, v13, m[s[12]], m[s[13]])
+            v3, v4, v9, v14 = g(v3, v4, v9, v14, m[s[14]], m[s[15]])
+        h[0] ^= v0 ^ v8
+        h[1] ^= v1 ^ v9
+        h[2] ^= v2 ^ v10
+        h[3] ^= v3 ^ v11
+        h[4] ^= v4 ^ v12
+        h[5] ^= v5 ^ v13
+        h[6] ^= v6 ^ v14
+        h[7] ^= v7 ^ v15
 
     @njit(cache=True)
     def key_states(blocks, lengths, person, digest):  # pragma: no cover - compiled

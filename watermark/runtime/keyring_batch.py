@@ -188,14 +188,15 @@ class GreenListBatch(FamilyBatch):
         size = max(int(ids.max()) + 1, int(self.config.vocab_size or 0))
         if size * len(self.schemes) > SEED_TABLE_MAX:
             return self.seeds(uniq, rows)
-        if self.table is None or self.table.shape[1] < size:
-            self.table = np.zeros((len(self.schemes), size), dtype=np.int64)
+        if self.table is None or self.table.shape[0] < size:
+            self.table = np.zeros((size, len(self.schemes)), dtype=np.int64)  # token id -> every key's seed
             self.filled = np.zeros(size, dtype=bool)
         missing = ids[~self.filled[ids]]
         if missing.size:
-            self.table[:, missing] = self.seeds(missing.reshape(-1, 1))
+            self.table[missing] = self.seeds(missing.reshape(-1, 1)).T
             self.filled[missing] = True
-        return self.table[rows][:, ids]
+        picked = self.table[ids]  # (distinct contexts, keys): rows gathered, never the whole table
+        return (picked if len(rows) == len(self.schemes) else picked[:, rows]).T
 
     def _selfhash_seeds(self, windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """min over the window of seed(x_i, v), v the window's last id (`selfhash_seeds`)."""
