@@ -99,13 +99,13 @@ def _kernels():
     return _KERNELS[0]
 
 
-def _compile(njit):
-    """The BLAKE2b compression and the two loops around it (RFC 7693, section 3.2)."""
+def _compile_compress(njit):
+    """BLAKE2b's compression function F (RFC 7693, section 3.2), compiled."""
     iv = np.array(_IV, dtype=np.uint64)
     sigma = np.array(_SIGMA, dtype=np.int64)
     r32, r24, r16, r63 = np.uint64(32), np.uint64(24), np.uint64(16), np.uint64(63)
     s64 = np.uint64(64)
-    zero, full = np.uint64(0), np.uint64(0xFFFFFFFFFFFFFFFF)
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
 
     @njit(inline="always")
     def rotr(x, n):  # pragma: no cover - compiled
@@ -149,6 +149,15 @@ def _compile(njit):
         h[5] ^= v5 ^ v13
         h[6] ^= v6 ^ v14
         h[7] ^= v7 ^ v15
+
+    return compress
+
+
+def _compile(njit):
+    """The two loops around BLAKE2b's compression: the keys' first blocks, then each context."""
+    compress = _compile_compress(njit)
+    iv = np.array(_IV, dtype=np.uint64)
+    zero = np.uint64(0)
 
     @njit(cache=True)
     def key_states(blocks, lengths, person, digest):  # pragma: no cover - compiled
