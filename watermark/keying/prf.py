@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..settings import numba_wanted
+from ..settings import numba_or_none
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as signed int64
 _M1 = -49064778989728563  # 0xff51afd7ed558ccd
@@ -215,13 +215,11 @@ def _fused_kernels():
     disk; None without numba.
     All decide green with `green`, the same integer steps as `mix` + `_top53_below`."""
     if not _FUSED:
-        try:
-            if not numba_wanted():
-                raise ImportError("WM_NUMBA=0")
-            from numba import njit, prange
-        except ImportError:  # pragma: no cover
+        numba = numba_or_none()
+        if numba is None:
             _FUSED.append(None)
             return None
+        njit, prange = numba.njit, numba.prange
         g, m1, m2 = (
             np.uint64(0x9E3779B97F4A7C15),
             np.uint64(0xFF51AFD7ED558CCD),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..settings import numba_wanted
+from ..settings import numba_or_none
 from . import prf
 
 PERSON = b"wm-prf-seed"  # prf.seed_of's personalisation
@@ -88,14 +88,8 @@ def _chaining_values(kernels, subkeys: Sequence[bytes]) -> np.ndarray:
 def _kernels():
     """(key states, seeds) numba kernels, compiled once and cached on disk; None without numba."""
     if not _KERNELS:
-        try:
-            if not numba_wanted():
-                raise ImportError("WM_NUMBA=0")
-            from numba import njit
-        except ImportError:  # pragma: no cover
-            _KERNELS.append(None)
-            return None
-        _KERNELS.append(_compile(njit))
+        numba = numba_or_none()
+        _KERNELS.append(None if numba is None else _compile(numba.njit))
     return _KERNELS[0]
 
 

@@ -19,6 +19,7 @@ any text a batch cannot score as a whole (too short, ids out of range), goes thr
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,7 +81,7 @@ def _pair_counted(seeds_u: np.ndarray, inverse: np.ndarray, tokens: np.ndarray) 
     return counted
 
 
-class FamilyBatch:
+class FamilyBatch(ABC):
     """Entries of one scheme class and config (keys aside) on one tokenizer."""
 
     def __init__(self, schemes: Sequence[Any], tokenizer: str):
@@ -102,11 +103,13 @@ class FamilyBatch:
         return self._score(ids, np.asarray(rows, dtype=np.int64))
 
     @property
+    @abstractmethod
     def min_tokens(self) -> int:
-        raise NotImplementedError
+        """The shortest text the family's own detect() scores."""
 
+    @abstractmethod
     def _score(self, ids: np.ndarray, rows: np.ndarray) -> list[tuple[float, int]]:
-        raise NotImplementedError
+        """(log10 p-value, tokens scored) of the entries `rows` on a checked text."""
 
 
 class GreenListBatch(FamilyBatch):
