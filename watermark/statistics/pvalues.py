@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -58,8 +60,33 @@ def log10_binomial_tail(successes: int, trials: int, prob: float) -> float:
     return _log10_sum(log_pmf)
 
 
+HYPERGEOM_TABLE_MAX = 1 << 16  # texts of up to this many draws read their tail from a table
+
+
+@functools.lru_cache(maxsize=64)
+def _hypergeom_log10_sf(population: int, marked: int, draws: int) -> tuple[int, np.ndarray]:
+    """(lo, log10 P[X >= s] for s = lo..hi): one log-pmf vector, summed from the top in log space.
+    Every count of one text length and list reads it (a keyring's many keys, the span scan)."""
+    lo, hi = max(0, draws - (population - marked)), min(marked, draws)
+    log_pmf = stats.hypergeom.logpmf(np.arange(lo, hi + 1), population, marked, draws)
+    log_sf = np.logaddexp.accumulate(log_pmf[::-1])[::-1] * _LOG10E
+    log_sf.setflags(write=False)
+    return lo, log_sf
+
+
 def log10_hypergeom_tail(successes: int, population: int, marked: int, draws: int) -> float:
-    """log10 P[Hypergeom(population, marked, draws) >= successes], finite where the tail underflows."""
+    """log10 P[Hypergeom(population, marked, draws) >= successes], finite where the tail underflows.
+
+    Up to HYPERGEOM_TABLE_MAX draws the value comes from the text length's table (relative error
+    ~1e-10 against scipy's `hypergeom.sf`); beyond, from scipy's survival function."""
+    if draws <= 0:
+        return 0.0
+    if draws <= HYPERGEOM_TABLE_MAX:
+        lo, log_sf = _hypergeom_log10_sf(int(population), int(marked), int(draws))
+        if successes <= lo:
+            return 0.0
+        i = int(successes) - lo
+        return min(0.0, float(log_sf[i])) if i < len(log_sf) else -math.inf
     p = hypergeom_tail(successes, population, marked, draws)
     if p > _UNDERFLOW:
         return math.log10(p)
@@ -129,24 +156,107 @@ def log10_gamma_pair_tail(score: float, shape: int, a: float, b: float) -> float
 
 
 LATTICE_EXACT_MAX = 1 << 23  # largest support convolved exactly; beyond it, a Chernoff bound
+LATTICE_CACHE_MAX = 1 << 20  # supports up to this size keep their untilted distribution in memory
+LATTICE_CACHE_BYTES = 64 << 20  # all kept distributions together; the oldest are dropped first
+UNTILTED_MIN_TAIL = 1e-4  # tails at least this large are summed from the untilted distribution
+
+
+class _UntiltedCache:
+    """The untilted distribution of a sum, by its components: a keyring scores many texts of one
+    length against many keys, and every null key's tail reads the same distribution."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.used = max_bytes, 0
+        self.dists: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self.dists:
+            self.dists.move_to_end(key)
+            return self.dists[key]
+        dist = make()
+        while self.dists and self.used + dist.nbytes > self.max_bytes:
+            self.used -= self.dists.popitem(last=False)[1].nbytes
+        if dist.nbytes <= self.max_bytes:
+            self.dists[key], self.used = dist, self.used + dist.nbytes
+        return dist
+
+
+_UNTILTED = _UntiltedCache(LATTICE_CACHE_BYTES)
+
+
+def _lattice_components(
+    components: Sequence[tuple[np.ndarray, int]], observed: int
+) -> tuple[list[tuple[np.ndarray, int]], int]:
+    """Normalised, trimmed pmfs with copies > 0, and the support's common step divided out: a sum
+    of multiples of g is >= observed exactly when its g-th part is >= ceil(observed / g) (SynthID's
+    layer weights 10 (m - 1) - 9 l are all multiples of 9)."""
+    comps = []
+    for pmf, copies in components:
+        q = np.trim_zeros(np.asarray(pmf, dtype=np.float64), "b")
+        if copies > 0 and q.size:
+            comps.append((q / q.sum(), int(copies)))
+    step = 0
+    for q, _ in comps:
+        step = math.gcd(step, *np.flatnonzero(q).tolist())
+    if step > 1:
+        comps = [(q[::step], c) for q, c in comps]
+        observed = -(-observed // step)
+    return comps, observed
+
+
+def _tilted(logs: list[tuple[np.ndarray, int]], theta: float) -> tuple[float, float, list[np.ndarray]]:
+    """(log M(theta), tilted mean of S, tilted pmfs) of the sum with log pmfs `logs`."""
+    log_m, mean, pmfs = 0.0, 0.0, []
+    for lq, c in logs:
+        w = lq + theta * np.arange(len(lq))
+        top = float(w.max())
+        t = np.exp(w - top)
+        total = float(t.sum())
+        t /= total
+        log_m += c * (top + math.log(total))
+        mean += c * float(t @ np.arange(len(t)))
+        pmfs.append(t)
+    return log_m, mean, pmfs
+
+
+def _tilt_to(logs: list[tuple[np.ndarray, int]], observed: int) -> float:
+    """A tilt whose mean is the observed value (bisection on the monotone tilted mean)."""
+    lo, hi = 0.0, 1.0
+    while _tilted(logs, hi)[1] < observed:
+        lo, hi = hi, 2.0 * hi
+    while hi - lo > 1e-3 * hi:  # any tilt is exact; a near-optimal one only keeps digits
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _tilted(logs, mid)[1] < observed else (lo, mid)
+    return hi
+
+
+def _convolved(pmfs: list[np.ndarray], copies: list[int], top: int) -> np.ndarray:
+    """The distribution of the sum on 0..top: one FFT, powers in polar form (~5x faster than
+    complex **), no circular wrap-around (the length exceeds top)."""
+    size = sp_fft.next_fast_len(top + 1, real=True)
+    log_abs, angle = np.zeros(size // 2 + 1), np.zeros(size // 2 + 1)
+    for t, c in zip(pmfs, copies, strict=True):
+        f = sp_fft.rfft(t, size)
+        with np.errstate(divide="ignore"):
+            log_abs += c * np.log(np.abs(f))
+        angle += c * np.angle(f)
+    spectrum = np.exp(log_abs) * (np.cos(angle) + 1j * np.sin(angle))
+    return np.clip(sp_fft.irfft(spectrum, size)[: top + 1], 0.0, None)
 
 
 def log10_lattice_tail(components: Sequence[tuple[np.ndarray, int]], observed: int) -> float:
     """log10 P[S >= observed], S a sum of independent integer variables: for each (pmf, copies),
     `copies` i.i.d. draws with P[X = x] = pmf[x], x = 0..len(pmf) - 1.
 
-    Exact up to float rounding (relative error ~1e-9 at any depth of the tail): the pmfs are
-    exponentially tilted so that the observed value is the tilted mean, convolved by one FFT, and
-    un-tilted in log space, so no tail term is ever swamped by the bulk. Sums whose support
-    exceeds LATTICE_EXACT_MAX get the Chernoff bound at the same tilt instead (valid, conservative).
-    Used for SynthID-Text's weighted g-score and table-conditional nulls and for green lists that
-    are drawn without replacement (sums of hypergeometrics).
+    Exact up to float rounding (relative error ~1e-9 at any depth of the tail). Tails of at least
+    UNTILTED_MIN_TAIL are summed from the untilted distribution (one FFT, kept per components, so
+    a keyring's null keys share it). Deeper tails exponentially tilt the pmfs so that the observed
+    value is the tilted mean, convolve by one FFT and un-tilt in log space, so no tail term is
+    swamped by the bulk. Sums whose support exceeds LATTICE_EXACT_MAX get the Chernoff bound at the
+    same tilt instead (valid, conservative). Used for SynthID-Text's weighted g-score and
+    table-conditional nulls and for green lists drawn without replacement (sums of hypergeometrics).
     """
-    comps = []
-    for pmf, copies in components:
-        q = np.trim_zeros(np.asarray(pmf, dtype=np.float64), "b")
-        if copies > 0 and q.size:
-            comps.append((q / q.sum(), int(copies)))
+    comps, observed = _lattice_components(components, observed)
     top = sum(c * (len(q) - 1) for q, c in comps)
     if observed <= 0 or not comps:
         return 0.0
@@ -159,43 +269,20 @@ def log10_lattice_tail(components: Sequence[tuple[np.ndarray, int]], observed: i
         logs = [(np.log(q), c) for q, c in comps]
     if observed == top:  # only the all-maximal outcome reaches it
         return sum(c * float(lq[-1]) for lq, c in logs) * _LOG10E
-
-    def tilted(theta: float) -> tuple[float, float, list[np.ndarray]]:
-        """(log M(theta), tilted mean of S, tilted pmfs)."""
-        log_m, mean, pmfs = 0.0, 0.0, []
-        for lq, c in logs:
-            w = lq + theta * np.arange(len(lq))
-            top = float(w.max())
-            t = np.exp(w - top)
-            total = float(t.sum())
-            lm = top + math.log(total)
-            t /= total
-            log_m += c * lm
-            mean += c * float(t @ np.arange(len(t)))
-            pmfs.append(t)
-        return log_m, mean, pmfs
-
-    theta, (log_m, mean, pmfs) = 0.0, tilted(0.0)
-    if mean < observed:  # tilt until the observed value is the mean (bisection on the monotone mean)
-        lo, hi = 0.0, 1.0
-        while tilted(hi)[1] < observed:
-            lo, hi = hi, 2.0 * hi
-        while hi - lo > 1e-3 * hi:  # any tilt is exact; a near-optimal one only keeps digits
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if tilted(mid)[1] < observed else (lo, mid)
-        theta = hi
-        log_m, mean, pmfs = tilted(theta)
+    copies = [c for _, c in comps]
+    log_m, mean, pmfs = _tilted(logs, 0.0)
+    if top + 1 <= LATTICE_CACHE_MAX:
+        key = tuple((q.tobytes(), c) for q, c in comps)
+        tail = float(_UNTILTED.get(key, lambda: _convolved(pmfs, copies, top))[observed:].sum())
+        if tail >= UNTILTED_MIN_TAIL or (mean >= observed and tail > 0.0):
+            return min(0.0, (log_m + math.log(tail)) * _LOG10E)
+    theta = 0.0
+    if mean < observed:
+        theta = _tilt_to(logs, observed)
+        log_m, mean, pmfs = _tilted(logs, theta)
     if top + 1 > LATTICE_EXACT_MAX:
         return (log_m - theta * observed) * _LOG10E
-    size = sp_fft.next_fast_len(top + 1, real=True)  # > top: no circular wrap-around
-    log_abs, angle = np.zeros(size // 2 + 1), np.zeros(size // 2 + 1)
-    for t, (_, c) in zip(pmfs, comps, strict=True):
-        f = sp_fft.rfft(t, size)
-        with np.errstate(divide="ignore"):
-            log_abs += c * np.log(np.abs(f))  # powers in polar form: ~5x faster than complex **
-        angle += c * np.angle(f)
-    spectrum = np.exp(log_abs) * (np.cos(angle) + 1j * np.sin(angle))
-    dist = np.clip(sp_fft.irfft(spectrum, size)[observed : top + 1], 0.0, None)
+    dist = _convolved(pmfs, copies, top)[observed:]
     tail = float(dist @ np.exp(-theta * np.arange(len(dist))))
     if tail <= 0.0:
         return -math.inf
