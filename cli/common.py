@@ -66,6 +66,8 @@ SCHEME_FLAGS: dict[str, str] = {
     "ngram_len": "ngram_len",
     "num_layers": "num_layers",
     "synthid_score": "score",
+    "synthid_candidates": "num_candidates",
+    "synthid_distortionary": "distortionary",
     "context_history_size": "context_history_size",
     "sampling_table_seed": "sampling_table_seed",
     "sampling_table_size": "sampling_table_size",
@@ -220,6 +222,18 @@ def _synthid_options() -> list[Callable]:
             type=click.Choice(["weighted", "mean"]),
             default=None,
             help="SynthID score deciding the verdict (default weighted; both are reported).",
+        ),
+        click.option(
+            "--synthid-candidates",
+            type=int,
+            default=None,
+            help="synthid: candidates K per tournament match (default 2; K > 2 needs --synthid-distortionary).",
+        ),
+        click.option(
+            "--synthid-distortionary",
+            is_flag=True,
+            default=None,
+            help="synthid: the distortionary K-candidate tournament (DeepMind's num_leaves > 2).",
         ),
     ]
 

@@ -9,6 +9,24 @@ Over a key, g-values are i.i.d. Bernoulli(1/2), so E[p_{l+1}(x)] = p_l(x): disto
 expectation for every fresh context. A context already seen in this text would reuse its
 g-values, so that step samples from p unchanged (the paper's repeated-context masking).
 
+K candidates per match (`num_candidates`, with `distortionary`): each match draws K i.i.d.
+candidates from the previous layer's output and the highest g_l wins, ties broken uniformly among
+the tied candidates. With G = G_l the winner is a g = 1 token unless all K draws have g = 0, so
+    p_{l+1}(x) = p_l(x) * (1 - (1 - G)^K) / G   if g_l(x) = 1,
+    p_{l+1}(x) = p_l(x) * (1 - G)^(K - 1)        if g_l(x) = 0,
+the exact marginal of a K-ary knock-out over K^m draws; K = 2 gives 1 + g - G again. This is
+DeepMind's reference `update_scores_distortionary(scores, g, num_leaves)` (synthid_text's
+logits_processing.py, used there whenever num_leaves != 2), i.e. what that code calls
+distortionary tournament watermarking, repeated-context masking kept as there. It is not
+distortion-free for K > 2, under any law of i.i.d. g-values: on two tokens with p(a) = q the
+expected p_{l+1}(a) over keys is q + r (1 - (1 - q)^K + q^K - 2q), r = P(g(a) > g(b)) =
+P(g(a) < g(b)), which is q for every q only when K = 2 or r = 0 (fair coins: r = 1/4; K = 3,
+q = 0.8: 0.776). So a config with K > 2 must say `distortionary: true` (`--synthid-candidates K
+--synthid-distortionary`), and `distortionary` means exactly that: the paper's body was not
+available (papers.md part 2, 1.1-1.2), so nothing else (no other g law, no unmasked repeats)
+is read into it. Detection does not depend on K: the null law below holds for any text
+independent of the key; K > 2 only raises the chance that the winner's g-values are 1.
+
 This module holds the tournament and the g-score statistics shared with hf-synthid, and the
 native scheme, whose g-values are m bits of wm's PRF: g_l = bit l of mix(seed(context), token).
 
@@ -25,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +61,7 @@ from .spans import SpanMixin
 SCORES = ("weighted", "mean")
 MAX_LAYERS = 64  # one 64-bit PRF output per (context, token) gives every layer's bit
 MAX_NGRAM_LEN = 1024  # keeps contexts (and their hashing) bounded
+MAX_CANDIDATES = 1024  # K per match: two per-row factors per layer whatever K, bounded all the same
 
 
 def layer_weights(m: int) -> np.ndarray:
@@ -57,18 +77,41 @@ def layer_patterns(bits: torch.Tensor, layers: int) -> torch.Tensor:
     return bits.to(torch.int32) if layers <= 32 else bits
 
 
-def tournament(probs: torch.Tensor, patterns: torch.Tensor, layers: int) -> torch.Tensor:
-    """The 2-candidate tournament's output distribution, layers applied in order, each on the
-    previous layer's output. probs: (B, V); patterns: (B, V) integers whose bit l is g_l.
+def match_factors(mass: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One K-candidate match's factors (g = 1, g = 0) per row, from the g = 1 mass G (B, 1):
+    (1 - (1 - G)^K) / G and (1 - G)^(K - 1), in float64 through log1p / expm1 (the plain form
+    loses every digit of 1 - (1 - G)^K for G below float32's epsilon; G = 0 gives the limit K)."""
+    g = mass.to(torch.float64).clamp(0.0, 1.0)
+    log_miss = torch.log1p(-g)  # log(1 - G), -inf at G = 1: then the factors are 1 and 0
+    win = torch.where(g > 0, -torch.expm1(k * log_miss) / g, torch.full_like(g, float(k)))
+    return win, torch.exp((k - 1) * log_miss)
+
+
+def tournament(probs: torch.Tensor, patterns: torch.Tensor, layers: int, candidates: int = 2) -> torch.Tensor:
+    """The tournament's output distribution, layers applied in order, each on the previous
+    layer's output. probs: (B, V); patterns: (B, V) integers whose bit l is g_l; candidates: K
+    per match (K > 2: the distortionary form, see the module docstring).
 
     Computed in float32 like transformers (relative error ~1e-6; 3-4x faster than float64).
     """
+    if candidates != 2:
+        return _k_tournament(probs, patterns, layers, candidates)
     p = probs.to(torch.float32, copy=True)
     for layer in range(layers):
         g = ((patterns >> layer) & 1).to(torch.float32)
         mass = torch.linalg.vecdot(g, p).unsqueeze(1)
         p.mul_(g.add_(1.0 - mass))
     return p.clamp_(min=0.0).to(probs.dtype)  # 1 - G can round a hair below 0 when G = 1
+
+
+def _k_tournament(probs: torch.Tensor, patterns: torch.Tensor, layers: int, k: int) -> torch.Tensor:
+    """K candidates per match: p <- p * (lose + g (win - lose)) per layer, factors per row."""
+    p = probs.to(torch.float32, copy=True)
+    for layer in range(layers):
+        g = ((patterns >> layer) & 1).to(torch.float32)
+        win, lose = match_factors(torch.linalg.vecdot(g, p).unsqueeze(1), k)
+        p.mul_(g.mul_((win - lose).to(torch.float32)).add_(lose.to(torch.float32)))
+    return p.to(probs.dtype)
 
 
 def first_contexts(windows: np.ndarray, context: int) -> np.ndarray:
@@ -169,7 +212,12 @@ def g_score_detection(
 @dataclass(frozen=True)
 class SynthIDConfig(SchemeConfig):
     """ngram_len: context of ngram_len - 1 previous tokens plus the token; num_layers m (<= 64);
-    score: "weighted" or "mean", the score whose p-value decides the verdict."""
+    score: "weighted" or "mean", the score whose p-value decides the verdict; num_candidates K
+    per match (2..1024) and distortionary (true exactly when K > 2: see the module docstring).
+
+    K and distortionary are written only when set away from 2 / false, so every config,
+    calibration, keyring entry and generation cache of the 2-candidate scheme stays byte for
+    byte what it was."""
 
     detection_only = ("score",)
 
@@ -177,6 +225,15 @@ class SynthIDConfig(SchemeConfig):
     ngram_len: int = 5
     num_layers: int = 30
     score: str = "weighted"
+    num_candidates: int = 2
+    distortionary: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for name, default in _WRITTEN_WHEN_SET.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     def validate(self) -> None:
         if self.ngram_len < 2:
@@ -186,6 +243,21 @@ class SynthIDConfig(SchemeConfig):
             raise ConfigError(f"num_layers must be in 1..{MAX_LAYERS}, got {self.num_layers}")
         if self.score not in SCORES:
             raise ConfigError(f"unknown score {self.score!r}; known: {', '.join(SCORES)}")
+        check_range("num_candidates", self.num_candidates, 2, MAX_CANDIDATES)
+        if self.num_candidates > 2 and not self.distortionary:
+            raise ConfigError(
+                f"num_candidates {self.num_candidates} > 2 makes the tournament distortionary (the "
+                "expected next-token distribution over keys is no longer the model's): ask for it with "
+                "distortionary: true (--synthid-distortionary)"
+            )
+        if self.distortionary and self.num_candidates == 2:
+            raise ConfigError(
+                "distortionary needs num_candidates > 2 (--synthid-candidates K): "
+                "the 2-candidate tournament is the non-distortionary one"
+            )
+
+
+_WRITTEN_WHEN_SET = {"num_candidates": 2, "distortionary": False}
 
 
 @register_scheme("synthid")
@@ -211,8 +283,8 @@ class SynthIDScheme(SpanMixin, WatermarkScheme):
     def watermarked_probs(self, contexts: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
         """The tournament's distribution for each row's context (B, n - 1) and final probs (B, V)."""
         seeds = torch.from_numpy(self.seeds_for(contexts)).to(probs.device)
-        m = self.config.num_layers
-        return tournament(probs, layer_patterns(prf.vocab_mix(seeds, probs.shape[-1]), m), m)
+        m, k = self.config.num_layers, self.config.num_candidates
+        return tournament(probs, layer_patterns(prf.vocab_mix(seeds, probs.shape[-1]), m), m, k)
 
     def processor(
         self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0
