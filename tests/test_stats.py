@@ -123,3 +123,47 @@ def test_weighted_synthid_score_tail_matches_direct_convolution():
     for frac in (0.5, 0.7, 0.9):
         k = int(frac * total)
         assert stats.lattice_tail([(pmf, 3)], k) == pytest.approx(_direct_tail([(pmf, 3)], k), rel=1e-8)
+
+
+def test_lattice_tail_divides_out_a_common_step_exactly():
+    """Support on multiples of 3: the same tail as the direct convolution, at observed values on
+    and between the lattice points."""
+    pmf = np.zeros(10)
+    pmf[[0, 3, 9]] = [0.5, 0.3, 0.2]
+    comps = [(pmf, 6)]
+    for observed in (1, 2, 3, 17, 18, 19, 40, 53, 54):
+        assert stats.lattice_tail(comps, observed) == pytest.approx(_direct_tail(comps, observed), rel=1e-9)
+
+
+def test_shallow_lattice_tails_from_the_cached_distribution_agree_with_the_tilted_path(monkeypatch):
+    """Tails >= UNTILTED_MIN_TAIL are summed from one untilted FFT kept per components; forcing the
+    tilt (no cache) must give the same value within the stated 1e-9 relative error."""
+    from wm_toolkit.watermark.schemes.synthid import fair_coin_null
+    from wm_toolkit.watermark.statistics import pvalues
+
+    comps = [(fair_coin_null(10).weighted_pmf, 150)]
+    top = 150 * (len(comps[0][0]) - 1)
+    observed = np.linspace(0.45 * top, 0.56 * top, 40).astype(int)
+    cached = [stats.log10_lattice_tail(comps, int(o)) for o in observed]
+    monkeypatch.setattr(pvalues, "LATTICE_CACHE_MAX", 0)
+    tilted = [stats.log10_lattice_tail(comps, int(o)) for o in observed]
+    shallow = [
+        (a, b) for a, b in zip(cached, tilted, strict=True) if a >= np.log10(pvalues.UNTILTED_MIN_TAIL)
+    ]
+    assert len(shallow) > 10
+    for a, b in shallow:
+        assert 10 ** (a - b) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_hypergeometric_tail_table_matches_scipy():
+    from scipy import stats as st
+
+    vocab, marked = 49152, 12288
+    for draws in (1, 7, 200, 1500):
+        for g in range(0, draws + 2, max(1, draws // 40)):
+            want = st.hypergeom.sf(g - 1, vocab, marked, draws)
+            if want > 1e-290:
+                assert 10 ** stats.log10_hypergeom_tail(g, vocab, marked, draws) == pytest.approx(
+                    want, rel=1e-9
+                )
+    assert stats.log10_hypergeom_tail(draws + 1, vocab, marked, draws) == -np.inf
