@@ -188,8 +188,8 @@ def _lattice_components(
     components: Sequence[tuple[np.ndarray, int]], observed: int
 ) -> tuple[list[tuple[np.ndarray, int]], int]:
     """Normalised, trimmed pmfs with copies > 0, and the support's common step divided out: a sum
-    of multiples of g is >= observed exactly when its g-th part is >= ceil(observed / g) (SynthID's
-    layer weights 10 (m - 1) - 9 l are all multiples of 9)."""
+    of multiples of g is >= observed exactly when its g-th part is >= ceil(observed / g), and the
+    FFT is g times shorter (pmfs on a coarse lattice, e.g. scaled weights that were not reduced)."""
     comps = []
     for pmf, copies in components:
         q = np.trim_zeros(np.asarray(pmf, dtype=np.float64), "b")
