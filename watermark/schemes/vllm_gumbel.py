@@ -39,8 +39,10 @@ from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..keying import philox
 from ..keying.vllmkey import VllmKey, as_vllm_key
+from ..statistics.portable_log import log1m, log_array
 from ..statistics.pvalues import gamma_tail, log10_gamma_pair_tail, log10_gamma_tail, log10_gamma_tails
 from ..statistics.spans import Evidence, GammaEvidence, _exp_llr
+from . import vllm_kernel
 from .base import (
     Detection,
     TextTooShortError,
@@ -151,6 +153,22 @@ def skipped_steps(
 
 
 @dataclass(frozen=True)
+class TextSums:
+    """What `detect_many` needs per text: masks over the concatenated tokens (`scored`: wm's,
+    `first`: vLLM's), per-key sums (keys, texts) of wm's and vLLM's scores, the statistic's sums,
+    the counts, and where each text starts."""
+
+    scored: np.ndarray
+    first: np.ndarray
+    sums: np.ndarray
+    vsums: np.ndarray
+    stat: np.ndarray
+    t: np.ndarray
+    vn: np.ndarray
+    starts: np.ndarray
+
+
+@dataclass(frozen=True)
 class Batch:
     """Texts concatenated: `text` (which text), contexts (-1 padded per text), `scored` (wm's
     mask), `context_first` (first occurrence of the context in its text: vLLM's detector's mask),
@@ -224,6 +242,15 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             (philox.derive_key(base, b"key_a"), philox.derive_key(base, b"key_b")) if config.dual else (base,)
         )
 
+    @property
+    def prf_keys(self) -> tuple[int, ...]:
+        return self._prf_keys
+
+    @prf_keys.setter
+    def prf_keys(self, keys: tuple[int, ...]) -> None:
+        self._prf_keys = tuple(keys)
+        self._key_words = np.array([[k & 0xFFFFFFFF, k >> 32] for k in self._prf_keys], dtype=np.uint64)
+
     # ---- the uniforms --------------------------------------------------------------------------
     def uniforms(self, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """(keys, n) float32 uniforms of each (context row, token), vLLM's bits."""
@@ -239,7 +266,50 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             texts, cfg.context_width, cfg.deduplicate_contexts, cfg.deduplicate_contexts_max_history
         )
         u = self.uniforms(b.contexts, b.ids).astype(np.float64)
-        return dataclasses.replace(b, scores=-np.log((1.0 - u) + SLACK), vllm_scores=-np.log1p(-u))
+        return dataclasses.replace(b, scores=-log_array((1.0 - u) + SLACK), vllm_scores=-log1m(u))
+
+    def text_sums(self, texts: Sequence[np.ndarray]) -> TextSums:
+        """Per-text sums over the scored tokens (wm's scores per key, the statistic, vLLM's scores
+        over its own mask): the numba kernel where it is there, else `batch` and `np.bincount`
+        (the same numbers bit for bit)."""
+        cfg, score_texts = self.config, vllm_kernel.kernel()
+        if score_texts is None or not texts:
+            return self._text_sums_numpy(texts)
+        if any(t.size < 1 for t in texts):
+            raise TextTooShortError("text has no tokens; the vLLM gumbel detector needs at least 1")
+        ids = np.ascontiguousarray(texts[0]) if len(texts) == 1 else np.concatenate(texts)
+        starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([t.size for t in texts], out=starts[1:])
+        history = cfg.deduplicate_contexts_max_history
+        stat = "single" if not cfg.dual else ("max" if cfg.dual_statistic == "max" else "fusion")
+        wa, wb = self.weights()
+        out = score_texts(
+            ids, starts, cfg.context_width, vllm_kernel.MODES[cfg.deduplicate_contexts],
+            ids.size + 1 if history is None else history, self._key_words, wa, wb,
+            vllm_kernel.STATISTICS[stat], SLACK,
+        )  # fmt: skip
+        scored, first, sums, vsums, stat_sums, t, vn = out
+        return TextSums(scored, first, sums, vsums, stat_sums, t, vn, starts)
+
+    def _text_sums_numpy(self, texts: Sequence[np.ndarray]) -> TextSums:
+        b = self.batch(texts)
+        assert b.scores is not None and b.vllm_scores is not None  # batch() sets both
+        k, n_texts = len(self.prf_keys), len(texts)
+        per_text = lambda x, m: np.bincount(b.text[m], weights=x[m], minlength=n_texts)  # noqa: E731
+        starts = np.zeros(n_texts + 1, dtype=np.int64)
+        np.cumsum([t.size for t in texts], out=starts[1:])
+        return TextSums(
+            scored=b.scored,
+            first=b.context_first,
+            sums=np.stack([per_text(b.scores[i], b.scored) for i in range(k)]).reshape(k, n_texts),
+            vsums=np.stack([per_text(b.vllm_scores[i], b.context_first) for i in range(k)]).reshape(
+                k, n_texts
+            ),
+            stat=per_text(self.statistic_of(b.scores), b.scored),
+            t=np.bincount(b.text[b.scored], minlength=n_texts),
+            vn=np.bincount(b.text[b.context_first], minlength=n_texts),
+            starts=starts,
+        )
 
     def token_scores(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wm scores -log(1 - u + SLACK) per key (keys, n), vLLM's scores -log1p(-u), scored mask)."""
@@ -301,21 +371,19 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
     ) -> list[VllmGumbelDetection]:
         """All texts scored in one batch (the same results as one by one)."""
         arrays = [as_token_array(t, self.config.vocab_size) for t in texts]
-        b = self.batch(arrays)
-        assert b.scores is not None and b.vllm_scores is not None  # batch() sets both
-        k, n_texts = len(self.prf_keys), len(arrays)
-        per_text = lambda x, m: np.bincount(b.text[m], weights=x[m], minlength=n_texts)  # noqa: E731
-        t = np.bincount(b.text[b.scored], minlength=n_texts)
-        sums = np.stack([per_text(b.scores[i], b.scored) for i in range(k)])
-        stat = self.statistic_of(b.scores)
-        stat_sums = per_text(stat, b.scored)
-        vn = np.bincount(b.text[b.context_first], minlength=n_texts)
-        vsums = np.stack([per_text(b.vllm_scores[i], b.context_first) for i in range(k)])
-        splits = np.cumsum([a.size for a in arrays])[:-1]
-        masks = np.split(np.where(b.scored, 1, -1), splits)
+        r = self.text_sums(arrays)
+        marks = np.where(r.scored, 1, -1).tolist()
+        st = r.starts.tolist()
         return [
-            self._detection(int(t[j]), sums[:, j], float(stat_sums[j]), vsums[:, j], int(vn[j]), masks[j])
-            for j in range(n_texts)
+            self._detection(
+                int(r.t[j]),
+                r.sums[:, j],
+                float(r.stat[j]),
+                r.vsums[:, j],
+                int(r.vn[j]),
+                marks[st[j] : st[j + 1]],
+            )
+            for j in range(len(arrays))
         ]
 
     def _detection(self, t, sums, stat_sum, vsums, vn, mask) -> VllmGumbelDetection:
@@ -336,7 +404,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             vllm_p_value=vp,
             vllm_num_scored=vn,
             key_log10_p_values=keys,
-            token_mask=tuple(mask.tolist()),
+            token_mask=tuple(mask),
         )
 
     def span_evidence(self, ids: np.ndarray) -> Evidence:
