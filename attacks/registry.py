@@ -33,7 +33,11 @@ from .unicode import MODES as UNICODE_MODES
 LONG_TEXT_CHARS = 100_000  # texts longer than this report progress inside themselves
 
 # modules that register further kinds (e.g. scrub, spoof); missing ones are skipped
-PLUGIN_MODULES: list[str] = ["wm_toolkit.attacks.scrub", "wm_toolkit.attacks.spoof"]
+PLUGIN_MODULES: list[str] = [
+    "wm_toolkit.attacks.scrub",
+    "wm_toolkit.attacks.spoof",
+    "wm_toolkit.attacks.text_kinds",  # MarkMyWords / WaterPark text attacks (typo, swap, emoji, ...)
+]
 
 
 @dataclass(frozen=True)

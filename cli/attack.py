@@ -56,8 +56,10 @@ class AttackGroup(LazyGroup):
 def attack() -> None:
     """Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode.
 
-    Strengths: token/word kinds take --rate (fraction of tokens/words edited), dilute takes the
-    watermarked fraction, paraphrase a temperature. The output says what changed.
+    Strengths: token/word kinds take --rate (fraction of tokens/words edited), dilute and copy-paste
+    the watermarked fraction, paraphrase a temperature. MarkMyWords / WaterPark text attacks: typo,
+    misspelling, contraction, expansion, lowercase, swap, copy-paste, scramble, emoji (strip; its
+    prompts with emoji-prompts). The output says what changed.
     """
 
 
@@ -151,9 +153,9 @@ def run_attack_command(
         check_strength(kind, strength)
     records, is_jsonl, trailing = _read(input_path)
     donors = None
-    if kind.needs_donors:
-        if not donor_path:
-            raise click.UsageError(f"{kind_name} needs --donor FILE with unwatermarked text")
+    if kind.needs_donors and not donor_path:
+        raise click.UsageError(f"{kind_name} needs --donor FILE with unwatermarked text")
+    if donor_path:
         donors = [r.text for r in read_records(donor_path, one_per_line=False)]
     tok_name = _tokenizer_name(records, None if detector_tokenizer else model)
     model_name = canonical_name(model or tok_name)
@@ -366,3 +368,101 @@ def unicode_command(input_path, output, rate, seed, model, as_json, mode):
     `wm detect` undoes all of these (see watermark/text/normalize.py) and reports them as tampering.
     """
     run_attack_command("unicode", input_path, output, seed, model, as_json, strength=rate, mode=mode)
+
+
+# MarkMyWords / WaterPark text attacks (attacks/text_kinds.py): --rate is the fraction of sites
+for _name, _doc, _rate in (
+    (
+        "misspelling",
+        "Misspell words from a list of common misspellings (data/misspellings.tsv).",
+        "Fraction of the words the list knows (default 0.5).",
+    ),
+    (
+        "contraction",
+        "Contract expanded forms: do not -> don't (case kept).",
+        "Fraction of the sites (default 1.0).",
+    ),
+    (
+        "expansion",
+        "Expand contractions: don't -> do not (case kept).",
+        "Fraction of the sites (default 1.0).",
+    ),
+    (
+        "lowercase",
+        "Lowercase the whole text, or a fraction of its capitalised words.",
+        "Fraction of the capitalised words (default 1.0: the whole text).",
+    ),
+    (
+        "swap",
+        "Swap adjacent words (the multiset of words is kept).",
+        "Fraction of words moved (default 0.1).",
+    ),
+    ("scramble", "Shuffle the order of the sentences.", "Fraction of the sentences shuffled (default 1.0)."),
+    (
+        "emoji",
+        "Strip emojis put between words (the emoji attack's text side; see emoji-prompts).",
+        "Fraction of the emoji runs removed (default 1.0).",
+    ),
+):
+    attack.add_command(_edit_command(_name, _doc, _rate))
+
+
+@attack.command("typo")
+@attack_options("Fraction of words given one slip (word) or of letters replaced (char); default 0.1.")
+@click.option(
+    "--mode",
+    type=click.Choice(["word", "char"]),
+    default="word",
+    show_default=True,
+    help="word: one substitution, insertion, deletion or transposition per chosen word; "
+    "char: HELM's QWERTY-neighbour substitution of letters.",
+)
+def typo_command(input_path, output, rate, seed, model, as_json, mode):
+    """Keyboard slips inside words (QWERTY neighbours), as MarkMyWords and WaterPark define them."""
+    run_attack_command("typo", input_path, output, seed, model, as_json, strength=rate, mode=mode)
+
+
+@attack.command("copy-paste")
+@attack_options("Fraction of the result's words that are watermarked (default 0.25).")
+@click.option(
+    "--donor",
+    "donor_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Human text (plain or JSONL); record i uses donor i mod #donors. Default: data/human_text.txt.",
+)
+@click.option(
+    "--spans", type=click.IntRange(1, 1000), default=3, show_default=True, help="Watermarked spans."
+)
+def copy_paste_command(input_path, output, rate, seed, model, as_json, donor_path, spans):
+    """Paste watermarked spans into human text at an exact fraction of the words (CP-n-m%)."""
+    if rate == 0.0:
+        raise ConfigError("copy-paste: the watermarked fraction must be above 0")
+    run_attack_command(
+        "copy-paste",
+        input_path,
+        output,
+        seed,
+        model,
+        as_json,
+        strength=rate,
+        options={"copy_paste_spans": spans},
+        donor_path=donor_path,
+    )
+
+
+@attack.command("emoji-prompts")
+@click.argument("input_path", metavar="PROMPTS")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), required=True, help="Wrapped prompts (JSONL)."
+)
+@force_option
+def emoji_prompts_command(input_path, output):
+    """Wrap prompts with the emoji attack's instruction (generate with them, then `wm attack emoji`)."""
+    from wm_toolkit.attacks.emoji import emoji_prompt
+    from wm_toolkit.watermark.text.textio import read_prompts
+
+    check_outputs([output], [input_path])
+    prompts = read_prompts(input_path)
+    write_jsonl(output, ({"prompt": emoji_prompt(p)} for p in prompts))
+    err_console.print(f"wrote {len(prompts)} prompt(s) to {output}")

@@ -35,7 +35,13 @@ def site(tmp_path_factory):
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
     for name in ("wm_toolkit", "watermark", "attacks", "cli"):
         shutil.copytree(ROOT / name, src / name, ignore=skip)
-    for name in ("pyproject.toml", "README.md", "data/prompts.jsonl"):
+    for name in (
+        "pyproject.toml",
+        "README.md",
+        "data/prompts.jsonl",
+        "data/misspellings.tsv",
+        "data/human_text.txt",
+    ):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
     subprocess.run(
