@@ -68,6 +68,8 @@ def copy_paste(
     if spans < 1:
         raise ValueError(f"spans must be >= 1, got {spans}")
     wm, hu = words(watermarked), words(human)
+    if not wm:  # nothing to paste: the text stays as it is
+        return CopyPaste(watermarked, 0, 0, ())
     w, h = sizes(len(wm), len(hu), fraction)
     wm, hu = wm[:w], hu[:h]
     if not w:

@@ -302,6 +302,37 @@ def test_token_attacks_on_any_file(world, kind, body, suffix, rate, seed, as_jso
     invoke(args + (["--json"] if as_json else []))
 
 
+@fuzz(300)
+@given(
+    kind=st.sampled_from(
+        [
+            "typo",
+            "misspelling",
+            "contraction",
+            "expansion",
+            "lowercase",
+            "swap",
+            "copy-paste",
+            "scramble",
+            "emoji",
+        ]
+    ),
+    body=file_bodies,
+    suffix=file_suffixes,
+    rate=st.sampled_from(["0", "0.3", "1", "1.5", "nan", "x"]) | st.none(),
+    extra=st.sampled_from([[], ["--mode", "char"], ["--mode", "keys"], ["--spans", "0"], ["--spans", "5"]]),
+)
+def test_text_attacks_on_any_file(world, kind, body, suffix, rate, extra):
+    """The MarkMyWords / WaterPark kinds (attacks/text_kinds.py) on any input."""
+    path = new_path(world, suffix)
+    path.write_bytes(body)
+    args = ["attack", kind, path, "-o", new_path(world, suffix or ".out")]
+    args += ["--rate", rate] if rate is not None else []
+    if (kind, extra[:1]) in (("typo", ["--mode"]), ("copy-paste", ["--spans"])):
+        args += extra
+    invoke(args)
+
+
 # ---- keygen --------------------------------------------------------------------------------------
 
 
