@@ -144,6 +144,7 @@ class AttackKind:
     modes: tuple[str, ...] = ()
     needs_model: bool = False
     needs_donors: bool = False
+    takes_donors: bool = False  # uses context.donors when given (copy-paste), without needing them
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ register_attack(
         0.25,
         strength_name="fraction",
         strength_range=(0.01, 1.0),
+        takes_donors=True,
     )
 )
 register_attack(
