@@ -78,6 +78,9 @@ SCHEME_FLAGS: dict[str, str] = {
     "deduplicate_contexts_max_history": "deduplicate_contexts_max_history",
     "dual_alpha": "dual_alpha",
     "dual_statistic": "dual_statistic",
+    # mpac (the payload itself is `wm generate --payload`)
+    "payload": "payload",
+    "payload_bits": "payload_bits",
 }
 
 
@@ -90,6 +93,7 @@ def scheme_options(func: Callable) -> Callable:
         *_seeding_options(),
         *_synthid_options(),
         *_transformers_options(),
+        *_payload_options(),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -234,6 +238,18 @@ def _synthid_options() -> list[Callable]:
             is_flag=True,
             default=None,
             help="synthid: the distortionary K-candidate tournament (DeepMind's num_leaves > 2).",
+        ),
+    ]
+
+
+def _payload_options() -> list[Callable]:
+    """mpac's payload width (`wm generate --payload HEX` sets it from the digits)."""
+    return [
+        click.option(
+            "--payload-bits",
+            type=int,
+            default=None,
+            help="mpac: payload width in bits, 8-64 (default 32; wm generate --payload: 4 per hex digit).",
         ),
     ]
 

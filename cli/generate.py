@@ -45,6 +45,13 @@ from .terminal import visible
     "--limit", type=click.IntRange(1), default=None, help="Use only the first N prompts of --prompt-file."
 )
 @scheme_options
+@click.option(
+    "--payload",
+    default=None,
+    metavar="HEX",
+    help="Embed this multi-bit payload, 8-64 bits as hex (e.g. 0x1234ABCD: 32 bits; implies --scheme mpac); "
+    "`wm detect` decodes it.",
+)
 @hf_key_options
 @key_option
 @model_option()
@@ -103,6 +110,7 @@ def generate(
     """Generate text for PROMPT (or every prompt in --prompt-file) with a watermark."""
     flags = pop_scheme_flags(kwargs)
     scheme, flags, secret = pop_hf_key_options(kwargs, scheme, flags)
+    scheme, flags = payload_flags(scheme, config_path, flags)
     if prompt is None and prompt_file is None:
         raise click.UsageError("give a PROMPT or --prompt-file")
     if prompt is not None and prompt_file is not None:
@@ -148,6 +156,19 @@ def generate(
         if len(results) > 1:
             console.rule(f"[bold]{i + 1}/{len(results)}")
         click.echo(visible(g.text))
+
+
+def payload_flags(scheme: str | None, config_path: str | None, flags: dict) -> tuple[str | None, dict]:
+    """--payload implies the mpac scheme and, without --payload-bits or a --config, its width
+    (4 bits per hex digit, leading zeros included)."""
+    if flags.get("payload") is None:
+        return scheme, flags
+    from wm_toolkit.watermark.schemes.mpac import payload_width
+
+    width = payload_width(flags["payload"])  # ConfigError on bad hex
+    if "payload_bits" not in flags and config_path is None:
+        flags = {**flags, "payload_bits": width}
+    return scheme or (None if config_path else "mpac"), flags
 
 
 def _write_records(output: str, results, config, model_name: str) -> None:

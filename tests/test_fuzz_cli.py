@@ -90,7 +90,7 @@ def invoke(args, stdin: bytes | None = None):
 
 # ---- strategies ----------------------------------------------------------------------------------
 
-SCHEMES = ["kgw", "unigram", "exp", "exp-edit", "its", "its-edit", "gumbel"]
+SCHEMES = ["kgw", "unigram", "exp", "exp-edit", "its", "its-edit", "gumbel", "mpac"]
 WORDS = "the river ran past an old town where a keeper lit the lamp every night and ships came home"
 WORDS = WORDS.split(" ")
 

@@ -30,6 +30,7 @@ SCHEME_MODULES = (
     "delta_reweight",
     "pf",
     "morphmark",
+    "mpac",
 )
 
 _MODULES: list[ModuleType] = [importlib.import_module(f".{name}", __name__) for name in SCHEME_MODULES]

@@ -366,3 +366,129 @@ def log10_gamma_tails(scores: np.ndarray, shapes: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         out = np.log10(p)
     return _fill_underflow(out, p, lambda i: log10_gamma_tail(float(x.flat[i]), float(a.flat[i])))
+
+
+# ---- the largest cell of a uniform multinomial (MPAC's per-position statistic) ------------------
+
+_BULK_TAIL = 1e-6  # below this P[max >= m] comes from inclusion-exclusion in log space, not 1 - cdf
+_PMF_FLOOR = 1e-300  # possible outcomes never get probability 0 (conservative, far below any alpha)
+
+
+@functools.lru_cache(maxsize=4096)
+def max_count_pmf(n: int, cells: int) -> np.ndarray:
+    """P[max_s N_s = m], m = 0..n, for (N_1..N_r) ~ Multinomial(n, r equal cells).
+
+    Exact up to float rounding, relative to each entry in the tail: where P[max >= m] >= 1e-6
+    it is 1 - P[all N_s < m] (Poissonisation: r truncated Poisson(n / r) pmfs convolved, read at
+    n); beyond, inclusion-exclusion S1 - S2 in log space (S3 / S1 <= C(r,3) / r * P[N_1 >= m]^2
+    by negative association, below 1e-12 there). Read-only (cached)."""
+    if n < 0 or cells < 2:
+        raise ValueError("max_count_pmf needs n >= 0 and at least 2 cells")
+    if n == 0:
+        return _read_only(np.ones(1))
+    log_tail = np.full(n + 2, -np.inf)  # log P[max >= m], m = 0..n+1
+    lo = -(-n // cells)  # the max is at least ceil(n / r)
+    log_tail[: lo + 1] = 0.0
+    m = lo + 1
+    j = np.arange(n + 1)
+    poisson = np.exp(j * math.log(n / cells) - n / cells - special.gammaln(j + 1.0))
+    while m <= n:
+        upper = 1.0 - _all_below(n, cells, poisson[:m])  # P[max >= m]
+        if upper < _BULK_TAIL:
+            break
+        log_tail[m] = math.log(upper)
+        m += 1
+    if m <= n:
+        log_tail[m : n + 1] = _log_max_tail(n, cells, np.arange(m, n + 1))
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both tails are 0
+        step = np.nan_to_num(log_tail[1:] - log_tail[:-1], nan=-np.inf)
+    pmf = np.exp(log_tail[:-1]) * -np.expm1(np.minimum(step, 0.0))  # P[>= m] (1 - P[>= m+1] / P[>= m])
+    pmf[:lo] = 0.0
+    pmf[lo:] = np.maximum(pmf[lo:], _PMF_FLOOR)
+    return _read_only(pmf / pmf.sum())
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _all_below(n: int, cells: int, poisson: np.ndarray) -> float:
+    """P[every N_s < m] for Multinomial(n, r equal cells), given the Poisson(n / r) pmf at
+    0..m - 1 (absolute precision ~1e-14)."""
+    out, base, k = np.ones(1), poisson, cells
+    while k:  # the r-fold convolution by squaring, truncated at n
+        if k & 1:
+            out = _convolve(out, base)[: n + 1] if out.size > 1 else base[: n + 1]
+        k >>= 1
+        if k:
+            base = _convolve(base, base)[: n + 1]
+    value = float(out[n]) if out.size > n else 0.0
+    return min(1.0, max(0.0, value / float(stats.poisson.pmf(n, n))))
+
+
+def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Direct convolution (exact sums) up to 2,048 terms; overlap-add FFT beyond (abs. error ~1e-14)."""
+    if min(a.size, b.size) <= 2048:
+        return np.convolve(a, b)
+    from scipy import signal
+
+    return signal.oaconvolve(a, b)
+
+
+def _log_max_tail(n: int, cells: int, ms: np.ndarray) -> np.ndarray:
+    """log P[max >= m] = log(S1 - S2) for each m in `ms` (the far tail: S3 is negligible there)."""
+    p = 1.0 / cells
+    log_s1 = math.log(cells) + log10_binomial_tails(ms, np.full(ms.shape, n), p) / _LOG10E
+    out = log_s1.copy()
+    pairs = math.log(cells * (cells - 1) / 2)
+    for idx, m in enumerate(ms):
+        if 2 * m > n:
+            break  # two cells cannot both reach m
+        i = np.arange(m, n - m + 1)
+        rest = n - i
+        if cells == 2:
+            log_second = np.where(rest >= m, 0.0, -np.inf)
+        else:
+            log_second = stats.binom.logsf(m - 1, rest, 1.0 / (cells - 1))
+        log_s2 = pairs + float(special.logsumexp(stats.binom.logpmf(i, n, p) + log_second))
+        if log_s2 < log_s1[idx] - 45.0:
+            break  # S2 / S1 < 1e-19 here and beyond (it falls with m)
+        out[idx] = log_s1[idx] + math.log1p(-min(math.exp(log_s2 - log_s1[idx]), 1.0))
+    return out
+
+
+def max_count_mean(n: int, cells: int) -> float:
+    """E[max_s N_s] under `max_count_pmf(n, cells)`."""
+    pmf = max_count_pmf(n, cells)
+    return float(pmf @ np.arange(pmf.size))
+
+
+def log10_max_count_tail(sizes: Sequence[int], observed: int, cells: int) -> float:
+    """log10 P[sum_p max_s N_{p,s} >= observed] for independent uniform multinomials of `sizes`
+    tokens over `cells` cells: MPAC's "watermarked at all" test, valid whatever the payload.
+
+    The per-position laws (`max_count_pmf`) are convolved exactly by `log10_lattice_tail`; where
+    its FFT underflows, the Chernoff bound at the same tilt (valid, conservative) is returned."""
+    counts: dict[int, int] = {}
+    for n in sizes:
+        if n > 0:
+            counts[int(n)] = counts.get(int(n), 0) + 1
+    comps = [(max_count_pmf(n, cells), c) for n, c in sorted(counts.items())]
+    result = log10_lattice_tail(comps, observed)
+    if math.isfinite(result) or observed > sum(n * c for n, c in counts.items()):
+        return result
+    return _log10_chernoff(comps, observed)
+
+
+def _log10_chernoff(components: Sequence[tuple[np.ndarray, int]], observed: int) -> float:
+    """min over theta >= 0 of log10 E[exp(theta (S - observed))], on a grid (any theta is valid)."""
+    best = 0.0
+    for theta in np.geomspace(1e-3, 50.0, 400):
+        log_m = 0.0
+        for pmf, c in components:
+            with np.errstate(divide="ignore"):
+                w = np.log(pmf) + theta * np.arange(pmf.size)
+            log_m += c * float(special.logsumexp(w))
+        best = min(best, (log_m - theta * observed) * _LOG10E)
+    return best
