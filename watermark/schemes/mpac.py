@@ -15,8 +15,10 @@ The payload is the codeword maximising the sum of its colours' counts (Viterbi o
 trellis); its confidence is its posterior among all 2^k payloads under a model in which each
 token sits on its position's colour with probability q (estimated from the excess of that sum
 over its null mean, so it is 1/r, no information, on unwatermarked text). A payload is reported
-only when the text is watermarked at alpha, the code corrected no more symbol errors than it
-guarantees, and the confidence reaches `min_payload_confidence`; otherwise "inconclusive" and why.
+only when the text is watermarked at alpha, fewer positions disagree with the codeword than the
+code's symbol distance (t_sym = (d_sym - 1) // 2 errors are always corrected; up to d_sym - 1 the
+soft counts choose), and the confidence reaches `min_payload_confidence`; otherwise
+"inconclusive" and why.
 """
 
 from __future__ import annotations
@@ -110,8 +112,10 @@ class MpacConfig(SchemeConfig):
 class MpacDetection(Detection):
     """`statistic` = S, the sum over positions of the largest colour count. payload fields: the
     best codeword (`payload_candidate`), its posterior, each payload bit's posterior (MSB first),
-    how many positions the code corrected and how many it guarantees; `payload` is set (hex) only
-    when `payload_status` is "decoded", else `payload_reason` says why not."""
+    how many positions the code corrected, how many it always corrects (t_sym) and the most it
+    accepts (d_sym - 1: up to there the hard decisions are no other codeword, and the posterior
+    decides); `payload` is set (hex) only when `payload_status` is "decoded", else
+    `payload_reason` says why not."""
 
     green_count: int
     z_score: float
@@ -123,6 +127,7 @@ class MpacDetection(Detection):
     payload_bit_confidence: tuple[float, ...]
     payload_corrected: int
     payload_correctable: int
+    payload_max_corrected: int
     min_payload_confidence: float
     payload: str | None = None
     payload_status: str = "inconclusive"
@@ -133,13 +138,13 @@ class MpacDetection(Detection):
         """(payload or None, "decoded" | "inconclusive", the reason when inconclusive) at alpha."""
         if not self.watermarked(alpha):
             return None, "inconclusive", f"the text is not watermarked at alpha = {alpha:g}: no payload read"
-        if self.payload_corrected > self.payload_correctable:
+        if self.payload_corrected > self.payload_max_corrected:
             return (
                 None,
                 "inconclusive",
                 (
                     f"{self.payload_corrected} positions disagree with the best codeword, more than the "
-                    f"{self.payload_correctable} the code corrects"
+                    f"{self.payload_max_corrected} its code's distance allows"
                 ),
             )
         if self.payload_confidence < self.min_payload_confidence:
@@ -275,6 +280,7 @@ class MpacScheme(WatermarkScheme):
             payload_bit_confidence=tuple(round(float(c), 6) for c in dec.bit_confidence),
             payload_corrected=dec.corrected,
             payload_correctable=self.code.correctable,
+            payload_max_corrected=self.code.symbol_distance - 1,
             min_payload_confidence=cfg.min_payload_confidence,
             token_mask=tuple(mask.tolist()),
         )
