@@ -38,6 +38,7 @@ from .common import (
     with_status,
 )
 from .corpus import check_stream_flags, corpus_options, run_stream, wants_stream
+from .entropy import EntropyWeigher, check_entropy_flags, entropy_options, pop_entropy_options
 from .precheck import read_texts
 from .report import TokenViews, span_ranges
 from .ring_detect import keyring_options, pop_keyring_options, run_ring_or_follow
@@ -107,6 +108,7 @@ from .vllm import pop_vllm_options, vllm_options
     default=None,
     help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
 )
+@entropy_options
 @corpus_options
 @keyring_options
 def detect(
@@ -116,11 +118,13 @@ def detect(
     no_normalize, calibration_path = kwargs.pop("no_normalize"), kwargs.pop("calibration_path")
     find_spans = kwargs.pop("find_spans")
     as_text = kwargs.pop("as_text")
+    entropy = pop_entropy_options(kwargs)  # cli/entropy.py
     stream_opts = {
         k: kwargs.pop(k)
         for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
+    check_entropy_flags(entropy, {"corpus mode": streaming, "--spans": find_spans, "--calibration": calibration_path, "--keyring": kwargs.get("keyring_path"), "--follow": kwargs.get("follow")})  # fmt: skip
     if (ring := pop_keyring_options(kwargs))["keyring_path"] or ring["follow"]:  # cli/ring_detect.py
         return run_ring_or_follow(files, ring, kwargs, key_path, scheme, config_path, model, alpha, as_json, not no_normalize, stream_opts, streaming)  # fmt: skip
     if streaming and as_text:
@@ -154,6 +158,7 @@ def detect(
         with_tokens=with_tokens,
         html_path=html_path,
         as_json=as_json,
+        entropy=entropy and EntropyWeigher(entropy),
     )
 
 
@@ -171,6 +176,7 @@ def _detect_records(
     with_tokens,
     html_path,
     as_json,
+    entropy=None,
 ) -> None:
     """Detect each record in memory and report them all (table, --json lines, --html page); a
     record that cannot be tested is reported in its row and makes the exit status 2 at the end."""
@@ -190,7 +196,7 @@ def _detect_records(
             if calib is not None:
                 calib.check(schemes[ck], normalize=normalize)
             # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
-            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha)
+            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha) if entropy is None else entropy.detect(schemes[ck], tok, ids)  # fmt: skip
             found = spans_in_text(schemes[ck], tok, text, ids, alpha) if find_spans else None
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
