@@ -1,0 +1,86 @@
+"""The MarkMyWords-style bench's statistics (size, diversity, aggregate), pure numpy."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def size_tokens(prefix_p_values: Sequence[float], alpha: float = 0.02) -> int | None:
+    """Smallest prefix length (1-based) whose p-value is <= alpha; None when never reached."""
+    for i, p in enumerate(prefix_p_values):
+        if p <= alpha:
+            return i + 1
+    return None
+
+
+def size_summary(
+    sizes: Sequence[int | None], *, resamples: int = 1000, seed: int = 0
+) -> dict[str, float | None]:
+    """Median size with a bootstrap 95% interval; never-reached texts count as infinite."""
+    n = len(sizes)
+    if n == 0:
+        return {"median": None, "low": None, "high": None, "never_fraction": None}
+    vals = np.array([math.inf if s is None else float(s) for s in sizes])
+    rng = np.random.default_rng(seed)
+    meds = np.median(rng.choice(vals, size=(resamples, n), replace=True), axis=1)
+
+    def finite(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    return {
+        "median": finite(float(np.median(vals))),
+        "low": finite(float(np.percentile(meds, 2.5))),
+        "high": finite(float(np.percentile(meds, 97.5))),
+        "never_fraction": float(np.mean(~np.isfinite(vals))),
+    }
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams / all n-grams over the texts' whitespace words (0 when none)."""
+    grams = [g for t in texts for g in _ngrams(t.split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def bleu(candidate: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> float:
+    """Sentence BLEU (clipped precisions up to max_n, geometric mean, brevity penalty), +1 smoothing."""
+    if not candidate or not references:
+        return 0.0
+    logs = 0.0
+    for n in range(1, max_n + 1):
+        cand = Counter(_ngrams(candidate, n))
+        best: Counter[tuple[str, ...]] = Counter()
+        for ref in references:
+            best |= Counter(_ngrams(ref, n))
+        total = sum(cand.values())
+        hit = sum(min(c, best[g]) for g, c in cand.items())
+        logs += math.log((hit + 1) / (total + 1)) if n > 1 else math.log(max(hit, 1e-9) / max(total, 1))
+    ref_len = min((abs(len(r) - len(candidate)), len(r)) for r in references)[1]
+    bp = 1.0 if len(candidate) > ref_len else math.exp(1 - ref_len / len(candidate))
+    return bp * math.exp(logs / max_n)
+
+
+def self_bleu(texts: Sequence[str], max_n: int = 4) -> float:
+    """Mean BLEU of each text against all the others (higher = less diverse)."""
+    words = [t.split() for t in texts]
+    if len(words) < 2:
+        return 0.0
+    return float(np.mean([bleu(w, words[:i] + words[i + 1 :], max_n) for i, w in enumerate(words)]))
+
+
+def aggregate_detected(
+    detected: Mapping[str, Sequence[bool]], quality: Mapping[str, float], threshold: float = 0.8
+) -> float | None:
+    """MarkMyWords aggregate: fraction of texts detected after every attack keeping quality >= threshold."""
+    kept = [a for a in detected if quality.get(a, 0.0) >= threshold]
+    if not kept:
+        return None
+    rows = np.array([list(detected[a]) for a in kept], dtype=bool)
+    return float(np.mean(rows.all(axis=0)))
