@@ -38,3 +38,15 @@ def test_aggregate_rule_ignores_low_quality_attacks() -> None:
     det = {"none": [True, True], "a": [True, False], "b": [False, False]}
     assert aggregate_detected(det, {"none": 1.0, "a": 0.9, "b": 0.5}) == 0.5
     assert aggregate_detected(det, {"none": 0.1}) is None
+
+
+def test_classifier_auroc_chance_and_separable() -> None:
+    import numpy as np
+
+    from wm_toolkit.watermark.measure.bench_stats import classifier_auroc
+
+    rng = np.random.default_rng(1)
+    same = classifier_auroc(rng.normal(size=(60, 4)), rng.normal(size=(60, 4)), resamples=200)
+    assert 0.3 < same["auroc"] < 0.7  # false failure well under 1% at n = 60 + 60
+    far = classifier_auroc(rng.normal(size=(30, 4)) + 5, rng.normal(size=(30, 4)), resamples=200)
+    assert far["auroc"] > 0.99
