@@ -372,3 +372,28 @@ def test_too_short_and_foreign_tokens_are_input_errors():
         s.detect([5])
     with pytest.raises(ConfigError):
         s.detect([5, 100])
+
+
+def test_the_screened_exp_decoder_picks_the_argmin_of_every_tokens_score():
+    """`exponential_argmin` on CPU scores only the tokens that can win; it must return exactly the
+    index of the minimum over all tokens' float64 scores (ties: the first), on flat, peaked,
+    top-k-masked and extreme-uniform rows."""
+    from wm_toolkit.watermark.keying import prf
+    from wm_toolkit.watermark.schemes.distortion_free import exponential_argmin, exponential_scores
+
+    g = torch.Generator().manual_seed(11)
+    for trial in range(60):
+        v = (7, 300, 49152)[trial % 3]
+        b = 1 + trial % 5
+        spread = (0.1, 1.0, 3.0, 12.0)[trial % 4]
+        logits = torch.randn(b, v, generator=g, dtype=torch.float64) * spread
+        if trial % 6 == 5:  # top-k: most tokens impossible
+            logits[:, 5:] = float("-inf")
+        log_probs = torch.log_softmax(logits, dim=-1)
+        u = prf.vocab_uniforms(torch.randint(-(2**62), 2**62, (b,), generator=g), v)
+        if trial % 7 == 3:
+            u[:, :3] = torch.tensor([0.5 / 2**53, 1 - 0.5 / 2**53, 1 - 2**-40], dtype=torch.float64)
+        want = exponential_scores(u.numpy(), log_probs.numpy()).argmin(axis=-1)
+        assert exponential_argmin(u, log_probs).tolist() == want.tolist(), trial
+    tie = torch.tensor([[0.9, 0.9, 0.3]], dtype=torch.float64)  # equal p: the largest u wins, first of a tie
+    assert exponential_argmin(tie, torch.log(torch.full((1, 3), 1 / 3, dtype=torch.float64))).item() == 0

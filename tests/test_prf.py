@@ -95,3 +95,14 @@ def test_seed_cache_returns_exactly_the_uncached_seeds():
         assert np.array_equal(cache(ctx), prf.context_seeds(sub, ctx))
     wide = rng.integers(0, 100, size=(20, 3))
     assert np.array_equal(cache(wide), prf.context_seeds(sub, wide))
+
+
+@pytest.mark.skipif(prf._uniform_kernel() is None, reason="numba is off")
+def test_the_fused_vocabulary_uniforms_are_the_torch_paths_bit_for_bit():
+    """The numba loop behind `vocab_uniforms` on CPU against the torch reference, on seeds that
+    wrap the 64-bit sums (negative, extreme) at a small and a 49,152-token vocabulary."""
+    seeds = torch.tensor([0, 7, -1, 2**63 - 1, -(2**63), 123456789123], dtype=torch.int64)
+    for vocab in (5, 49152):
+        fused = prf.vocab_uniforms(seeds, vocab)
+        assert fused.dtype == torch.float64 and torch.equal(fused, prf.vocab_uniforms_torch(seeds, vocab))
+    assert prf.vocab_uniforms(seeds[:0], 9).shape == (0, 9)

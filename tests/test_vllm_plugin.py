@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -378,3 +379,70 @@ def test_the_engine_gets_the_schemes_key_through_a_private_file_whatever_its_kin
         assert path.stat().st_mode & 0o077 == 0
         assert load_any_key_file(path) == key
     assert not path.exists() and os.environ.get(vp.ENV_KEY) != str(path)
+
+
+# ---- the batched step equals row by row -----------------------------------------------------------
+
+CHANGES = {
+    "kgw": ("delta", 5.0),
+    "unigram": ("gamma", 0.5),
+    "hf-kgw": ("delta", 4.0),
+    "synthid": ("ngram_len", 3),
+}
+CHANGES |= {"exp": ("key_length", 64), "its": ("key_length", 64), "gumbel": ("context_width", 2)}
+
+
+def _mixed_requests(field: str, value) -> list[tuple[int, object]]:
+    """(step it joins, sampling params): default sampling twice, other settings, another variant,
+    watermark off, greedy, and one joining late with the defaults."""
+    return [
+        (0, params()),
+        (0, params(temperature=0.7, top_p=0.9, top_k=20)),
+        (0, params(**{f"wm_{field}": value})),
+        (0, params(wm_watermark=False)),
+        (0, params(temperature=0.0)),
+        (0, params()),
+        (3, params()),
+        (2, params(temperature=1.3, **{f"wm_{field}": value})),
+    ]
+
+
+@pytest.mark.parametrize(
+    "config, key", SCHEMES, ids=lambda x: x.get("seeding", x.get("scheme")) if isinstance(x, dict) else ""
+)
+def test_a_batched_step_of_mixed_rows_equals_row_by_row(config, key, monkeypatch):
+    """The same requests through the batched step and through each row's own processor, with the
+    same logits and torch seed at every step: the same logits out, -inf and forced tokens alike
+    (including torch's random draws); vLLM moves and removes rows on the way."""
+    from wm_toolkit.watermark.runtime.engines import vllm_rows
+
+    monkeypatch.setattr(DistortionFreeLogitsProcessor, "shift_seed", 7)
+    monkeypatch.setattr(vllm_rows, "CHUNK_SCORES", 2 * V)  # forcing batches in chunks of two rows
+    field, value = CHANGES[config["scheme"]]
+    plugins = [processor(config, key, allow=frozenset({field})) for _ in range(2)]
+    plugins[1].batch_rows = False
+    requests = _mixed_requests(field, value)
+    rng = np.random.default_rng(3)
+    prompts = [rng.integers(0, V, int(rng.integers(5, 9))).tolist() for _ in requests]
+    outputs = [[[] for _ in requests] for _ in plugins]
+    for step in range(9):
+        for plugin, outs in zip(plugins, outputs, strict=True):
+            added = [(i, p, prompts[i], outs[i]) for i, (at, p) in enumerate(requests) if at == step]
+            moved = [(0, 5, swap())] if step == 5 else []
+            removed = [2] if step == 7 else []
+            plugin.update_state(update(added=added, moved=moved, removed=removed, size=len(requests)))
+        logits = torch.randn(len(requests), V, generator=torch.Generator().manual_seed(step)) * 3
+        got = []
+        for plugin in plugins:
+            torch.manual_seed(50 + step)
+            got.append(plugin.apply(logits.clone()))
+        assert torch.equal(got[0], got[1]), (config, step)
+        assert set(plugins[0].rows) == set(plugins[1].rows)
+        assert not torch.isinf(got[0][3]).any()  # watermark off: untouched
+        for outs in outputs:
+            for r in range(len(requests)):
+                if requests[r][0] <= step:
+                    outs[r].append(int(got[0][r].argmax()))
+    assert len(plugins[0].rows) == 6
+    sizes = Counter(row.group for row in plugins[0].rows.values())
+    assert None not in sizes and max(sizes.values()) >= 3  # every row batched, three in one batch

@@ -151,8 +151,55 @@ def uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
 
 
 def vocab_uniforms(seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Uniforms for every token of the vocabulary under each seed: shape (len(seeds), vocab_size)."""
+    """Uniforms for every token of the vocabulary under each seed: shape (len(seeds), vocab_size).
+
+    On CPU one serial numba loop computes the same bits (`_uniform_kernel`; the torch path makes
+    ~15 passes over an int64 (batch, vocab) tensor, most of an EXP / Gumbel decoding step)."""
+    kernel = _uniform_kernel() if seeds.device.type == "cpu" else None
+    if kernel is not None:
+        return torch.from_numpy(kernel(seeds.reshape(-1).detach().to(torch.int64).numpy(), int(vocab_size)))
+    return vocab_uniforms_torch(seeds, vocab_size)
+
+
+def vocab_uniforms_torch(seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The torch path of `vocab_uniforms` (any device; the reference the kernel is tested on)."""
     return to_unit(vocab_mix(seeds, vocab_size))
+
+
+_UNIFORM: list = []
+
+
+def _uniform_kernel():
+    """`to_unit(mix(seed, j))` for every (seed, token) in one pass, compiled once and cached on
+    disk; None without numba. The integer steps are `mix`'s, and the float steps (an exact
+    conversion of 53 bits, + 0.5, * 2^-53) are exact in IEEE arithmetic, so the bits are torch's."""
+    if not _UNIFORM:
+        numba = numba_or_none()
+        if numba is None:
+            _UNIFORM.append(None)
+            return None
+        g, m1, m2 = (
+            np.uint64(0x9E3779B97F4A7C15),
+            np.uint64(0xFF51AFD7ED558CCD),
+            np.uint64(0xC4CEB9FE1A85EC53),
+        )
+        s33, s11, one, inv = np.uint64(33), np.uint64(11), np.uint64(1), np.float64(_INV_2_53)
+
+        @numba.njit(cache=True)
+        def uniforms_serial(seeds, vocab_size):  # pragma: no cover - compiled
+            out = np.empty((seeds.shape[0], vocab_size), dtype=np.float64)
+            for b in range(seeds.shape[0]):
+                seed = np.uint64(seeds[b])
+                for j in range(vocab_size):
+                    z = seed + (np.uint64(j) + one) * g
+                    z = (z ^ (z >> s33)) * m1
+                    z = (z ^ (z >> s33)) * m2
+                    z = z ^ (z >> s33)
+                    out[b, j] = (np.float64(z >> s11) + 0.5) * inv
+            return out
+
+        _UNIFORM.append(uniforms_serial)
+    return _UNIFORM[0]
 
 
 def unit_threshold(fraction: float) -> int:
@@ -186,15 +233,20 @@ def vocab_below_torch(seeds: torch.Tensor, vocab_size: int, fraction: float) -> 
 _FUSED: list = []
 
 
-def add_below_(scores: torch.Tensor, seeds: torch.Tensor, fraction: float, delta: float) -> bool:
+def add_below_(
+    scores: torch.Tensor, seeds: torch.Tensor, fraction: float, delta: float, parallel: bool | None = None
+) -> bool:
     """`scores[b, j] += delta` where `below(seeds[b], j, fraction)`, in place, in one pass over a
     CPU float32 `scores` (batch, V); the green-list processor's step at large vocabularies. Returns
-    False (nothing done) where the fused kernel does not apply (GPU, other dtypes, no numba)."""
+    False (nothing done) where the fused kernel does not apply (GPU, other dtypes, no numba).
+    `parallel`: numba's threads (None: from PARALLEL_MIN_ELEMENTS scores on); the same bits either way."""
     kernels = _fused_kernels() if scores.device.type == "cpu" and scores.dtype == torch.float32 else None
     if kernels is None:
         return False
     s = seeds.reshape(-1).detach().to(torch.int64).numpy()
-    add = kernels[1] if scores.numel() >= PARALLEL_MIN_ELEMENTS else kernels[2]
+    if parallel is None:
+        parallel = scores.numel() >= PARALLEL_MIN_ELEMENTS
+    add = kernels[1] if parallel else kernels[2]
     add(scores.numpy(), s, np.uint64(unit_threshold(fraction)), np.float32(delta))
     return True
 

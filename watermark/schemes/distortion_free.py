@@ -252,16 +252,54 @@ def permutation_floor(resamples: int, bound_weight: float = 0.0) -> float:
     return 1.0 / ((1.0 - bound_weight) * (resamples + 1))
 
 
+def exponential_scores(uniforms: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+    """log(-log u_v) - log p_v elementwise, float64 in numpy: THE score the CPU decoder minimises."""
+    score = np.log(uniforms)
+    np.negative(score, out=score)
+    with np.errstate(divide="ignore"):  # u = 1.0 (the PRF's top value rounds to it): -inf, it wins
+        np.log(score, out=score)
+    score -= log_probs
+    return score
+
+
+# the screen's slack in the exponent: float32 rounding of the bound (|z| < 40: < 3e-6) and of
+# 1 - u, float32 exp, and numpy's float64 logs (~1e-13 here) all fit in it many times over
+SCREEN_MARGIN = 1e-4
+
+
+def _screened_argmin(u: np.ndarray, lp: np.ndarray) -> np.ndarray:
+    """`exponential_scores(u, lp).argmin(axis=-1)`, the same index, computing the float64 scores
+    only where a token can reach the row's minimum.
+
+    With T the score of the row's most likely token, the minimiser v has score <= T, so (up to
+    float rounding, far inside SCREEN_MARGIN) log(-log u_v) <= T + lp_v; and -log u >= 1 - u, so
+    1 - u_v <= exp(T + lp_v). That test needs one float32 exp and no logarithm; the tokens passing
+    it (a handful) get the exact scores, with argmin's first-index rule on ties (every tied
+    minimiser passes, in index order)."""
+    rows = np.arange(u.shape[0])
+    ref = lp.argmax(axis=-1)
+    t = exponential_scores(u[rows, ref], lp[rows, ref])
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        bound = (lp + (t + SCREEN_MARGIN)[:, None]).astype(np.float32)
+        np.exp(bound, out=bound)
+        passing = (1.0 - u).astype(np.float32) <= bound
+    out = ref.astype(np.int64)
+    for b in range(u.shape[0]):
+        idx = np.flatnonzero(passing[b])
+        if idx.size:  # the reference token always passes; kept in case of NaN input
+            out[b] = idx[exponential_scores(u[b, idx], lp[b, idx]).argmin()]
+    return out
+
+
 def exponential_argmin(uniforms: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
     """The EXP decoder: argmax_v u_v ** (1 / p_v) = argmin_v log(-log u_v) - log p_v, per row.
 
-    On CPU the float64 logarithms run in numpy (several times faster than torch's float64 log
-    here); the result is the same argmin either way.
+    On CPU the float64 logarithms run in numpy (faster than torch's float64 log here), and only
+    for the tokens that can win (`_screened_argmin`: the same argmin as scoring every token,
+    tested against it); the result is the same argmin either way.
     """
     if uniforms.device.type == "cpu":
-        score = np.log(-np.log(uniforms.numpy()))
-        score -= log_probs.numpy()
-        return torch.from_numpy(score.argmin(axis=-1))
+        return torch.from_numpy(_screened_argmin(uniforms.numpy(), log_probs.numpy()))
     return torch.log(torch.log(uniforms).neg_()).sub_(log_probs).argmin(dim=-1)
 
 
@@ -648,6 +686,15 @@ class FinalDistributionProcessor(LogitsProcessor, ABC):
         """The token each row emits at `step`, from the final log-probabilities."""
 
     # machinery ----------------------------------------------------------------------------------
+    def final_log_probs(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        """The distribution the decoder sees: the sampling warpers, then float64 log-softmax over
+        the scheme's vocabulary (row by row, so any batch of rows with these settings can share it)."""
+        final = scores
+        for warper in self.warpers:
+            final = warper(input_ids, final)
+        v = self.scheme.vocab_size_for(scores.shape[-1])
+        return torch.log_softmax(final[:, :v].to(torch.float64), dim=-1)
+
     def _continues(self, input_ids: torch.LongTensor) -> bool:
         last = self._last
         return (
@@ -664,12 +711,7 @@ class FinalDistributionProcessor(LogitsProcessor, ABC):
             self._step = 0
             self.start(input_ids.shape[0])
         self._last = input_ids.detach().clone()
-        final = scores
-        for warper in self.warpers:
-            final = warper(input_ids, final)
-        v = self.scheme.vocab_size_for(scores.shape[-1])
-        log_probs = torch.log_softmax(final[:, :v].to(torch.float64), dim=-1)
-        tokens = self.pick(input_ids, self._step, log_probs)
+        tokens = self.pick(input_ids, self._step, self.final_log_probs(input_ids, scores))
         out = torch.full_like(scores, -math.inf)
         out.scatter_(1, tokens.reshape(-1, 1).to(out.device), 0.0)
         return out

@@ -333,16 +333,24 @@ class GreenListLogitsProcessor(LogitsProcessor):
         return bias
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        out = scores.clone()
+        self.add_bias_(input_ids, out)
+        return out
+
+    def add_bias_(
+        self, input_ids: torch.LongTensor, scores: torch.Tensor, parallel: bool | None = None
+    ) -> None:
+        """The bias added to `scores` in place (engines that own their logits batch, e.g. vLLM's
+        plugin, skip the copy); `parallel` as in `prf.add_below_` (the same bits either way)."""
         v = self.scheme.vocab_size_for(scores.shape[-1])
         if self.scheme.config.seeding == "selfhash":
             if input_ids.shape[1] < self.h:
                 raise ConfigError(f"selfhash needs a prompt of at least {self.h} tokens")
-            return scores + self.selfhash_bias(input_ids, scores, v)
-        out = scores.clone()
+            scores.add_(self.selfhash_bias(input_ids, scores, v))
+            return
         if self.h > 0 and input_ids.shape[1] >= self.h:  # CPU: one fused pass (large vocabularies)
             ctx = input_ids[:, -self.h :].detach().to("cpu", torch.int64).numpy()
             seeds = torch.from_numpy(self.scheme.seeds_for(ctx))
-            if prf.add_below_(out[:, :v], seeds, self.scheme.config.gamma, self.delta):
-                return out
-        out[:, :v].add_(self.green_mask(input_ids, v).to(scores.dtype), alpha=self.delta)
-        return out
+            if prf.add_below_(scores[:, :v], seeds, self.scheme.config.gamma, self.delta, parallel):
+                return
+        scores[:, :v].add_(self.green_mask(input_ids, v).to(scores.dtype), alpha=self.delta)

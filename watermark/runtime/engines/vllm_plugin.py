@@ -48,7 +48,8 @@ from ...modeling.generation import Generation, _strip, format_prompt, scheme_pro
 from ...schemes import build_scheme
 from ...schemes.base import WatermarkScheme
 from ...schemes.distortion_free import FinalDistributionProcessor
-from ...schemes.synthid import sample
+from .vllm_rows import RowState, batch_group, run_step
+from .vllm_rows import force as force  # re-exported: the forced-token logits, as before
 
 try:  # vllm is optional: without it this module still gives the settings and the policy
     from vllm.v1.sample.logits_processor import LogitsProcessor as _VllmLogitsProcessor
@@ -197,30 +198,6 @@ def current_policy() -> Policy | None:
     return _POLICIES[k]
 
 
-def force(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits that only let `tokens` (one per row) through: whatever samples next emits them."""
-    out = torch.full_like(scores, float("-inf"))
-    out.scatter_(1, tokens.reshape(-1, 1).to(out.device), 0.0)
-    return out
-
-
-@dataclass
-class RowState:
-    """One request: its own processor (its own step count, key shift, seen contexts) and ids."""
-
-    processor: Any
-    prompt: list[int]
-    output: list[int]  # vLLM's live list of the request's output ids (grows one token a step)
-    draw: bool  # a distribution-returning final processor under sampling (hf-kgw): draw, force
-
-    def __call__(self, row_logits: torch.Tensor) -> torch.Tensor:
-        ids = torch.tensor([self.prompt + self.output], dtype=torch.int64)
-        out = self.processor(ids, row_logits)
-        if self.draw:  # as transformers' sampling after the processor: multinomial of the softmax
-            return force(out, sample(torch.softmax(out, dim=-1)))
-        return out
-
-
 class WatermarkServer:
     """The engine side: the key (read once), the scheme, its per-request variants, the rows' state."""
 
@@ -292,7 +269,13 @@ class WatermarkServer:
         top_k = int(params.top_k) if params.top_k and params.top_k > 0 else 0
         proc = scheme_processor(scheme, temperature if sampling else 0.0, float(params.top_p), top_k)
         draw = sampling and final and not isinstance(proc, FinalDistributionProcessor)
-        return RowState(proc, list(prompt), output, draw)
+        row = RowState(proc, list(prompt), output, draw)
+        batch = batch_group(
+            proc, (temperature, float(params.top_p), top_k) if sampling and final else None, draw
+        )
+        if batch is not None:
+            row.group, row.need, row.width = batch
+        return row
 
 
 def apply_batch_update(rows: dict[int, Any], update: Any, new_row: Callable[..., Any]) -> None:
@@ -367,6 +350,8 @@ def _asks_for_watermark(params: Any) -> bool:
 class WmLogitsProcessor(_VllmLogitsProcessor):
     """vLLM V1 logits processor running wm's scheme on every watermarked request of the batch."""
 
+    batch_rows = True  # False: each row through its own processor (what the batched step equals)
+
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
         """Refuses (HTTP 400) a key, a disallowed parameter or, when enforced, watermark off."""
@@ -417,9 +402,11 @@ class WmLogitsProcessor(_VllmLogitsProcessor):
         apply_batch_update(self.rows, batch_update, self.server.row)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.server is None:
+        if self.server is None or not self.rows:
             return logits
-        for index, row in list(self.rows.items()):
+        if self.batch_rows:  # rows of one scheme variant and sampling settings as one batch
+            return run_step(self.rows, logits)
+        for index, row in list(self.rows.items()):  # row by row (the reference the batch equals)
             try:
                 logits[index] = row(logits[index : index + 1])[0]
             except Exception as exc:  # never take the engine down; the request goes on unwatermarked
