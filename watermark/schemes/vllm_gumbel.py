@@ -16,7 +16,7 @@ quite Exp(1); wm scores -log(1 - u + c) with c = 2^-25 + 1 / (2^24 + 1), which i
 Exp(1) (super-uniform), so the Gamma tail is a valid p-value (vLLM's own score and p-value are
 reported too: `vllm_score`, `vllm_p_value`, computed as vLLM's detector does).
 Two keys: the per-token scores E_A, E_B are independent Exp(1) under H0, and `dual_statistic`
-picks the test (all exact, see `statistics.pvalues.log10_gamma_pair_tail`):
+picks the test (all exact, see `statistics.pair_tail`):
 - "fusion" (default): S = (1 - alpha) E_A + alpha E_B summed, vLLM's early fusion, with its exact
   law (1 - alpha) Gamma(T) + alpha Gamma(T) instead of vLLM's moment-matched Gamma;
 - "max": per-token max(E_A, E_B) ~ Exp(2) + Exp(1), the sum Gamma(T) + Gamma(T) / 2;
@@ -39,8 +39,9 @@ from ..config import SchemeConfig, check_range, register_config
 from ..errors import ConfigError
 from ..keying import philox
 from ..keying.vllmkey import VllmKey, as_vllm_key
+from ..statistics.pair_tail import log10_pair_tails
 from ..statistics.portable_log import log1m, log_array
-from ..statistics.pvalues import gamma_tail, log10_gamma_pair_tail, log10_gamma_tail, log10_gamma_tails
+from ..statistics.pvalues import log10_gamma_tails
 from ..statistics.spans import Evidence, GammaEvidence, _exp_llr
 from . import vllm_kernel
 from .base import (
@@ -325,16 +326,22 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
     def log10_p(self, sums: np.ndarray, t: int, max_sum: float = 0.0) -> tuple[float, tuple[float, ...]]:
         """(log10 p of wm's test, single-key log10 p-values) from per-key score sums over t tokens;
         `max_sum`: the sum of per-token maxima (the "max" statistic)."""
-        keys = tuple(float(log10_gamma_tail(float(s), t)) for s in sums)
+        sums = np.asarray(sums, dtype=np.float64).reshape(-1, 1)
+        test, keys = self.log10_ps(sums, np.array([t]), np.array([float(max_sum)]))
+        return float(test[0]), tuple(float(k[0]) for k in keys) if self.config.dual else ()
+
+    def log10_ps(self, sums: np.ndarray, t: np.ndarray, stat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`log10_p` over texts: sums (keys, texts), t and stat (texts,) -> (test, keys x texts)."""
+        keys = np.stack([log10_gamma_tails(sums[i], t) for i in range(sums.shape[0])])
         if not self.config.dual:
-            return keys[0], ()
-        stat = self.config.dual_statistic
-        if stat == "bonferroni":
-            return min(0.0, _LOG10_2 + min(keys)), keys
-        if stat == "max":
-            return log10_gamma_pair_tail(max_sum, t, 1.0, 0.5), keys
+            return keys[0], keys
+        rule = self.config.dual_statistic
+        if rule == "bonferroni":
+            return np.minimum(0.0, _LOG10_2 + keys.min(axis=0)), keys
+        if rule == "max":
+            return log10_pair_tails(stat, t, 1.0, 0.5), keys
         wa, wb = self.weights()
-        return log10_gamma_pair_tail(wa * float(sums[0]) + wb * float(sums[1]), t, wa, wb), keys
+        return log10_pair_tails(wa * sums[0] + wb * sums[1], t, wa, wb), keys
 
     def statistic_of(self, scores: np.ndarray) -> np.ndarray:
         """Per-token value of the statistic the test sums (one key: the score)."""
@@ -353,13 +360,18 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         return self._vllm_result(b.vllm_scores[:, mask].sum(axis=1), int(mask.sum()))
 
     def _vllm_result(self, sums: np.ndarray, n: int) -> tuple[float, float, int]:
-        if n == 0:
-            return 0.0, 1.0, 0
+        score, p = self._vllm_results(np.asarray(sums, dtype=np.float64).reshape(-1, 1), np.array([n]))
+        return float(score[0]), float(p[0]), n
+
+    def _vllm_results(self, sums: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """vLLM's (score, p-value) per text from its per-key sums (keys, texts) over n tokens."""
         if not self.config.dual:
-            return float(sums[0]), min(1.0, gamma_tail(float(sums[0]), n)), n
-        wa, wb = self.weights()
-        score = float(wa * sums[0] + wb * sums[1])
-        return score, _vllm_fused_p(score, n, self.config.dual_alpha), n
+            score = sums[0]
+        else:
+            wa, wb = self.weights()
+            score = wa * sums[0] + wb * sums[1]
+        p = _vllm_p_values(score, n, self.config.dual_alpha if self.config.dual else None)
+        return np.where(n > 0, score, 0.0), np.where(n > 0, p, 1.0)
 
     def detect(
         self, token_ids: Sequence[int] | np.ndarray, alpha: float | None = None
@@ -372,40 +384,32 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         """All texts scored in one batch (the same results as one by one)."""
         arrays = [as_token_array(t, self.config.vocab_size) for t in texts]
         r = self.text_sums(arrays)
-        marks = np.where(r.scored, 1, -1).tolist()
-        st = r.starts.tolist()
-        return [
-            self._detection(
-                int(r.t[j]),
-                r.sums[:, j],
-                float(r.stat[j]),
-                r.vsums[:, j],
-                int(r.vn[j]),
-                marks[st[j] : st[j + 1]],
-            )
-            for j in range(len(arrays))
-        ]
-
-    def _detection(self, t, sums, stat_sum, vsums, vn, mask) -> VllmGumbelDetection:
-        if t == 0:
+        if r.t.size and r.t.min() == 0:
             raise TextTooShortError(
                 f"no token of this text was watermarked under {self.config.scheme}'s de-duplication"
             )
-        log10p, keys = self.log10_p(sums, t, stat_sum)
-        vscore, vp, vn = self._vllm_result(vsums, vn)
-        return VllmGumbelDetection(
-            scheme=self.config.scheme,
-            p_value=10.0**log10p,
-            log10_p_value=log10p,
-            num_tokens_scored=t,
-            statistic=stat_sum,
-            mean_score=stat_sum / t,
-            vllm_score=vscore,
-            vllm_p_value=vp,
-            vllm_num_scored=vn,
-            key_log10_p_values=keys,
-            token_mask=tuple(mask),
-        )
+        test, keys = self.log10_ps(r.sums, r.t, r.stat)
+        vscore, vp = self._vllm_results(r.vsums, r.vn)
+        marks = np.where(r.scored, 1, -1).tolist()
+        st, ts, stats = r.starts.tolist(), r.t.tolist(), r.stat.tolist()
+        key_rows = list(zip(*keys.tolist(), strict=True)) if self.config.dual else [()] * len(arrays)
+        scheme, vn = self.config.scheme, r.vn.tolist()
+        return [
+            VllmGumbelDetection(
+                scheme=scheme,
+                p_value=10.0 ** test[j],
+                log10_p_value=float(test[j]),
+                num_tokens_scored=ts[j],
+                statistic=stats[j],
+                mean_score=stats[j] / ts[j],
+                vllm_score=float(vscore[j]),
+                vllm_p_value=float(vp[j]),
+                vllm_num_scored=vn[j],
+                key_log10_p_values=tuple(key_rows[j]),
+                token_mask=tuple(marks[st[j] : st[j + 1]]),
+            )
+            for j in range(len(arrays))
+        ]
 
     def span_evidence(self, ids: np.ndarray) -> Evidence:
         """Per-token scores for `detect_spans`, scored exactly as `detect` scores them."""
@@ -430,14 +434,20 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         return VllmGumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
 
 
-def _vllm_fused_p(score: float, n: int, alpha: float) -> float:
-    """vLLM's dual-key p-value: a Gamma matched to the fused score's variance (an approximation)."""
+def _vllm_p_values(score: np.ndarray, n: np.ndarray, alpha: float | None) -> np.ndarray:
+    """vLLM's p-values: one key, the Gamma(n) tail of the score; two keys (alpha), a Gamma matched
+    to the fused score's variance (vLLM's approximation; integer shapes where vLLM rounds them)."""
     from scipy import special
 
-    variance = (1 - alpha) ** 2 + alpha**2
-    if alpha in (0, 0.5, 1):
-        return min(1.0, gamma_tail(score / variance, round(n / variance)))
-    return float(special.gammaincc(n / variance, score / variance))
+    score, n = np.asarray(score, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    if alpha is None:
+        shape, x = n, score
+    else:
+        variance = (1 - alpha) ** 2 + alpha**2
+        shape, x = (np.round(n / variance) if alpha in (0, 0.5, 1) else n / variance), score / variance
+    live = (shape > 0) & (x > 0)
+    p = special.gammaincc(np.where(live, shape, 1.0), np.where(live, x, 0.0))
+    return np.where(live, np.minimum(p, 1.0), 1.0)
 
 
 class PairGammaEvidence(Evidence):
@@ -461,8 +471,7 @@ class PairGammaEvidence(Evidence):
                 0.0, _LOG10_2 + np.minimum(log10_gamma_tails(sums[0], t), log10_gamma_tails(sums[1], t))
             )
         a, b = (1.0, 0.5) if self.scheme.config.dual_statistic == "max" else self.scheme.weights()
-        s = self._s[ends] - self._s[starts]
-        return np.array([log10_gamma_pair_tail(float(x), int(k), a, b) for x, k in zip(s, t, strict=True)])
+        return log10_pair_tails(self._s[ends] - self._s[starts], t, a, b)
 
     def llr(self, lo: int, hi: int, best: tuple[int, int]) -> np.ndarray:
         t = max(int(self._t[best[1]] - self._t[best[0]]), 1)

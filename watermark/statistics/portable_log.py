@@ -86,3 +86,19 @@ def log1m(u: np.ndarray) -> np.ndarray:
     if zero.any():
         out = np.where(zero, -np.inf, out)
     return out
+
+
+def jit_log(njit):  # noqa: ANN001, ANN201 - numba's njit in, an inline numba function out
+    """`log_scalar` compiled by numba (inline): for kernels that must round as the numpy path does."""
+    reduced = njit(inline="always")(reduced_log)
+    sqrt_half = SQRT_HALF
+
+    @njit(inline="always")
+    def log(y):  # pragma: no cover - compiled
+        m, e = math.frexp(y)
+        if m < sqrt_half:
+            m = m * 2.0
+            e = e - 1
+        return reduced(m - 1.0, float(e))
+
+    return log
