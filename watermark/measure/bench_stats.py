@@ -17,24 +17,33 @@ def size_tokens(prefix_p_values: Sequence[float], alpha: float = 0.02) -> int | 
     return None
 
 
-def size_summary(
-    sizes: Sequence[int | None], *, resamples: int = 1000, seed: int = 0
+def median_interval(
+    values: Sequence[float], *, resamples: int = 1000, seed: int = 0
 ) -> dict[str, float | None]:
-    """Median size with a bootstrap 95% interval; never-reached texts count as infinite."""
-    n = len(sizes)
-    if n == 0:
-        return {"median": None, "low": None, "high": None, "never_fraction": None}
-    vals = np.array([math.inf if s is None else float(s) for s in sizes])
+    """Median with a bootstrap 95% interval (percentiles of resampled medians); inf bounds are None."""
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.size == 0:
+        return {"median": None, "low": None, "high": None}
     rng = np.random.default_rng(seed)
-    meds = np.median(rng.choice(vals, size=(resamples, n), replace=True), axis=1)
+    meds = np.median(rng.choice(vals, size=(resamples, vals.size), replace=True), axis=1)
 
     def finite(x: float) -> float | None:
         return float(x) if math.isfinite(x) else None
 
+    with np.errstate(invalid="ignore"):  # percentiles between two infinite medians
+        low, high = np.percentile(meds, 2.5), np.percentile(meds, 97.5)
+    return {"median": finite(float(np.median(vals))), "low": finite(float(low)), "high": finite(float(high))}
+
+
+def size_summary(
+    sizes: Sequence[int | None], *, resamples: int = 1000, seed: int = 0
+) -> dict[str, float | None]:
+    """Median size with a bootstrap 95% interval; never-reached texts count as infinite."""
+    if not sizes:
+        return {"median": None, "low": None, "high": None, "never_fraction": None}
+    vals = [math.inf if s is None else float(s) for s in sizes]
     return {
-        "median": finite(float(np.median(vals))),
-        "low": finite(float(np.percentile(meds, 2.5))),
-        "high": finite(float(np.percentile(meds, 97.5))),
+        **median_interval(vals, resamples=resamples, seed=seed),
         "never_fraction": float(np.mean(~np.isfinite(vals))),
     }
 
