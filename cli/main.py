@@ -35,6 +35,7 @@ def _usage_error(exc: click.UsageError) -> None:
 # these lines equal each command's own short help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "attack": (".attack", "attack", "Attack watermarked texts: random edits, word edits, neighbours, paraphrase, dilution, unicode."),
+    "bench": (".bench", "bench_command", "Benchmark schemes side by side: MarkMyWords size, tamper resistance, quality, distinguishability."),
     "calibrate": (".calibrate", "calibrate_command", "Measure this key's null on unwatermarked FILES (JSONL with `text`, or plain text)."),
     "detect": (".detect", "detect", "Test FILES (plain text, `wm generate` JSONL, or - for stdin) for the watermark."),
     "eval": (".evaluate", "eval_command", "Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."),

@@ -1,0 +1,122 @@
+"""`wm bench` end to end on a tiny random model, its bad input, and the numbers it derives."""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from wm_toolkit.attacks.bench import QUALITY_KEPT, _tamper
+from wm_toolkit.cli.main import wm
+from wm_toolkit.watermark.keying.keys import write_key_file
+from wm_toolkit.watermark.measure.bench_size import prefix_lengths, text_size
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_key_file(tmp_path / "key")
+    monkeypatch.setenv("WM_KEY_FILE", str(tmp_path / "key"))
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(wm, [str(a) for a in args], catch_exceptions=False)
+
+
+PROMPTS = "".join(
+    json.dumps({"prompt": p, "kind": k}) + "\n"
+    for p, k in [
+        ("Write a short story about a fox.", "story"),
+        ("Write a recipe for soup.", "recipe"),
+        ("Why is the sky blue?", "factual"),
+        ("Write a letter to a friend.", "letter"),
+    ]
+)
+
+
+def test_bench_writes_the_table_json_and_plot_and_resumes_from_its_caches(env, tiny_dir, monkeypatch):
+    (env / "p.jsonl").write_text(PROMPTS)
+    args = ["bench", "--schemes", "kgw,gumbel", "--model", tiny_dir, "--prompts", env / "p.jsonl"]
+    args += ["--limit", 4, "--max-new-tokens", 16, "--batch-size", 2, "--attacks", "none,typo:0.2,lowercase"]
+    args += ["-o", env / "b", "--size-step", 2]
+    res = run(*args, "--json")
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["scheme"] for r in results] == ["kgw", "gumbel"]
+    assert json.loads((env / "b" / "bench.json").read_text()) == results
+    for r in results:
+        assert {"scheme", "size_tokens_median", "tamper", "quality", "tamper_aggregate", "size"} <= set(r)
+        assert list(r["tamper"]) == ["none", "typo:word:0.2", "lowercase:1"]
+        assert r["tamper"]["none"]["quality_ratio"] == pytest.approx(1.0)  # unattacked = the original
+        assert all(
+            {"tpr_at_fpr_1pct", "quality_ratio", "kept", "detected"} <= set(t) for t in r["tamper"].values()
+        )
+        assert 0.0 <= r["size"]["never_fraction"] <= 1.0 and len(r["size"]["curves"]) == 4
+        assert all(c["lengths"][0] == 2 for c in r["size"]["curves"])  # --size-step 2
+        q = r["quality"]
+        assert q["perplexity"]["median"] > 1 and q["perplexity_unwatermarked"]["median"] > 1
+        assert 0 < q["distinct_2"] <= 1 and 0 <= q["self_bleu"] <= 1
+        assert "auroc" in q["embedding_auroc"] or "skipped" in q["embedding_auroc"]
+    md = (env / "b" / "bench.md").read_text()
+    assert "## Leaderboard" in md and "| kgw |" in md and "| gumbel |" in md and "same-strength" in md
+    assert (env / "b" / "size-curves.png").stat().st_size > 0
+    # a rerun generates nothing: every text comes from the caches
+    from wm_toolkit.watermark.modeling import generation
+
+    def no_generation(*a, **k):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(generation, "generate", no_generation)
+    again = run(*args, "--no-plots", "--no-embedding")
+    assert again.exit_code == 0, again.output
+    assert "| kgw |" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--schemes", "kgw,teleport"], "unknown scheme 'teleport'"),
+        (["--schemes", "kgw,kgw"], "named twice"),
+        (["--prompts", "missing.jsonl"], "missing.jsonl"),
+        (["--attacks", "none,teleport"], "unknown attack 'teleport'"),
+    ],
+)
+def test_bad_input_is_one_error_line_before_any_model_loads(env, extra, message):
+    res = run("bench", "--quick", "--model", "/nonexistent", "-o", env / "b", *extra)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert message in res.stderr
+    assert not (env / "b").exists()
+
+
+def test_size_is_the_first_prefix_reaching_alpha():
+    assert (
+        prefix_lengths(10, 4) == [4, 8, 10] and prefix_lengths(8, 4) == [4, 8] and prefix_lengths(0, 3) == []
+    )
+    lengths = [4, 8, 12]
+    assert text_size(lengths, [-1.0, math.log10(0.02), -5.0]) == 8  # p <= 0.02 counts
+    assert text_size(lengths, [-1.0, -1.5, -1.6]) is None
+
+
+def test_the_aggregate_needs_detection_after_every_kept_attack():
+    """Text 0 survives both attacks, text 1 only the one that ruins quality (which is not counted)."""
+
+    def row(attack, kind, ppl):
+        return {"scheme": "kgw", "attack": attack, "kind": kind, "strength": None, "perplexity": ppl}
+
+    rows = [row("none", "none", 10.0), row("kept", "typo", 11.0), row("ruined", "swap", 50.0)]
+    for r in rows:
+        r.update(tpr_at_fpr_1pct=1.0, fpr_1pct_achieved=0.0, auroc=1.0, fraction_changed=0.1)
+    p = {
+        ("kgw", "none"): ([1e-5, 1e-5], [0.5, 0.5]),
+        ("kgw", "kept"): ([1e-3, 0.5], [0.5, 0.5]),
+        ("kgw", "ruined"): ([0.5, 1e-5], [0.5, 0.5]),
+    }
+    per, agg = _tamper(rows, p, 0.02, None)  # no embedding model: perplexity ratio
+    assert per["kept"]["quality_ratio"] == pytest.approx(10 / 11) and per["kept"]["kept"]
+    assert per["ruined"]["quality_ratio"] == pytest.approx(0.2) and not per["ruined"]["kept"]
+    assert agg["attacks"] == ["none", "kept"] and agg["fraction"] == 0.5
+    per, agg = _tamper(rows, p, 0.02, {"none": 1.0, "kept": 0.5, "ruined": 0.9})  # similarity decides
+    assert agg["attacks"] == ["none", "ruined"] and agg["fraction"] == 0.5
+    assert per["kept"]["quality_measure"] == "embedding-similarity" and QUALITY_KEPT == 0.8
