@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..schemes.base import TextTooShortError, WatermarkScheme
-from .bench_stats import size_summary, size_tokens
+from .bench_stats import size_summary
 
 SIZE_ALPHA = 0.02  # MarkMyWords' detection threshold for size
 
@@ -49,9 +49,10 @@ def prefix_log10_p(
 
 
 def text_size(lengths: Sequence[int], log10_p: Sequence[float], alpha: float = SIZE_ALPHA) -> int | None:
-    """The first prefix length whose p-value is <= alpha; None when none is."""
-    first = size_tokens([10.0**v for v in log10_p], alpha)
-    return None if first is None else int(lengths[first - 1])
+    """The first prefix length whose p-value is <= alpha; None when none is. Compared in log space,
+    as `Detection.verdict` does (10 ** log10(p) need not round-trip to p)."""
+    level = math.log10(alpha)
+    return next((int(n) for n, v in zip(lengths, log10_p, strict=True) if v <= level), None)
 
 
 def scheme_size(
