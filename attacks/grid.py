@@ -64,6 +64,8 @@ class GridSetup:
     perplexity_texts: int | None = None  # score only the first k texts of each set (None: all)
     row_extra: dict[str, Any] | None = None  # fields added to every results row (e.g. config_conflicts)
     normalize: bool = True  # detect on canonical text (watermark.normalize), as `wm detect` does
+    generator: Any = None  # what writes the texts when it is not `model`: a vLLM engine from
+    # `vllm_plugin.open_llm` (settings.engine == "vllm"); `model` still scores perplexity
 
 
 def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
@@ -169,8 +171,9 @@ def _generations(
     path = Path(setup.out_dir) / "generations" / f"{tag}.jsonl"
     label = "unwatermarked" if scheme is None else scheme.name
     advance = progress(f"Generating ({label})", len(setup.prompts))
+    writer = setup.model if setup.generator is None else setup.generator
     return tag, cached_generations(
-        path, setup.model, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
+        path, writer, setup.tokenizer, setup.prompts, scheme, settings, on_batch=advance
     )
 
 

@@ -22,6 +22,7 @@ from wm_toolkit.attacks.registry import parse_attacks
 from wm_toolkit.watermark.config_resolve import bind_tokenizer
 from wm_toolkit.watermark.errors import InputError
 from wm_toolkit.watermark.measure.evaluation import GenerationSettings, plot_roc, plot_strength
+from wm_toolkit.watermark.modeling.generation import ENGINES
 from wm_toolkit.watermark.modeling.models import canonical_name, load_model
 from wm_toolkit.watermark.runtime.atomic import check_output_folder
 from wm_toolkit.watermark.schemes import build_scheme
@@ -119,6 +120,14 @@ DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:
 @click.option("--no-perplexity", is_flag=True, help="Skip perplexity (faster).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: cuda if available).")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="hf",
+    show_default=True,
+    help="What writes the texts. hf: transformers; vllm: wm's vLLM plugin (needs vLLM: `make vllm`, "
+    "then .venv-vllm/bin/wm). Perplexity and model attacks still use the transformers model.",
+)
 @json_option
 def eval_command(
     key_path,
@@ -141,6 +150,7 @@ def eval_command(
     no_perplexity,
     no_plots,
     device,
+    engine,
     as_json,
     scheme,
     config_path,
@@ -149,6 +159,7 @@ def eval_command(
     """Evaluate a watermark: TPR at fixed FPR, AUROC and perplexity under each attack."""
     flags = pop_scheme_flags(kwargs)
     check_output_folder(output_dir)
+    _check_engine(engine)
     specs = parse_attacks(attacks)
     if paraphrase_prompt is not None:
         from wm_toolkit.attacks.paraphrase import check_prompt
@@ -168,21 +179,16 @@ def eval_command(
     scheme_obj = build_scheme(
         with_model_vocab_size(bind_tokenizer(config, len(tok), model_name), model_name, lm), key
     )
+    generator = _vllm_engine(model_name, scheme_obj) if engine == "vllm" else None
     options: dict[str, Any] = {"prompt": paraphrase_prompt} if paraphrase_prompt else {}
     paraphraser = _paraphraser(paraphrase_model, specs, model_name, device, options)
     setup = GridSetup(
         model=lm,
         tokenizer=tok,
         settings=GenerationSettings(
-            model=model_name,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            batch_size=batch_size,
-            seed=seed,
-            chat=not no_chat,
+            model_name, max_new_tokens, temperature, top_p, top_k, batch_size, seed, not no_chat, engine
         ),
+        generator=generator,
         prompts=prompts,
         out_dir=Path(output_dir),
         oracle=oracle_pair,
@@ -200,6 +206,23 @@ def eval_command(
         return
     _print_table(rows)
     err_console.print(f"results: {Path(output_dir) / 'results.json'}" + "".join(f", {p}" for p in plots))
+
+
+def _check_engine(engine: str) -> None:
+    """--engine vllm without vLLM: one error line before any key is created or model loaded."""
+    if engine == "vllm":
+        from wm_toolkit.watermark.runtime.engines.vllm_plugin import require_vllm
+
+        require_vllm()
+
+
+def _vllm_engine(model_name: str, scheme_obj) -> Any:
+    """One vLLM engine with wm's plugin for this scheme: it writes the watermarked texts and,
+    with the watermark turned off per request, the unwatermarked ones."""
+    from wm_toolkit.watermark.runtime.engines.vllm_plugin import open_llm
+
+    with with_status(f"Starting vLLM on {model_name}"):
+        return open_llm(model_name, scheme_obj)
 
 
 def _eval_prompts(prompt_file: str | None, n: int) -> list[str]:

@@ -259,6 +259,7 @@ class GenerationSettings:
     batch_size: int = 8
     seed: int = 0
     chat: bool = True
+    engine: str = "hf"  # "vllm": the texts come from wm's plugin inside vLLM (`modeling.generation.ENGINES`)
 
 
 def cache_digest(obj: Any) -> str:
@@ -319,7 +320,10 @@ def generation_tag(settings: GenerationSettings, config: dict[str, Any] | None) 
     The prompts are not part of it: records carry their prompt and are reused per index. Pass
     `config.generation_dict()`, so detection-only parameters (resamples, ...) share the texts."""
     name = "plain" if config is None else safe_name(str(config["scheme"]))
-    return f"{name}-{cache_digest({'settings': asdict(settings), 'config': config})}"
+    fields = asdict(settings)
+    if fields["engine"] == "hf":  # caches made before engines were named keep their names
+        del fields["engine"]
+    return f"{name}-{cache_digest({'settings': fields, 'config': config})}"
 
 
 def cached_generations(
@@ -336,6 +340,7 @@ def cached_generations(
     Batch b always holds prompts [b * batch_size, (b + 1) * batch_size) and is sampled with seed
     `settings.seed + b * batch_size`, so a resumed or longer run gives the same texts. The cached
     texts are reused up to the first prompt that differs (another prompt list starts over there).
+    With `settings.engine == "vllm"`, `model` is the engine from `vllm_plugin.open_llm`.
     """
     from ..modeling.generation import generate
 
@@ -365,6 +370,7 @@ def cached_generations(
             top_k=settings.top_k,
             seed=settings.seed + start,
             chat=settings.chat,
+            engine=settings.engine,
         )
         recs = [
             {"index": start + j, "prompt": g.prompt, "text": g.text, "token_ids": list(g.token_ids)}

@@ -51,6 +51,11 @@ from ...schemes.distortion_free import FinalDistributionProcessor
 from .vllm_rows import RowState, batch_group, run_step
 from .vllm_rows import force as force  # re-exported: the forced-token logits, as before
 
+# vLLM logs to stdout by default; where wm imports vLLM first (wm generate / eval --engine vllm),
+# stdout carries the records or --json, so vLLM's log goes to stderr unless the user chose a stream.
+# (Inside `vllm serve` this module is imported after vLLM has configured its logging: no effect.)
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
 try:  # vllm is optional: without it this module still gives the settings and the policy
     from vllm.v1.sample.logits_processor import LogitsProcessor as _VllmLogitsProcessor
 
