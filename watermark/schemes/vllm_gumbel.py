@@ -278,9 +278,11 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             return self._text_sums_numpy(texts)
         if any(t.size < 1 for t in texts):
             raise TextTooShortError("text has no tokens; the vLLM gumbel detector needs at least 1")
-        ids = np.ascontiguousarray(texts[0]) if len(texts) == 1 else np.concatenate(texts)
-        starts = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum([t.size for t in texts], out=starts[1:])
+        if len(texts) == 1:
+            ids, starts = np.ascontiguousarray(texts[0]), np.array([0, texts[0].size], dtype=np.int64)
+        else:
+            ids, starts = np.concatenate(texts), np.zeros(len(texts) + 1, dtype=np.int64)
+            np.cumsum([t.size for t in texts], out=starts[1:])
         history = cfg.deduplicate_contexts_max_history
         stat = "single" if not cfg.dual else ("max" if cfg.dual_statistic == "max" else "fusion")
         wa, wb = self.weights()
@@ -289,8 +291,11 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             ids.size + 1 if history is None else history, self._key_words, wa, wb,
             vllm_kernel.STATISTICS[stat], SLACK,
         )  # fmt: skip
-        scored, first, sums, vsums, stat_sums, t, vn = out
-        return TextSums(scored, first, sums, vsums, stat_sums, t, vn, starts)
+        flags, totals, counts = out
+        k = len(self.prf_keys)
+        return TextSums(
+            flags[0], flags[1], totals[:k], totals[k : 2 * k], totals[2 * k], counts[0], counts[1], starts
+        )
 
     def _text_sums_numpy(self, texts: Sequence[np.ndarray]) -> TextSums:
         b = self.batch(texts)
@@ -332,7 +337,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
 
     def log10_ps(self, sums: np.ndarray, t: np.ndarray, stat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`log10_p` over texts: sums (keys, texts), t and stat (texts,) -> (test, keys x texts)."""
-        keys = np.stack([log10_gamma_tails(sums[i], t) for i in range(sums.shape[0])])
+        keys = log10_gamma_tails(sums, np.asarray(t)[None].repeat(sums.shape[0], axis=0))
         if not self.config.dual:
             return keys[0], keys
         rule = self.config.dual_statistic
@@ -371,6 +376,8 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             wa, wb = self.weights()
             score = wa * sums[0] + wb * sums[1]
         p = _vllm_p_values(score, n, self.config.dual_alpha if self.config.dual else None)
+        if n.min(initial=1) > 0:
+            return score, p
         return np.where(n > 0, score, 0.0), np.where(n > 0, p, 1.0)
 
     def detect(
@@ -390,23 +397,23 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             )
         test, keys = self.log10_ps(r.sums, r.t, r.stat)
         vscore, vp = self._vllm_results(r.vsums, r.vn)
-        marks = np.where(r.scored, 1, -1).tolist()
-        st, ts, stats = r.starts.tolist(), r.t.tolist(), r.stat.tolist()
+        marks = (r.scored.view(np.int8) * 2 - 1).tolist()  # 1 scored, -1 not
+        st, ts, stats, logs = r.starts.tolist(), r.t.tolist(), r.stat.tolist(), test.tolist()
         key_rows = list(zip(*keys.tolist(), strict=True)) if self.config.dual else [()] * len(arrays)
-        scheme, vn = self.config.scheme, r.vn.tolist()
+        scheme, vn, vscores, vps = self.config.scheme, r.vn.tolist(), vscore.tolist(), vp.tolist()
         return [
             VllmGumbelDetection(
                 scheme=scheme,
                 p_value=10.0 ** test[j],
-                log10_p_value=float(test[j]),
+                log10_p_value=logs[j],
                 num_tokens_scored=ts[j],
                 statistic=stats[j],
                 mean_score=stats[j] / ts[j],
-                vllm_score=float(vscore[j]),
-                vllm_p_value=float(vp[j]),
+                vllm_score=vscores[j],
+                vllm_p_value=vps[j],
                 vllm_num_scored=vn[j],
-                key_log10_p_values=tuple(key_rows[j]),
-                token_mask=tuple(marks[st[j] : st[j + 1]]),
+                key_log10_p_values=key_rows[j],
+                token_mask=tuple(marks if len(arrays) == 1 else marks[st[j] : st[j + 1]]),
             )
             for j in range(len(arrays))
         ]
@@ -445,6 +452,8 @@ def _vllm_p_values(score: np.ndarray, n: np.ndarray, alpha: float | None) -> np.
     else:
         variance = (1 - alpha) ** 2 + alpha**2
         shape, x = (np.round(n / variance) if alpha in (0, 0.5, 1) else n / variance), score / variance
+    if np.minimum(shape, x).min(initial=1.0) > 0.0:  # every text live (the usual case): fewer calls
+        return np.minimum(special.gammaincc(shape, x), 1.0)
     live = (shape > 0) & (x > 0)
     p = special.gammaincc(np.where(live, shape, 1.0), np.where(live, x, 0.0))
     return np.where(live, np.minimum(p, 1.0), 1.0)

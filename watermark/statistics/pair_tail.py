@@ -167,8 +167,8 @@ def _kernel() -> tuple[Callable, Callable]:
 def _first_terms(t: np.ndarray, x: np.ndarray, p: float, k_lo: np.ndarray) -> tuple[np.ndarray, ...]:
     """log NB(k_lo), log pi(n0 - 1; x), pi(n0; x), Q(n0, x) for n0 = 2T + k_lo, elementwise."""
     n0 = 2.0 * t + k_lo
-    lg = special.gammaln(np.stack([t + k_lo, k_lo + 1.0, t, n0]))
-    logs = np.log(np.stack([x, n0]))
+    lg = special.gammaln(np.concatenate((t + k_lo, k_lo + 1.0, t, n0))).reshape(4, -1)
+    logs = np.log(np.concatenate((x, n0))).reshape(2, -1)
     log_w0 = lg[0] - lg[1] - lg[2] + t * math.log(p) + k_lo * math.log1p(-p)
     log_pi_prev = -x + (n0 - 1.0) * logs[0] - lg[3]
     with np.errstate(under="ignore"):
@@ -179,12 +179,16 @@ def _first_terms(t: np.ndarray, x: np.ndarray, p: float, k_lo: np.ndarray) -> tu
 def log10_pair_tails(scores: np.ndarray, shapes: np.ndarray, a: float, b: float) -> np.ndarray:
     """log10 P[a X + b Y >= score] elementwise, X, Y independent Gamma(shape, 1), integer
     shapes, a, b >= 0 (see the module: never below the true tail, relative slack 1e-9)."""
-    s, t = np.broadcast_arrays(np.asarray(scores, np.float64), np.asarray(shapes, np.float64))
+    s, t = np.asarray(scores, np.float64), np.asarray(shapes, np.float64)
+    if s.shape != t.shape:
+        s, t = np.broadcast_arrays(s, t)
     s, t = s.reshape(-1), t.reshape(-1)
     a, b = max(a, b), min(a, b)
+    every = np.minimum(s, t).min(initial=1.0) > 0.0  # every entry live (a detector's texts)
+    live = slice(None) if every else np.flatnonzero((t > 0) & (s > 0))
+    tl, xl = t[live], s[live]
     out = np.zeros(s.size)
-    live = np.flatnonzero((t > 0) & (s > 0))
-    if live.size == 0:
+    if tl.size == 0:
         return out.reshape(np.shape(scores))
     if b <= 0.0 or a == b:
         from .pvalues import log10_gamma_tails
@@ -192,18 +196,19 @@ def log10_pair_tails(scores: np.ndarray, shapes: np.ndarray, a: float, b: float)
         out[live] = log10_gamma_tails(s[live] / a, t[live] * (1 if b <= 0.0 else 2))
         return out.reshape(np.shape(scores))
     p = b / a
-    tl, xl = t[live], s[live] / b
+    xl = xl / b
     tails, starts = _kernel()
-    k_lo, width = np.empty(live.size), np.empty(live.size)
+    k_lo, width = np.empty(tl.size), np.empty(tl.size)
     starts(tl, xl, p, WIDTHS, k_lo, width)
-    todo = np.arange(live.size)
-    res, ok = np.zeros(live.size), np.zeros(live.size, dtype=np.bool_)
-    while todo.size:
+    res, ok = np.zeros(tl.size), np.zeros(tl.size, dtype=np.bool_)
+    tails(tl, xl, 1.0 - p, k_lo, *_first_terms(tl, xl, p, k_lo), res, ok)
+    todo = np.flatnonzero(~ok) if not ok.all() else np.zeros(0, np.int64)
+    while todo.size:  # windows whose left bound was not negligible start further left
+        k_lo[todo] = np.maximum(np.floor(k_lo[todo] - 2.0 * WIDTHS * width[todo]) - 16.0, 0.0)
         part_res, part_ok = np.zeros(todo.size), np.zeros(todo.size, dtype=np.bool_)
         first = _first_terms(tl[todo], xl[todo], p, k_lo[todo])
         tails(tl[todo], xl[todo], 1.0 - p, k_lo[todo], *first, part_res, part_ok)
-        res[todo], ok[todo] = part_res, part_ok
+        res[todo] = part_res
         todo = todo[~part_ok]
-        k_lo[todo] = np.maximum(np.floor(k_lo[todo] - 2.0 * WIDTHS * width[todo]) - 16.0, 0.0)
     out[live] = np.minimum(res * _LOG10E, 0.0)
     return out.reshape(np.shape(scores))

@@ -359,13 +359,24 @@ def log10_hypergeom_tails(
 
 
 def log10_gamma_tails(scores: np.ndarray, shapes: np.ndarray) -> np.ndarray:
-    """`log10_gamma_tail` elementwise over arrays of sums and shapes."""
-    x, a = np.broadcast_arrays(np.asarray(scores, np.float64), np.asarray(shapes, np.float64))
-    live = (a > 0) & (x > 0)
-    p = np.where(live, special.gammaincc(np.where(a > 0, a, 1.0), np.maximum(x, 0.0)), 1.0)
-    with np.errstate(divide="ignore"):
-        out = np.log10(p)
-    return _fill_underflow(out, p, lambda i: log10_gamma_tail(float(x.flat[i]), float(a.flat[i])))
+    """`log10_gamma_tail` elementwise over arrays of sums and shapes (any equal or broadcasting
+    shapes). Few numpy calls when every entry is live (a detector's per-text call), with the
+    same values as the general path."""
+    x, a = np.asarray(scores, np.float64), np.asarray(shapes, np.float64)
+    if x.shape != a.shape:
+        x, a = np.broadcast_arrays(x, a)
+    if np.minimum(a, x).min(initial=1.0) > 0.0:  # every entry live (no NaN either)
+        p = special.gammaincc(a, x)
+    else:
+        live = (a > 0) & (x > 0)
+        p = np.where(live, special.gammaincc(np.where(a > 0, a, 1.0), np.maximum(x, 0.0)), 1.0)
+    out = np.log10(np.maximum(p, _UNDERFLOW))  # entries at or below _UNDERFLOW are recomputed
+    if p.min(initial=1.0) <= _UNDERFLOW:
+        if np.ndim(out) == 0:
+            return np.float64(log10_gamma_tail(float(x), float(a)))
+        flat = out.reshape(-1)  # a view: out is a fresh contiguous array
+        _fill_underflow(flat, p.reshape(-1), lambda i: log10_gamma_tail(float(x.flat[i]), float(a.flat[i])))
+    return out
 
 
 # ---- the largest cell of a uniform multinomial (MPAC's per-position statistic) ------------------
