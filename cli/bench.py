@@ -9,6 +9,7 @@ so a rerun resumes where it stopped. `--quick`: 8 prompts, 100 tokens, 3 schemes
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -140,13 +141,15 @@ def bench_prompts(path: str | None, limit: int) -> tuple[str, list[str]]:
 @json_option
 def bench_command(**opts: Any) -> None:
     """Benchmark schemes side by side: MarkMyWords size, tamper resistance, quality, distinguishability."""
+    _quiet_numba_threads()
     plan = _plan(opts)
-    started = time.monotonic()
+    started, load_before = time.monotonic(), _load()
     from wm_toolkit.attacks.bench import run_bench
 
     bench, schemes = _setup(plan, opts)
     results = _run_with_progress(run_bench, bench, schemes)
     plan["meta"]["wall_seconds"] = round(time.monotonic() - started, 1)
+    plan["meta"]["load_average"] = {"start": load_before, "end": _load()}
     paths = _write(results, plan, opts["no_plots"])
     if opts["as_json"]:
         print_json(results)
@@ -155,6 +158,27 @@ def bench_command(**opts: Any) -> None:
 
     click.echo("\n".join(leaderboard(results)))
     err_console.print("bench: " + ", ".join(str(p) for p in paths))
+
+
+def _load() -> list[float] | None:
+    """The 1/5/15-minute load averages (None where the OS has none): a shared machine's timings need them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _quiet_numba_threads() -> None:
+    """numba's default (OpenMP) threading layer keeps its workers busy after a parallel kernel (the
+    PRF's vocabulary loop: unigram's list, kgw's batched bias) and slowed torch in the same process
+    6x on the shared 2-core machine (10 unigram tokens of SmolLM2: 21.6 s, 3.5 s with workqueue);
+    the workqueue layer computes the same bits. A user's NUMBA_THREADING_LAYER is kept."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
+    numba = sys.modules.get("numba")
+    if numba is not None:  # imported already, no parallel kernel launched yet: still in time
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def _plan(opts: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +288,13 @@ def _write(results: list[dict], plan: dict[str, Any], no_plots: bool) -> list[Pa
     from wm_toolkit.watermark.runtime.atomic import write_json, write_text
 
     out, meta = Path(plan["out"]), plan["meta"]
-    meta["notes"].append(f"wall time {meta['wall_seconds']} s")
+    load = meta["load_average"]
+    meta["notes"].append(
+        f"wall time {meta['wall_seconds']} s; load average (1/5/15 min) {load['start']} at the start, "
+        f"{load['end']} at the end"
+    )
+    if "minilm" in str(meta.get("embedding_model", "")).lower():
+        meta["notes"].append("MiniLM's tokenizer is uncased: lowercasing keeps a similarity of 1.0.")
     paths = [out / "bench.md", out / "bench.json"]
     write_json(paths[1], results)
     write_text(paths[0], bench_markdown(results, meta))
