@@ -119,7 +119,8 @@ def _embedding_auroc(bench: BenchSetup, marked: list[str], plain: list[str]) -> 
         return {"skipped": bench.embed_skipped or "no embedding model"}
     if min(len(marked), len(plain)) < 2:
         return {"skipped": "fewer than 2 texts a side"}
-    return classifier_auroc(np.asarray(bench.embed(marked)), np.asarray(bench.embed(plain)))
+    paired = len(marked) == len(plain)  # text i of both sides answers prompt i: one fold per pair
+    return classifier_auroc(np.asarray(bench.embed(marked)), np.asarray(bench.embed(plain)), paired=paired)
 
 
 def _quality(bench: BenchSetup, scheme: WatermarkScheme, plain: list[dict], wm: list[dict]) -> dict:

@@ -153,16 +153,24 @@ def test_any_prompt_file_and_scheme_list_exits_0_or_2_with_one_line(tmp_path_fac
     assert "Traceback" not in res.output
 
 
-def test_the_embedding_classifier_is_near_chance_on_small_samples_of_one_distribution():
-    """8 + 8 texts, as --quick: folds keep the classes balanced, so indistinguishable embeddings
-    score about 0.5 (plain random folds scored 0.00). Mean of 30 fixed-seed draws; its standard
-    error is about 0.03, so the band of +-0.15 fails far below once in 10^5."""
+def test_the_embedding_classifier_keeps_each_prompts_pair_in_one_fold():
+    """8 + 8 texts, as --quick, where text i of both sides answers prompt i (same topic, one label
+    each). Pairs in one fold: indistinguishable sides score about 0.5. Split apart, the held-out
+    text's partner of the other label is in training and the AUROC collapses (about 0.06). Means of
+    20 fixed-seed draws, standard error about 0.04: the bands fail far below once in 10^4."""
     import numpy as np
 
     from wm_toolkit.watermark.measure.bench_stats import classifier_auroc
 
-    rng = np.random.default_rng(7)
-    draws = [
-        classifier_auroc(rng.normal(size=(8, 32)), rng.normal(size=(8, 32)), resamples=50) for _ in range(30)
-    ]
-    assert 0.35 < np.mean([d["auroc"] for d in draws]) < 0.65
+    rng = np.random.default_rng(3)
+
+    def mean_auroc(paired: bool) -> float:
+        out = []
+        for _ in range(20):
+            topic = rng.normal(size=(8, 64)) * 3
+            marked, plain = topic + rng.normal(size=(8, 64)), topic + rng.normal(size=(8, 64))
+            out.append(classifier_auroc(marked, plain, resamples=50, paired=paired)["auroc"])
+        return float(np.mean(out))
+
+    assert 0.35 < mean_auroc(True) < 0.65
+    assert mean_auroc(False) < 0.25
