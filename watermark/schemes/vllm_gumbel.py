@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import special
 from transformers import LogitsProcessor
 
 from ..config import SchemeConfig, check_range, register_config
@@ -376,7 +377,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
             wa, wb = self.weights()
             score = wa * sums[0] + wb * sums[1]
         p = _vllm_p_values(score, n, self.config.dual_alpha if self.config.dual else None)
-        if n.min(initial=1) > 0:
+        if _smallest(n) > 0:
             return score, p
         return np.where(n > 0, score, 0.0), np.where(n > 0, p, 1.0)
 
@@ -391,7 +392,7 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         """All texts scored in one batch (the same results as one by one)."""
         arrays = [as_token_array(t, self.config.vocab_size) for t in texts]
         r = self.text_sums(arrays)
-        if r.t.size and r.t.min() == 0:
+        if _smallest(r.t) == 0:
             raise TextTooShortError(
                 f"no token of this text was watermarked under {self.config.scheme}'s de-duplication"
             )
@@ -441,18 +442,21 @@ class VllmGumbelScheme(SpanMixin, WatermarkScheme):
         return VllmGumbelLogitsProcessor(self, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
 
 
+def _smallest(x: np.ndarray) -> float:
+    """min(x.min(), 1) (1 for no entries), without ndarray.min's Python wrapper (a per-text cost)."""
+    return np.minimum.reduce(x, axis=None, initial=1)
+
+
 def _vllm_p_values(score: np.ndarray, n: np.ndarray, alpha: float | None) -> np.ndarray:
     """vLLM's p-values: one key, the Gamma(n) tail of the score; two keys (alpha), a Gamma matched
     to the fused score's variance (vLLM's approximation; integer shapes where vLLM rounds them)."""
-    from scipy import special
-
     score, n = np.asarray(score, dtype=np.float64), np.asarray(n, dtype=np.float64)
     if alpha is None:
         shape, x = n, score
     else:
         variance = (1 - alpha) ** 2 + alpha**2
         shape, x = (np.round(n / variance) if alpha in (0, 0.5, 1) else n / variance), score / variance
-    if np.minimum(shape, x).min(initial=1.0) > 0.0:  # every text live (the usual case): fewer calls
+    if _smallest(np.minimum(shape, x)) > 0.0:  # every text live (the usual case): fewer calls
         return np.minimum(special.gammaincc(shape, x), 1.0)
     live = (shape > 0) & (x > 0)
     p = special.gammaincc(np.where(live, shape, 1.0), np.where(live, x, 0.0))

@@ -365,13 +365,13 @@ def log10_gamma_tails(scores: np.ndarray, shapes: np.ndarray) -> np.ndarray:
     x, a = np.asarray(scores, np.float64), np.asarray(shapes, np.float64)
     if x.shape != a.shape:
         x, a = np.broadcast_arrays(x, a)
-    if np.minimum(a, x).min(initial=1.0) > 0.0:  # every entry live (no NaN either)
+    if np.minimum.reduce(np.minimum(a, x), axis=None, initial=1.0) > 0.0:  # all live, no NaN
         p = special.gammaincc(a, x)
     else:
         live = (a > 0) & (x > 0)
         p = np.where(live, special.gammaincc(np.where(a > 0, a, 1.0), np.maximum(x, 0.0)), 1.0)
     out = np.log10(np.maximum(p, _UNDERFLOW))  # entries at or below _UNDERFLOW are recomputed
-    if p.min(initial=1.0) <= _UNDERFLOW:
+    if np.minimum.reduce(p, axis=None, initial=1.0) <= _UNDERFLOW:
         if np.ndim(out) == 0:
             return np.float64(log10_gamma_tail(float(x), float(a)))
         flat = out.reshape(-1)  # a view: out is a fresh contiguous array
