@@ -39,6 +39,7 @@ def site(tmp_path_factory):
         "pyproject.toml",
         "README.md",
         "data/prompts.jsonl",
+        "data/bench_prompts.jsonl",
         "data/misspellings.tsv",
         "data/human_text.txt",
     ):
