@@ -141,8 +141,8 @@ def bench_prompts(path: str | None, limit: int) -> tuple[str, list[str]]:
 @json_option
 def bench_command(**opts: Any) -> None:
     """Benchmark schemes side by side: MarkMyWords size, tamper resistance, quality, distinguishability."""
-    _quiet_numba_threads()
     plan = _plan(opts)
+    _quiet_numba_threads()  # after the input checks: bad input leaves the process as it was
     started, load_before = time.monotonic(), _load()
     from wm_toolkit.attacks.bench import run_bench
 

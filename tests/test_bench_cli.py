@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +13,14 @@ from wm_toolkit.attacks.bench import QUALITY_KEPT, _tamper
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.keying.keys import write_key_file
 from wm_toolkit.watermark.measure.bench_size import prefix_lengths, text_size
+
+
+@pytest.fixture(autouse=True)
+def numba_layer_kept(monkeypatch):
+    """wm bench picks numba's workqueue layer for its process unless one is set; in this shared
+    test process a set layer keeps it from doing so (workqueue is not thread-safe, and other tests
+    run numba's parallel kernels from several threads)."""
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", os.environ.get("NUMBA_THREADING_LAYER", "default"))
 
 
 @pytest.fixture
