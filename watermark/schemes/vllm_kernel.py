@@ -83,15 +83,12 @@ def _compile():  # noqa: ANN202
     return score_texts
 
 
-def _compile_masks(njit):  # noqa: ANN001, ANN202
-    """The de-duplication masks by hashing (see the module); `window` is the history bound.
-    Per text, two open-addressing tables (contexts; kept pairs) of at least twice its length,
-    cleared before it; a slot holds (hash's high 32 bits) << 32 | (position in the text + 1), 0
-    when empty. Besides the masks, the Philox columns of every token either mask keeps, built in
-    the same pass: context words (slots of ceil(w / 4) blocks), token words, and their text."""
-    mult, base = np.uint64(0x9E3779B97F4A7C15), np.uint64(0x100000001B3)
+def _compile_hash_table(njit):  # noqa: ANN001, ANN202
+    """(finish, find): the masks' hash finaliser and open-addressing probe. A slot holds (hash's
+    high 32 bits) << 32 | (position in the text + 1), 0 when empty; a match is confirmed on the ids."""
+    mult = np.uint64(0x9E3779B97F4A7C15)
     s29, s32, one = np.uint64(29), np.uint64(32), np.uint64(1)
-    low32, mask32 = np.int64(0xFFFFFFFF), philox.MASK32
+    low32 = np.int64(0xFFFFFFFF)
     high32 = ~low32
 
     @njit(inline="always")
@@ -121,6 +118,18 @@ def _compile_masks(njit):  # noqa: ANN001, ANN202
                 if same(ids, p - w, j - w, n):
                     return slot, tag, p
             slot = (slot + one) & top
+
+    return finish, find
+
+
+def _compile_masks(njit):  # noqa: ANN001, ANN202
+    """The de-duplication masks by hashing (see the module); `window` is the history bound.
+    Per text, two open-addressing tables (contexts; kept pairs, `_compile_hash_table`) of at least
+    twice its length, cleared before it. Besides the masks, the Philox columns of every token either
+    mask keeps, built in the same pass: context words (slots of ceil(w / 4) blocks), token words,
+    and their text."""
+    finish, find = _compile_hash_table(njit)
+    base, one, mask32 = np.uint64(0x100000001B3), np.uint64(1), philox.MASK32
 
     @njit(cache=True)
     def masks(ids, starts, w, mode, window):  # pragma: no cover - compiled
