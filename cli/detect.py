@@ -39,6 +39,7 @@ from .common import (
 )
 from .corpus import check_stream_flags, corpus_options, run_stream, wants_stream
 from .entropy import EntropyWeigher, check_entropy_flags, entropy_options, pop_entropy_options
+from .llr import LLRScorer, check_llr_flags, llr_options, pop_llr_options
 from .precheck import read_texts
 from .report import TokenViews, span_ranges
 from .ring_detect import keyring_options, pop_keyring_options, run_ring_or_follow
@@ -109,6 +110,7 @@ from .vllm import pop_vllm_options, vllm_options
     help="Calibration from `wm calibrate` (same key and config): adds calibrated_p_value and decides with it.",
 )
 @entropy_options
+@llr_options
 @corpus_options
 @keyring_options
 def detect(
@@ -119,12 +121,14 @@ def detect(
     find_spans = kwargs.pop("find_spans")
     as_text = kwargs.pop("as_text")
     entropy = pop_entropy_options(kwargs)  # cli/entropy.py
+    llr = pop_llr_options(kwargs)  # cli/llr.py
     stream_opts = {
         k: kwargs.pop(k)
         for k in ("text_field", "workers", "output_path", "stream", "lines", "engine", "address")
     }
     streaming = wants_stream(files, stream_opts)  # corpus mode: cli/corpus.py
     check_entropy_flags(entropy, {"corpus mode": streaming, "--spans": find_spans, "--calibration": calibration_path, "--keyring": kwargs.get("keyring_path"), "--follow": kwargs.get("follow")})  # fmt: skip
+    check_llr_flags(llr, {"corpus mode": streaming, "--spans": find_spans, "--calibration": calibration_path, "--keyring": kwargs.get("keyring_path"), "--follow": kwargs.get("follow"), "--entropy-model": entropy})  # fmt: skip
     if (ring := pop_keyring_options(kwargs))["keyring_path"] or ring["follow"]:  # cli/ring_detect.py
         return run_ring_or_follow(files, ring, kwargs, key_path, scheme, config_path, model, alpha, as_json, not no_normalize, stream_opts, streaming)  # fmt: skip
     if streaming and as_text:
@@ -159,6 +163,7 @@ def detect(
         html_path=html_path,
         as_json=as_json,
         entropy=entropy and EntropyWeigher(entropy),
+        llr=llr and LLRScorer(llr, model),
     )
 
 
@@ -177,6 +182,7 @@ def _detect_records(
     html_path,
     as_json,
     entropy=None,
+    llr=None,
 ) -> None:
     """Detect each record in memory and report them all (table, --json lines, --html page); a
     record that cannot be tested is reported in its row and makes the exit status 2 at the end."""
@@ -196,7 +202,10 @@ def _detect_records(
             if calib is not None:
                 calib.check(schemes[ck], normalize=normalize)
             # calibrated: the same full test the natural texts got (their p-values did not depend on alpha)
-            det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha) if entropy is None else entropy.detect(schemes[ck], tok, ids)  # fmt: skip
+            if llr is not None:  # cli/llr.py: its row holds the model-free test too
+                det = llr.detect(schemes[ck], tok, ids, rec.prompt)
+            else:
+                det = schemes[ck].detect(ids, alpha=None if calib is not None else alpha) if entropy is None else entropy.detect(schemes[ck], tok, ids)  # fmt: skip
             found = spans_in_text(schemes[ck], tok, text, ids, alpha) if find_spans else None
         except InputError as exc:  # too short, bad text: reported per record, exit 2 at the end
             failures += 1
@@ -331,6 +340,8 @@ def _print_table(rows: list[dict], with_spans: bool = False) -> None:
 def _notes(r: dict) -> str:
     """Calibrated p-value and signs of tampering, as a note after the verdict."""
     notes = []
+    if "llr_log10_p_value" in r:  # --llr: the p-value shown is the LLR's
+        notes.append(f"LLR; model-free p {fmt_p(r['model_free_p_value'], r['model_free_log10_p_value'])}")
     if "calibrated_p_value" in r:
         notes.append(f"calibrated p {fmt_p(r['calibrated_p_value'])}")
     if r.get("calibration_mismatch"):

@@ -14,7 +14,7 @@ A watermarked token sits where u falls, near rho when the distribution spreads i
 is about rho for a high-entropy step), so e is small. One (u, pi) per context ties all its tokens
 together: only the first occurrence of each context is scored, and the T scores sum to
 exactly Gamma(T, 1) under H0 (`gamma_tail`). The paper's log-likelihood-ratio score, which needs the
-model, is not implemented.
+model, is `reweight_llr.py` (`wm detect --llr`).
 """
 
 from __future__ import annotations
