@@ -3,7 +3,9 @@ delta-reweight, pf, morphmark, each at its default config, multinomial sampling 
 
 Each scheme generates --max-new-tokens for --n prompts (the last --n of data/prompts.jsonl) and
 detects its own texts; plain (unwatermarked) generations of the same prompts give each detector's
-false-positive rate. Counts at p < 1e-3, with Clopper-Pearson 95% intervals. Generations are cached
+false-positive rate. Counts at p < 1e-3, with Clopper-Pearson 95% intervals; TPR at p <= 0.01 (the
+exact p-value's 1% FPR) after the first 50 / 100 / 200 tokens; median perplexity of each scheme's
+texts and of the plain ones under the generating model, given their prompts. Generations are cached
 per scheme in --cache (JSONL), so an interrupted run resumes. Writes --out (markdown) atomically;
 the last line printed is one JSON object.
 
@@ -13,12 +15,14 @@ the last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
 
 from _common import ROOT, emit
 
+from wm_toolkit.watermark.errors import WmError
 from wm_toolkit.watermark.keying.keys import Key
 from wm_toolkit.watermark.modeling.generation import generate
 from wm_toolkit.watermark.modeling.models import load_model
@@ -29,6 +33,24 @@ from wm_toolkit.watermark.text.textio import read_prompts, text_lines
 
 SCHEMES = ["dipmark", "gamma-reweight", "delta-reweight", "pf", "morphmark"]
 ALPHA = 1e-3
+PREFIXES = (50, 100, 200)
+
+
+def prefix_tpr(scheme, texts: list[list[int]], n_tokens: int) -> float:
+    """Share of texts detected at p <= 0.01 from their first `n_tokens` ids (too short: missed)."""
+    hits = 0
+    for ids in texts:
+        with contextlib.suppress(WmError):
+            hits += scheme.detect(ids[:n_tokens]).p_value <= 0.01
+    return hits / len(texts)
+
+
+def median_perplexity(model, tok, prompts: list[str], texts: list[list[int]]) -> float:
+    from wm_toolkit.watermark.measure.evaluation import finite_median, perplexities, prompt_prefix
+
+    prefixes = [prompt_prefix(tok, p) for p in prompts]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return finite_median(perplexities(model, texts, prefixes, batch_size=8, pad_id=pad))
 
 
 def generations(name: str, model, tok, prompts: list[str], args) -> tuple[list[list[int]], float]:
@@ -66,12 +88,13 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "cache" / "reweight_schemes"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "schemes.md"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reweight_schemes.md"))
     args = ap.parse_args()
     args.key = Key.from_seed("benchmark reweight schemes")
     model, tok = load_model(device="cpu")
     prompts = read_prompts(str(ROOT / "data" / "prompts.jsonl"))[-args.n :]
     plain, _ = generations("plain", model, tok, prompts, args)
+    plain_ppl = median_perplexity(model, tok, prompts, plain)
     rows, result = [], {}
     for name in SCHEMES:
         texts, seconds = generations(name, model, tok, prompts, args)
@@ -82,17 +105,21 @@ def main() -> None:
         fpr = sum(d.watermarked(ALPHA) for d in null)
         median_log10 = sorted(d.log10_p_value for d in own)[len(own) // 2]
         scored = sum(d.num_tokens_scored for d in own) / len(own)
+        prefix = {k: prefix_tpr(scheme, texts, k) for k in PREFIXES}
+        ppl = median_perplexity(model, tok, prompts, texts)
         rows.append(
             f"| {name} | {rate(tpr, len(own))} | {rate(fpr, len(null))} | {median_log10:.1f} | {scored:.0f} | "
-            f"{seconds:.0f} |"
+            + " / ".join(f"{prefix[k]:.2f}" for k in PREFIXES)
+            + f" | {ppl:.2f} ({ppl / plain_ppl:.3f}) | {seconds:.0f} |"
         )
-        result[name] = {"tpr": tpr, "fpr": fpr, "n": len(own), "median_log10_p": median_log10}
+        result[name] = {"tpr": tpr, "fpr": fpr, "n": len(own), "median_log10_p": median_log10,
+                        "tpr_at_p01_by_prefix": prefix, "median_perplexity": ppl}  # fmt: skip
         print(rows[-1], flush=True)
-    write_text(args.out, report(rows, args))
-    emit({"benchmark": "reweight_schemes", "alpha": ALPHA, **result})
+    write_text(args.out, report(rows, args, plain_ppl))
+    emit({"benchmark": "reweight_schemes", "alpha": ALPHA, "plain_median_perplexity": plain_ppl, **result})
 
 
-def report(rows: list[str], args) -> str:
+def report(rows: list[str], args, plain_ppl: float) -> str:
     return "\n".join(
         [
             "# Issue 28's new schemes on the default model",
@@ -103,11 +130,14 @@ def report(rows: list[str], args) -> str:
             "generations of the same prompts under the same key. Brackets: Clopper-Pearson 95% intervals. "
             "Scored = mean tokens scored per text (first occurrences of each context for dipmark / gamma-reweight / "
             "delta-reweight, distinct (context, token) pairs for pf and morphmark). Seconds: generation wall time on a "
-            "shared 2-core machine (0 = read from the cache).",
+            "shared 2-core machine (0 = read from the cache). TPR at 1% FPR: p <= 0.01 on the first 50 / 100 / "
+            "200 tokens. Perplexity: median under the generating model given the prompt (ratio to plain text's).",
             "",
-            "| scheme | detected at 1e-3 | FPR at 1e-3 | median log10 p | scored | seconds |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| scheme | detected at 1e-3 | FPR at 1e-3 | median log10 p | scored | TPR at 1% FPR, 50 / 100 / 200 "
+            "tokens | perplexity (/ plain) | seconds |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
+            f"| plain | | | | | | {plain_ppl:.2f} (1.000) | |",
             "",
         ]
     )
