@@ -27,7 +27,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from wm_toolkit import cli  # noqa: F401
+from wm_toolkit.cli import attack as cli_attack
+from wm_toolkit.cli import detect as cli_detect
+from wm_toolkit.cli import steal as cli_steal
 from wm_toolkit.cli.main import wm
 from wm_toolkit.watermark.errors import ModelNotFoundError
 from wm_toolkit.watermark.keying.keys import write_key_file
@@ -61,7 +63,7 @@ def world(tmp_path_factory, tokenizer):
             return tokenizer
         raise ModelNotFoundError(f"model {str(name)[:40]!r} is not available offline")
 
-    for module in (cli.detect, cli.attack, cli.steal):
+    for module in (cli_detect, cli_attack, cli_steal):  # imported here: the lazy group imports on use
         mp.setattr(module, "load_tokenizer", offline_tokenizer)
     yield d
     mp.undo()
