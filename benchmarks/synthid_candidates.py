@@ -10,7 +10,7 @@ false-positive count of the same texts under --null-keys other keys (p-value val
 
     OMP_NUM_THREADS=1 nice python benchmarks/synthid_candidates.py --n 16 --max-new-tokens 100 [--top-k 40]
 
-The last line is one JSON object (not run yet on the default model: no results file).
+The last line is one JSON object; benchmarks/results/schemes.md ("SynthID with K candidates") holds a run.
 """
 
 from __future__ import annotations
