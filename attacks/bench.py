@@ -44,7 +44,7 @@ from wm_toolkit.watermark.measure.evaluation import (
 from wm_toolkit.watermark.schemes.base import WatermarkScheme
 from wm_toolkit.watermark.statistics.pvalues import clopper_pearson
 
-from .grid import GridSetup, _attack_cache, load_p_values, run_grid
+from .grid import GridSetup, attack_cache, load_p_values, run_grid
 from .registry import AttackSpec
 
 QUALITY_KEPT = 0.8  # MarkMyWords: attacks that keep at least 0.8 of the text's quality
@@ -149,7 +149,7 @@ def _attacked_texts(
     plain_tag = generation_tag(setup.settings, None)
     plain_texts = [r["text"] for r in plain]
     donors = plain_texts[1:] + plain_texts[:1]  # as in run_grid
-    recs = _attack_cache(setup, wm_tag, plain_tag, spec, [r["text"] for r in wm], donors, lambda k: None)
+    recs = attack_cache(setup, wm_tag, plain_tag, spec, [r["text"] for r in wm], donors, lambda k: None)
     return [r["text"] for r in recs]
 
 

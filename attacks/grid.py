@@ -75,7 +75,7 @@ def _attack_model(setup: GridSetup, kind: str) -> tuple[Any, Any]:
     return setup.attacker or (setup.model, setup.tokenizer)
 
 
-def _attack_cache(
+def attack_cache(
     setup: GridSetup,
     gen_tag: str,
     donor_tag: str,
@@ -282,7 +282,7 @@ def run_grid(
         wm_texts = [r["text"] for r in wm]
         for spec in attacks:
             if spec not in attacked_plain:
-                attacked_plain[spec] = _attack_cache(
+                attacked_plain[spec] = attack_cache(
                     setup,
                     plain_tag,
                     plain_tag,
@@ -292,7 +292,7 @@ def run_grid(
                     progress(f"Attacking ({spec.label}, unwatermarked)", n),
                 )
             a_plain = attacked_plain[spec]
-            a_wm = _attack_cache(
+            a_wm = attack_cache(
                 setup,
                 wm_tag,
                 plain_tag,

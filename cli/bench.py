@@ -8,7 +8,6 @@ so a rerun resumes where it stopped. `--quick`: 8 prompts, 100 tokens, 3 schemes
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -19,11 +18,11 @@ import click
 
 from wm_toolkit.watermark.errors import InputError, WmError
 from wm_toolkit.watermark.runtime.atomic import check_output_folder
-from wm_toolkit.watermark.text.textio import read_prompts
 
 from .common import (
     SEED_RANGE,
     ConfigResolver,
+    cycled_prompts,
     err_console,
     json_option,
     key_option,
@@ -48,13 +47,6 @@ QUICK = {
 FULL = {"schemes": DEFAULT_SCHEMES, "attacks": DEFAULT_ATTACKS, "limit": 300, "max_new_tokens": 200}
 
 
-def _default_prompts() -> Path:
-    """data/bench_prompts.jsonl of this checkout, else the copy a wheel installs under sys.prefix."""
-    here = Path(__file__).resolve().parent.parent / "data" / "bench_prompts.jsonl"
-    installed = Path(sys.prefix) / "share" / "wm-toolkit" / "bench_prompts.jsonl"
-    return here if here.exists() or not installed.exists() else installed
-
-
 def parse_schemes(text: str) -> list[str]:
     """Comma-separated scheme names, each known and named once."""
     from wm_toolkit.watermark.schemes import available_schemes
@@ -69,17 +61,6 @@ def parse_schemes(text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise InputError("--schemes: a scheme is named twice")
     return names
-
-
-def bench_prompts(path: str | None, limit: int) -> tuple[str, list[str]]:
-    """(where they came from, the first `limit` prompts, cycled when the file holds fewer)."""
-    source = path or str(_default_prompts())
-    if path is None and not Path(source).exists():
-        raise InputError(f"no default prompts at {source}: pass --prompts")
-    pool = read_prompts(source)
-    if not pool:
-        raise InputError(f"{source}: no prompts")
-    return source, (pool * math.ceil(limit / len(pool)))[:limit]
 
 
 @click.command("bench")
@@ -184,6 +165,7 @@ def _quiet_numba_threads() -> None:
 def _plan(opts: dict[str, Any]) -> dict[str, Any]:
     """Every check of the input, before a model is loaded: one `error:` line for bad input."""
     from wm_toolkit.attacks.registry import parse_attacks
+    from wm_toolkit.attacks.resources import data_path
     from wm_toolkit.watermark.measure.bench_size import SIZE_ALPHA
     from wm_toolkit.watermark.modeling.models import canonical_name
 
@@ -191,7 +173,10 @@ def _plan(opts: dict[str, Any]) -> dict[str, Any]:
     names = parse_schemes(opts["schemes"] or base["schemes"])
     specs = parse_attacks(opts["attacks"] or base["attacks"])
     out = check_output_folder(opts["output_dir"])
-    source, prompts = bench_prompts(opts["prompt_file"], opts["limit"] or base["limit"])
+    limit = opts["limit"] or base["limit"]
+    source, prompts = cycled_prompts(
+        opts["prompt_file"], data_path("bench_prompts.jsonl"), limit, "--prompts"
+    )
     model_name = canonical_name(opts["model"])
     tokens = opts["max_new_tokens"] or base["max_new_tokens"]
     meta = {

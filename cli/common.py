@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from rich.progress import (
 
 from wm_toolkit.watermark.config import SchemeConfig
 from wm_toolkit.watermark.config_resolve import ConfigSource, refuse_other_scheme, resolve_record
-from wm_toolkit.watermark.errors import ConfigError, KeyFileError, OutputError
+from wm_toolkit.watermark.errors import ConfigError, InputError, KeyFileError, OutputError
 from wm_toolkit.watermark.keying.hfkeys import (
     AnyKey,
     HashingKey,
@@ -38,6 +39,7 @@ from wm_toolkit.watermark.modeling.models import model_vocab_size
 from wm_toolkit.watermark.runtime.atomic import check_output
 from wm_toolkit.watermark.runtime.report import format_p
 from wm_toolkit.watermark.schemes import available_schemes
+from wm_toolkit.watermark.text.textio import read_prompts
 
 console = Console()
 err_console = Console(stderr=True)
@@ -649,3 +651,15 @@ def check_outputs(
                 raise OutputError(f"{out} is given as two outputs; write them to different files")
         check_output(out, guarded, force)
         seen.append(out)
+
+
+def cycled_prompts(prompt_file: str | None, default: Path, n: int, flag: str) -> tuple[str, list[str]]:
+    """(where they came from, the first `n` prompts of `prompt_file`, else of the bundled `default`,
+    cycled when the file holds fewer); `flag` is the option the error names (wm eval, wm bench)."""
+    source = prompt_file or str(default)
+    if prompt_file is None and not default.exists():
+        raise InputError(f"no default prompts at {default}: pass {flag}")
+    pool = read_prompts(source)
+    if not pool:
+        raise InputError(f"{source}: no prompts")
+    return source, (pool * math.ceil(n / len(pool)))[:n]

@@ -19,14 +19,13 @@ from rich.table import Table
 
 from wm_toolkit.attacks.grid import GridSetup, load_p_values, run_grid
 from wm_toolkit.attacks.registry import parse_attacks
+from wm_toolkit.attacks.resources import data_path
 from wm_toolkit.watermark.config_resolve import bind_tokenizer
-from wm_toolkit.watermark.errors import InputError
 from wm_toolkit.watermark.measure.evaluation import GenerationSettings, plot_roc, plot_strength
 from wm_toolkit.watermark.modeling.generation import ENGINES
 from wm_toolkit.watermark.modeling.models import canonical_name, load_model
 from wm_toolkit.watermark.runtime.atomic import check_output_folder
 from wm_toolkit.watermark.schemes import build_scheme
-from wm_toolkit.watermark.text.textio import read_prompts
 
 from .common import (
     SEED_RANGE,
@@ -34,6 +33,7 @@ from .common import (
     ConfigResolver,
     conflicts_json,
     console,
+    cycled_prompts,
     err_console,
     fmt_p,
     json_option,
@@ -47,15 +47,7 @@ from .common import (
     with_status,
 )
 
-
-def _default_prompts() -> Path:
-    """data/prompts.jsonl of this checkout, else the copy a wheel installs under sys.prefix."""
-    here = Path(__file__).resolve().parent.parent / "data" / "prompts.jsonl"
-    installed = Path(sys.prefix) / "share" / "wm-toolkit" / "prompts.jsonl"
-    return here if here.exists() or not installed.exists() else installed
-
-
-DEFAULT_PROMPTS = _default_prompts()
+DEFAULT_PROMPTS = data_path("prompts.jsonl")  # this checkout's, else the installed copy
 DEFAULT_ATTACKS = "none,substitute:0.1,substitute:0.3,word-delete:0.2,neighbour:0.2,dilute:0.25,paraphrase"
 
 
@@ -165,7 +157,7 @@ def eval_command(
         from wm_toolkit.attacks.paraphrase import check_prompt
 
         check_prompt(paraphrase_prompt)
-    prompts = _eval_prompts(prompt_file, n)
+    _, prompts = cycled_prompts(prompt_file, DEFAULT_PROMPTS, n, "--prompt-file")
     model_name = canonical_name(model)
     resolved = ConfigResolver(scheme, config_path, flags)()  # no records: --config, then flags
     config = resolved.config
@@ -223,15 +215,6 @@ def _vllm_engine(model_name: str, scheme_obj) -> Any:
 
     with with_status(f"Starting vLLM on {model_name}"):
         return open_llm(model_name, scheme_obj)
-
-
-def _eval_prompts(prompt_file: str | None, n: int) -> list[str]:
-    """`n` prompts from the file (default: the bundled ones), cycled when it holds fewer."""
-    path = prompt_file or str(DEFAULT_PROMPTS)
-    if prompt_file is None and not DEFAULT_PROMPTS.exists():
-        raise InputError(f"no default prompts at {DEFAULT_PROMPTS}: pass --prompt-file")
-    pool = read_prompts(path)
-    return (pool * math.ceil(n / len(pool)))[:n]
 
 
 def _paraphraser(paraphrase_model, specs, model_name: str, device, options: dict[str, Any]):
